@@ -1,0 +1,199 @@
+"""The entity contract: what an entity kind writes, and nothing of how it is run.
+
+An entity kind is a plain class. It declares its ``messages`` and ``events``, one handler per
+message (``@handles``) and one applier per event (``@applies``). Handlers decide: they read
+state, validate, and record effects on the ``Context`` (events to persist, a reply, timers).
+Appliers change state and nothing else; they are what replays the durable log on activation.
+The runtime (``actors.residency``) applies a handler's events only after the handler returned
+without raising, persists them before the reply leaves, and checkpoints the state behind.
+
+A kind that declares a message without a handler, or an event without an applier, fails when
+its module is imported, not when the first such message arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import secrets
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgpack
+
+from actors.messages import Event, Message
+from rthub.config import Settings
+from rthub.errors import BadRequest
+
+EntityKey = tuple[str, str, str]
+"""(tenant, kind, entity_id): what placement hashes and what storage keys rows by."""
+
+_HANDLER_FOR = "_rthub_handles"
+_APPLIER_FOR = "_rthub_applies"
+
+
+def handles(message: type[Message]) -> Callable[[Callable], Callable]:
+    """Mark a method as the handler of one message type."""
+
+    def mark(fn: Callable) -> Callable:
+        setattr(fn, _HANDLER_FOR, message)
+        return fn
+
+    return mark
+
+
+def applies(event: type[Event]) -> Callable[[Callable], Callable]:
+    """Mark a method as the state change of one event type."""
+
+    def mark(fn: Callable) -> Callable:
+        setattr(fn, _APPLIER_FOR, event)
+        return fn
+
+    return mark
+
+
+class Deactivation(enum.Enum):
+    """Why an entity leaves memory (passed to ``on_deactivate``)."""
+
+    IDLE = "idle"  # no message for ENTITY_IDLE_S
+    STOPPED = "stopped"  # a handler called ctx.stop()
+    SHUTDOWN = "shutdown"  # the host is going away
+
+
+@dataclasses.dataclass(slots=True)
+class Timer:
+    """A message the entity sends itself after ``delay_s``."""
+
+    delay_s: float
+    message: Message
+
+
+class Context:
+    """Effects of one handler call. The runtime executes them; tests read them directly."""
+
+    __slots__ = ("events", "key", "now_ms", "reply_content", "settings", "stopping", "timers")
+
+    def __init__(self, key: EntityKey, now_ms: int, settings: Settings) -> None:
+        self.key = key
+        self.now_ms = now_ms
+        self.settings = settings
+        self.events: list[Event] = []
+        self.reply_content: dict[str, Any] | None = None
+        self.timers: list[Timer] = []
+        self.stopping = False
+
+    @property
+    def tenant(self) -> str:
+        return self.key[0]
+
+    @property
+    def entity_id(self) -> str:
+        return self.key[2]
+
+    def emit(self, event: Event) -> None:
+        """Record a state change: persisted, then applied, before the reply is sent."""
+        self.events.append(event)
+
+    def reply(self, content: dict[str, Any]) -> None:
+        """The ``ack`` content for the asker (an ask with no reply gets ``{}``)."""
+        self.reply_content = content
+
+    def schedule(self, delay_s: float, message: Message) -> None:
+        """Deliver ``message`` to this entity after ``delay_s`` (not durable: lost on restart)."""
+        self.timers.append(Timer(delay_s, message))
+
+    def stop(self) -> None:
+        """Checkpoint and unload this entity once the current message is done."""
+        self.stopping = True
+
+    @staticmethod
+    def new_token(nbytes: int = 24) -> str:
+        """An unguessable URL-safe token (resume tokens, ids)."""
+        return secrets.token_urlsafe(nbytes)
+
+
+class Entity:
+    """Base of every entity kind: identity, state, dispatch, snapshot and restore."""
+
+    kind: ClassVar[str]
+    State: ClassVar[type]
+    messages: ClassVar[tuple[type[Message], ...]] = ()
+    events: ClassVar[tuple[type[Event], ...]] = ()
+
+    _handlers: ClassVar[dict[str, tuple[type[Message], Callable]]]
+    _appliers: ClassVar[dict[str, tuple[type[Event], Callable]]]
+
+    __slots__ = ("key", "state")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[str, tuple[type[Message], Callable]] = {}
+        appliers: dict[str, tuple[type[Event], Callable]] = {}
+        for _, fn in inspect.getmembers(cls, inspect.isfunction):
+            if (message := getattr(fn, _HANDLER_FOR, None)) is not None:
+                if message not in cls.messages:
+                    raise TypeError(f"{cls.__name__}.{fn.__name__} handles undeclared "
+                                    f"{message.__name__}")
+                handlers[message.type] = (message, fn)
+            if (event := getattr(fn, _APPLIER_FOR, None)) is not None:
+                if event not in cls.events:
+                    raise TypeError(f"{cls.__name__}.{fn.__name__} applies undeclared "
+                                    f"{event.__name__}")
+                appliers[event.__name__] = (event, fn)
+        for message in cls.messages:
+            if message.type not in handlers:
+                raise TypeError(f"{cls.__name__} declares {message.__name__} "
+                                f"({message.type!r}) but has no @handles for it")
+        for event in cls.events:
+            if event.__name__ not in appliers:
+                raise TypeError(f"{cls.__name__} declares event {event.__name__} "
+                                "but has no @applies for it")
+        cls._handlers = handlers
+        cls._appliers = appliers
+
+    def __init__(self, key: EntityKey, state: Any | None = None) -> None:
+        self.key = key
+        self.state = self.State() if state is None else state
+
+    # -- lifecycle hooks (override when a kind needs them) -----------------------------
+    def on_activate(self, ctx: Context) -> None:
+        """Called after restore, before the first message; may schedule timers."""
+
+    def on_deactivate(self, reason: Deactivation) -> None:
+        """Called before the entity leaves memory; state is already durable."""
+
+    # -- dispatch ----------------------------------------------------------------------
+    @classmethod
+    def accepts(cls, message_type: str) -> bool:
+        return message_type in cls._handlers
+
+    def handle(self, message_type: str, payload: Any, ctx: Context) -> None:
+        """Decode ``payload`` into the declared message and run its handler."""
+        entry = self._handlers.get(message_type)
+        if entry is None:
+            raise BadRequest(f"{self.kind} does not accept {message_type!r}")
+        message_cls, fn = entry
+        message = payload if isinstance(payload, message_cls) else message_cls.decode(payload)
+        fn(self, message, ctx)
+
+    def apply(self, event: Event) -> None:
+        """Change state by one event (live, and when replaying the log)."""
+        self._appliers[type(event).__name__][1](self, event)
+
+    @classmethod
+    def decode_event(cls, event_type: str, payload: dict[str, Any]) -> Event:
+        return cls._appliers[event_type][0](**payload)
+
+    # -- persistence -------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The state as msgpack (a checkpoint)."""
+        return msgpack.packb(dataclasses.asdict(self.state), use_bin_type=True)
+
+    @classmethod
+    def restore(cls, key: EntityKey, data: bytes | None) -> Entity:
+        """An entity from a checkpoint (or fresh, with no checkpoint)."""
+        if data is None:
+            return cls(key)
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return cls(key, cls.State(**fields))

@@ -1,0 +1,129 @@
+"""The host: an async Ray actor that runs an ``EntityTable`` for the entities placed on it.
+
+Ray restarts a dead host (``max_restarts=-1``) by rerunning this constructor only: the table
+starts empty and every entity comes back from Postgres on its next message. Calls are never
+retried by Ray (``max_task_retries=0``): a caller whose call died gets ``unavailable`` and
+retries with its idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from actors.kinds import KINDS
+from actors.residency import EntityTable, Envelope, Outcome
+from rthub.config import Settings
+from storage.journal import Journal
+from storage.postgres import open_pool
+
+log = logging.getLogger(__name__)
+
+_ORDER_WAIT_S = 2.0  # longest a batch waits for an earlier one from the same caller
+
+
+class Host:
+    """Ray actor class; create it through ``actors.client.ActorSystem``, never directly."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        logging.basicConfig(level=settings.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.settings = settings
+        self.name = name
+        self._table: EntityTable | None = None
+        self._starting: asyncio.Task | None = None
+        self._next_seq: dict[str, int] = {}
+        self._advanced: asyncio.Condition | None = None
+        self._loops: list[asyncio.Task] = []
+
+    async def _table_ready(self) -> EntityTable:
+        if self._table is None:
+            if self._starting is None:
+                self._starting = asyncio.get_running_loop().create_task(self._start())
+            await asyncio.shield(self._starting)
+        assert self._table is not None
+        return self._table
+
+    async def _start(self) -> None:
+        if self.settings.postgres_url is None:
+            raise RuntimeError("a host needs a resolved POSTGRES_URL (the launcher sets it)")
+        try:
+            pool = await open_pool(self.settings.postgres_url, self.settings.pg_pool_size)
+        except BaseException:
+            self._starting = None  # the next call tries again
+            raise
+        self._advanced = asyncio.Condition()
+        self._table = EntityTable(self.settings, KINDS, Journal(pool))
+        self._loops = [asyncio.get_running_loop().create_task(coro) for coro in (
+            self._every(min(self.settings.checkpoint_interval_s / 2, 1.0),
+                        self._table.flush_checkpoints),
+            self._every(min(self.settings.entity_idle_s / 4, 10.0), self._table.passivate_idle),
+        )]
+        log.info("host %s ready (pid %d)", self.name, os.getpid())
+
+    async def _every(self, period: float, job: Any) -> None:
+        """Run ``job`` every ``period`` s; after a failure back off up to 30 s (it logged why)."""
+        delay = period
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await job()
+                delay = period
+            except Exception:
+                delay = min(max(delay * 2, period), 30.0)
+
+    async def deliver(self, caller: str, seq: int, batch: list[Envelope]) -> list[Outcome | None]:
+        """Run a batch; replies line up with ``batch`` (None for tells).
+
+        ``(caller, seq)`` keeps one caller's batches in order even when several are in flight.
+        """
+        table = await self._table_ready()
+        await self._wait_turn(caller, seq)
+        futures = table.deliver(batch)
+        self._next_seq[caller] = max(self._next_seq.get(caller, 0), seq + 1)
+        assert self._advanced is not None
+        async with self._advanced:
+            self._advanced.notify_all()
+        return [None if f is None else await f for f in futures]
+
+    async def _wait_turn(self, caller: str, seq: int) -> None:
+        expected = self._next_seq.get(caller)
+        if expected is None or seq <= expected:
+            return
+        assert self._advanced is not None
+        try:
+            async with self._advanced:
+                await asyncio.wait_for(
+                    self._advanced.wait_for(lambda: self._next_seq[caller] >= seq), _ORDER_WAIT_S)
+        except TimeoutError:  # the earlier batch was lost (caller restart): go on
+            log.warning("batch %d from %s ran without its predecessor", seq, caller)
+
+    async def stats(self) -> dict[str, Any]:
+        table = await self._table_ready()
+        journal = table.store
+        return {
+            "name": self.name,
+            "pid": os.getpid(),
+            "residents": len(table.residents),
+            "rss_bytes": _rss_bytes(),
+            "log_commits": getattr(getattr(journal, "writer", None), "commits", 0),
+            **{field: getattr(table.stats, field) for field in table.stats.__slots__},
+        }
+
+    async def flush(self) -> int:
+        """Write every pending checkpoint now (tests, shutdown)."""
+        return await (await self._table_ready()).flush_checkpoints(force=True)
+
+    async def passivate_idle(self) -> int:
+        return await (await self._table_ready()).passivate_idle()
+
+    async def shutdown(self) -> int:
+        """Checkpoint and unload every entity; the host stays up and can take messages again."""
+        return await (await self._table_ready()).passivate_all()
+
+
+def _rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

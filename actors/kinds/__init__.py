@@ -1,0 +1,6 @@
+"""Entity kinds, by wire name. A host can run every kind listed here."""
+
+from actors.entity import Entity
+from actors.kinds.user_session import UserSession
+
+KINDS: dict[str, type[Entity]] = {cls.kind: cls for cls in (UserSession,)}

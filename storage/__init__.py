@@ -1,0 +1,1 @@
+"""Postgres durability: the embedded server, migrations, the entity log and checkpoints."""

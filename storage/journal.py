@@ -1,0 +1,172 @@
+"""The entity journal: batched loads, a group-commit log writer, batched checkpoint upserts.
+
+Every call here is shaped for batches, because a host activates and persists many entities at
+once: one query loads any number of entities, one transaction appends the events of every
+entity that persisted since the last commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]  # (tenant, kind, entity_id)
+LogRow = tuple[str, str, str, int, str, bytes]  # key + (version, event_type, payload)
+
+
+@dataclass(slots=True)
+class Loaded:
+    """What activation needs: the last checkpoint and the log after it."""
+
+    version: int = 0
+    state: bytes | None = None
+    events: list[tuple[int, str, bytes]] = field(default_factory=list)
+
+
+_LOAD_CHECKPOINTS = """
+SELECT c.tenant, c.kind, c.entity_id, c.version, c.state
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, kind, entity_id)
+JOIN entity_checkpoints c USING (tenant, kind, entity_id)"""
+
+_LOAD_LOG = """
+SELECT l.tenant, l.kind, l.entity_id, l.version, l.event_type, l.payload
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS k(tenant, kind, entity_id, after)
+JOIN entity_log l ON l.tenant = k.tenant AND l.kind = k.kind AND l.entity_id = k.entity_id
+                 AND l.version > k.after
+ORDER BY l.tenant, l.kind, l.entity_id, l.version"""
+
+_APPEND = """
+INSERT INTO entity_log (tenant, kind, entity_id, version, event_type, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bytea[])"""
+
+_SAVE_CHECKPOINTS = """
+INSERT INTO entity_checkpoints AS c (tenant, kind, entity_id, version, state)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])
+ON CONFLICT (tenant, kind, entity_id) DO UPDATE
+    SET version = EXCLUDED.version, state = EXCLUDED.state, saved_at = now()
+    WHERE c.version < EXCLUDED.version"""
+
+
+def _columns(rows: Sequence[tuple], width: int) -> list[list]:
+    return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]
+
+
+async def load(pool: asyncpg.Pool, keys: Sequence[Key]) -> dict[Key, Loaded]:
+    """Checkpoint + later log rows for every key, in two queries whatever the count."""
+    found = {key: Loaded() for key in keys}
+    async with pool.acquire() as conn:
+        for t, k, i, version, state in await conn.fetch(_LOAD_CHECKPOINTS, *_columns(keys, 3)):
+            found[(t, k, i)] = Loaded(version, state)
+        after = [(*key, loaded.version) for key, loaded in found.items()]
+        for t, k, i, version, event_type, payload in await conn.fetch(
+            _LOAD_LOG, *_columns(after, 4)
+        ):
+            found[(t, k, i)].events.append((version, event_type, payload))
+    return found
+
+
+async def save_checkpoints(pool: asyncpg.Pool, rows: Sequence[tuple[str, str, str, int, bytes]]
+                           ) -> None:
+    """Upsert checkpoints; an older version never overwrites a newer one."""
+    async with pool.acquire() as conn:
+        await conn.execute(_SAVE_CHECKPOINTS, *_columns(rows, 5))
+
+
+class LogWriter:
+    """Group commit: appends queued while a transaction runs share the next one.
+
+    ``append`` returns a future resolved when the rows are committed. If a group fails (a
+    version conflict from a stale host, say), each append in it is retried on its own, so one
+    bad append never fails the others.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, max_rows: int = 10_000) -> None:
+        self._pool = pool
+        self._max_rows = max_rows
+        self._queue: deque[tuple[list[LogRow], asyncio.Future[None]]] = deque()
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="log-writer")
+        self.commits = 0
+        self.rows = 0
+
+    def append(self, rows: list[LogRow]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((rows, future))
+        self._wakeup.set()
+        return future
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                group, size = [], 0
+                while self._queue and (
+                    not group or size + len(self._queue[0][0]) <= self._max_rows
+                ):
+                    item = self._queue.popleft()
+                    group.append(item)
+                    size += len(item[0])
+                await self._commit(group)
+
+    async def _commit(self, group: list[tuple[list[LogRow], asyncio.Future[None]]]) -> None:
+        rows = [row for appended, _ in group for row in appended]
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(_APPEND, *_columns(rows, 6))
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            if len(group) == 1:
+                _settle(group[0][1], exc)
+                return
+            log.warning("group commit of %d appends failed (%s); retrying one by one",
+                        len(group), exc)
+            for item in group:
+                await self._commit([item])
+            return
+        self.commits += 1
+        self.rows += len(rows)
+        for _, future in group:
+            _settle(future, None)
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
+class Journal:
+    """The Postgres store an entity table runs on: loads, group-committed appends, checkpoints."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.writer = LogWriter(pool)
+
+    async def load(self, keys: Sequence[Key]) -> dict[Key, Loaded]:
+        return await load(self.pool, keys)
+
+    def append(self, rows: list[LogRow]) -> asyncio.Future[None]:
+        return self.writer.append(rows)
+
+    async def save_checkpoints(self, rows: Sequence[tuple[str, str, str, int, bytes]]) -> None:
+        await save_checkpoints(self.pool, rows)
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.pool.close()
