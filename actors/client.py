@@ -3,8 +3,9 @@
 Messages for the same host are batched into one Ray call (up to MESSAGE_BATCH_SIZE), because
 a Ray call costs far more than handling a message. A lane per host sends at once when it is
 idle; under load, what arrives while calls are in flight rides in the next call. Up to
-``MAX_IN_FLIGHT`` calls per host overlap; each carries a sequence number so the host enqueues
-them in the order this process sent them, which keeps per-entity order.
+``MAX_IN_FLIGHT`` calls per host overlap, and Ray may start an async actor's calls out of
+order, so each call carries its sequence number and the lowest one still unanswered: the host
+enqueues a call only after every earlier unanswered one, which keeps per-entity order.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class EntityRef:
 
 
 class _Lane:
-    __slots__ = ("handle", "in_flight", "pending", "scheduled", "seq")
+    __slots__ = ("handle", "in_flight", "pending", "scheduled", "seq", "unanswered")
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
@@ -66,6 +67,7 @@ class _Lane:
         self.in_flight = 0
         self.scheduled = False
         self.seq = 0
+        self.unanswered: set[int] = set()  # seqs of calls in flight
 
 
 class ActorSystem:
@@ -129,6 +131,7 @@ class ActorSystem:
             del lane.pending[:size]
             lane.in_flight += 1
             lane.seq += 1
+            lane.unanswered.add(lane.seq)
             call = loop.create_task(self._send(name, lane, lane.seq, batch))
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
@@ -136,7 +139,9 @@ class ActorSystem:
     async def _send(self, name: str, lane: _Lane, seq: int,
                     batch: list[tuple[tuple, asyncio.Future | None]]) -> None:
         try:
-            results = await lane.handle.deliver.remote(self.caller_id, seq, [e for e, _ in batch])
+            floor = min(lane.unanswered)  # every earlier call has been answered
+            results = await lane.handle.deliver.remote(self.caller_id, seq, floor,
+                                                       [e for e, _ in batch])
         except (RayError, OSError) as exc:
             log.warning("call to %s failed (%s): %d messages have an unknown outcome",
                         name, type(exc).__name__, len(batch))
@@ -155,6 +160,7 @@ class ActorSystem:
                 else:
                     future.set_exception(from_content(content))
         finally:
+            lane.unanswered.discard(seq)
             lane.in_flight -= 1
             if lane.pending and not lane.scheduled:
                 lane.scheduled = True

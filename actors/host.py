@@ -37,6 +37,8 @@ class Host:
         self._next_seq: dict[str, int] = {}
         self._advanced: asyncio.Condition | None = None
         self._loops: list[asyncio.Task] = []
+        self.calls = 0  # Ray calls received, and the largest batch one carried
+        self.largest_batch = 0
 
     async def _table_ready(self) -> EntityTable:
         if self._table is None:
@@ -74,13 +76,17 @@ class Host:
             except Exception:
                 delay = min(max(delay * 2, period), 30.0)
 
-    async def deliver(self, caller: str, seq: int, batch: list[Envelope]) -> list[Outcome | None]:
+    async def deliver(self, caller: str, seq: int, floor: int, batch: list[Envelope]
+                      ) -> list[Outcome | None]:
         """Run a batch; replies line up with ``batch`` (None for tells).
 
-        ``(caller, seq)`` keeps one caller's batches in order even when several are in flight.
+        A caller numbers its calls (``seq``) and says which is the oldest still unanswered
+        (``floor``); the batch is enqueued only after those between ``floor`` and ``seq``.
         """
+        self.calls += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
         table = await self._table_ready()
-        await self._wait_turn(caller, seq)
+        await self._wait_turn(caller, seq, floor)
         futures = table.deliver(batch)
         self._next_seq[caller] = max(self._next_seq.get(caller, 0), seq + 1)
         assert self._advanced is not None
@@ -88,16 +94,16 @@ class Host:
             self._advanced.notify_all()
         return [None if f is None else await f for f in futures]
 
-    async def _wait_turn(self, caller: str, seq: int) -> None:
-        expected = self._next_seq.get(caller)
-        if expected is None or seq <= expected:
+    async def _wait_turn(self, caller: str, seq: int, floor: int) -> None:
+        expected = self._next_seq[caller] = max(self._next_seq.get(caller, floor), floor)
+        if seq <= expected:
             return
         assert self._advanced is not None
         try:
             async with self._advanced:
                 await asyncio.wait_for(
                     self._advanced.wait_for(lambda: self._next_seq[caller] >= seq), _ORDER_WAIT_S)
-        except TimeoutError:  # the earlier batch was lost (caller restart): go on
+        except TimeoutError:  # the earlier call died with a previous incarnation: go on
             log.warning("batch %d from %s ran without its predecessor", seq, caller)
 
     async def stats(self) -> dict[str, Any]:
@@ -108,13 +114,15 @@ class Host:
             "pid": os.getpid(),
             "residents": len(table.residents),
             "rss_bytes": _rss_bytes(),
+            "calls": self.calls,
+            "largest_batch": self.largest_batch,
             "log_commits": getattr(getattr(journal, "writer", None), "commits", 0),
             **{field: getattr(table.stats, field) for field in table.stats.__slots__},
         }
 
-    async def flush(self) -> int:
-        """Write every pending checkpoint now (tests, shutdown)."""
-        return await (await self._table_ready()).flush_checkpoints(force=True)
+    async def flush(self, force: bool = True) -> int:
+        """Write queued checkpoints now; with ``force``, snapshot every dirty entity first."""
+        return await (await self._table_ready()).flush_checkpoints(force=force)
 
     async def passivate_idle(self) -> int:
         return await (await self._table_ready()).passivate_idle()

@@ -250,7 +250,9 @@ class EntityTable:
 
     # -- checkpoints -----------------------------------------------------------------------
     def _mark_dirty(self, resident: Resident) -> None:
-        if resident.version - resident.saved_version >= self.settings.checkpoint_every:
+        queued = self._unsaved.get(resident.key)
+        covered = max(resident.saved_version, queued[0] if queued else 0)
+        if resident.version - covered >= self.settings.checkpoint_every:
             self._snapshot(resident)
         elif resident.key not in self._dirty:
             resident.dirty_since = self.clock()

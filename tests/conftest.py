@@ -1,0 +1,109 @@
+"""Shared fixtures: one real Ray for the session, real PostgreSQL servers (embedded and, when
+RTHUB_TEST_POSTGRES_URL is set, external), and a fresh database for every test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import ray
+
+from actors.client import ActorSystem
+from rthub import config
+from rthub.config import Settings
+from storage.embedded import EmbeddedPostgres
+
+EXTERNAL_PG = os.environ.get("RTHUB_TEST_POSTGRES_URL")
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at another database on the same server (TCP or Unix socket URLs)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("rthub-data")))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["embedded", "external"])
+def pg_server(request: pytest.FixtureRequest) -> str:
+    """The base URL of a real PostgreSQL server: the embedded one, or POSTGRES_URL-style."""
+    if request.param == "external":
+        if not EXTERNAL_PG:
+            pytest.skip("RTHUB_TEST_POSTGRES_URL is not set (CI sets it)")
+        return EXTERNAL_PG
+    return request.getfixturevalue("embedded_pg")
+
+
+@pytest.fixture
+async def pg_url(pg_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database on the server, dropped afterwards."""
+    name = f"rthub_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(pg_server, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(pg_url)
+    yield conn
+    await conn.close()
+
+
+def make_settings(pg_url: str, **env: str) -> Settings:
+    """Settings for a test hub: its own Ray namespace, so hosts never leak between tests."""
+    base = {
+        "POSTGRES_URL": pg_url,
+        "RTHUB_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+        "RTHUB_HOSTS": "2",
+        "RTHUB_LOG_LEVEL": "WARNING",
+    }
+    return config.load({**base, **env})
+
+
+@pytest.fixture
+def settings(pg_url: str) -> Settings:
+    return make_settings(pg_url)
+
+
+@pytest.fixture
+async def make_system(ray_session: None, pg_url: str) -> AsyncIterator:
+    """Build actor systems with environment overrides; their hosts are killed afterwards."""
+    made: list[ActorSystem] = []
+
+    def make(**env: str) -> ActorSystem:
+        hub = ActorSystem(make_settings(pg_url, **env))
+        hub.start()
+        made.append(hub)
+        return hub
+
+    yield make
+    for hub in made:
+        hub.shutdown_hosts()
+
+
+@pytest.fixture
+async def system(make_system) -> ActorSystem:
+    return make_system()

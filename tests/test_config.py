@@ -1,0 +1,67 @@
+"""Configuration: defaults, one clear line per wrong value, and README kept in step."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rthub import config
+from rthub.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_match_the_seed_names_and_values():
+    settings = config.load({})
+    assert settings.postgres_url is None
+    assert settings.redis_url is None
+    assert settings.max_ws_connections_per_user == 5
+    assert settings.ws_heartbeat_interval == 30
+    assert settings.message_batch_size == 100
+    assert settings.notification_queue_size == 10_000
+    assert settings.data_dir == Path(".rthub")
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("MESSAGE_BATCH_SIZE", "abc", "MESSAGE_BATCH_SIZE must be an integer from 1 to 10000, got 'abc'"),
+    ("MESSAGE_BATCH_SIZE", "0", "MESSAGE_BATCH_SIZE must be an integer from 1 to 10000, got '0'"),
+    ("MAX_WS_CONNECTIONS_PER_USER", "-1",
+     "MAX_WS_CONNECTIONS_PER_USER must be an integer from 1 to 1000, got '-1'"),
+    ("WS_HEARTBEAT_INTERVAL", "0.5",
+     "WS_HEARTBEAT_INTERVAL must be a number of seconds from 1 to 3600, got '0.5'"),
+    ("POSTGRES_URL", "mysql://db/x",
+     "POSTGRES_URL must be a postgres:// or postgresql:// URL, got 'mysql://db/x'"),
+    ("REDIS_URL", "localhost:6379",
+     "REDIS_URL must be a redis://, rediss:// or unix:// URL, got 'localhost:6379'"),
+    ("RTHUB_PINNED_ENTITIES", "party",
+     "RTHUB_PINNED_ENTITIES must be a comma separated list of kind:id or kind:tenant:id, "
+     "got 'party'"),
+    ("RTHUB_LOG_LEVEL", "loud",
+     "RTHUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
+])
+def test_a_wrong_value_names_the_variable_and_what_it_expects(name, value, message):
+    with pytest.raises(ConfigError) as caught:
+        config.load({name: value})
+    assert str(caught.value) == message
+
+
+def test_pinned_entities_default_to_the_default_tenant():
+    settings = config.load({"RTHUB_PINNED_ENTITIES": "party:concert, room:acme:lobby"})
+    assert settings.pinned == {("default", "party", "concert"), ("acme", "room", "lobby")}
+
+
+def test_the_command_refuses_to_start_with_one_line_on_stderr():
+    result = subprocess.run(
+        [sys.executable, "-c", "from rthub.cli import main; main(['up'])"],
+        env={"PATH": "/usr/bin:/bin", "MESSAGE_BATCH_SIZE": "lots"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == "rthub: MESSAGE_BATCH_SIZE must be an integer from 1 to 10000, got 'lots'\n"
+    assert result.stdout == ""
+
+
+def test_readme_documents_every_variable_exactly_as_the_code_reads_it():
+    readme = (ROOT / "README.md").read_text()
+    assert config.markdown_table() in readme
