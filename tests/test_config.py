@@ -24,7 +24,8 @@ def test_defaults_match_the_seed_names_and_values():
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
-    ("MESSAGE_BATCH_SIZE", "abc", "MESSAGE_BATCH_SIZE must be an integer from 1 to 10000, got 'abc'"),
+    ("MESSAGE_BATCH_SIZE", "abc",
+     "MESSAGE_BATCH_SIZE must be an integer from 1 to 10000, got 'abc'"),
     ("MESSAGE_BATCH_SIZE", "0", "MESSAGE_BATCH_SIZE must be an integer from 1 to 10000, got '0'"),
     ("MAX_WS_CONNECTIONS_PER_USER", "-1",
      "MAX_WS_CONNECTIONS_PER_USER must be an integer from 1 to 1000, got '-1'"),
@@ -58,7 +59,8 @@ def test_the_command_refuses_to_start_with_one_line_on_stderr():
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 1
-    assert result.stderr == "rthub: MESSAGE_BATCH_SIZE must be an integer from 1 to 10000, got 'lots'\n"
+    assert result.stderr == (
+        "rthub: MESSAGE_BATCH_SIZE must be an integer from 1 to 10000, got 'lots'\n")
     assert result.stdout == ""
 
 

@@ -24,21 +24,21 @@ class Added(Event):
 
 def test_a_kind_that_forgets_a_handler_fails_when_it_is_defined():
     with pytest.raises(TypeError, match=r"declares Add \('counter.add'\) but has no @handles"):
-        class Forgetful(Entity):  # noqa: F841
+        class Forgetful(Entity):
             kind = "forgetful"
             messages = (Add,)
 
 
 def test_a_kind_that_forgets_an_applier_fails_when_it_is_defined():
     with pytest.raises(TypeError, match="declares event Added but has no @applies"):
-        class Forgetful(Entity):  # noqa: F841
+        class Forgetful(Entity):
             kind = "forgetful"
             events = (Added,)
 
 
 def test_a_handler_for_an_undeclared_message_fails_when_it_is_defined():
     with pytest.raises(TypeError, match="handles undeclared Add"):
-        class Sloppy(Entity):  # noqa: F841
+        class Sloppy(Entity):
             kind = "sloppy"
 
             @handles(Add)
@@ -102,5 +102,5 @@ def test_snapshot_and_restore_round_trip():
 
 def test_an_unknown_message_type_is_a_bad_request():
     entity = Counter(("t", "counter", "c1"))
-    with pytest.raises(BadRequest, match="counter does not accept 'counter.nope'"):
+    with pytest.raises(BadRequest, match=r"counter does not accept 'counter\.nope'"):
         entity.handle("counter.nope", {}, Context(entity.key, 0, config.load({})))

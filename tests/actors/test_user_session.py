@@ -26,7 +26,8 @@ def session() -> UserSession:
 
 def test_first_connect_starts_the_session_with_a_resume_token(session):
     reply = send(session, "session.connect", connection_id="c1", gateway="g1").reply_content
-    assert reply["session_id"] and len(reply["resume_token"]) >= 32
+    assert reply["session_id"]
+    assert len(reply["resume_token"]) >= 32
     assert reply["evicted"] == []
     again = send(session, "session.connect", connection_id="c2", gateway="g2").reply_content
     assert again["session_id"] == reply["session_id"]

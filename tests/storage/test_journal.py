@@ -36,7 +36,8 @@ async def test_a_conflicting_append_fails_alone(journal, db):
         journal.append(rows("b", range(1, 3))),
         return_exceptions=True,
     )
-    assert results[0] is None and results[2] is None
+    assert results[0] is None
+    assert results[2] is None
     assert isinstance(results[1], asyncpg.UniqueViolationError)
     assert await db.fetchval("SELECT count(*) FROM entity_log WHERE entity_id IN ('a','b')") == 4
 
