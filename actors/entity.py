@@ -61,6 +61,16 @@ class Deactivation(enum.Enum):
     SHUTDOWN = "shutdown"  # the host is going away
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Broadcast:
+    """An event for a topic's subscribers; ``seq`` set for stream events, None if ephemeral."""
+
+    topic: str
+    type: str
+    content: dict[str, Any]
+    seq: int | None = None
+
+
 @dataclasses.dataclass(slots=True)
 class Timer:
     """A message the entity sends itself after ``delay_s``."""
@@ -72,7 +82,8 @@ class Timer:
 class Context:
     """Effects of one handler call. The runtime executes them; tests read them directly."""
 
-    __slots__ = ("events", "key", "now_ms", "reply_content", "settings", "stopping", "timers")
+    __slots__ = ("broadcasts", "events", "key", "now_ms", "reply_content", "settings", "stopping",
+                 "timers")
 
     def __init__(self, key: EntityKey, now_ms: int, settings: Settings) -> None:
         self.key = key
@@ -81,6 +92,7 @@ class Context:
         self.events: list[Event] = []
         self.reply_content: dict[str, Any] | None = None
         self.timers: list[Timer] = []
+        self.broadcasts: list[Broadcast] = []
         self.stopping = False
 
     @property
@@ -98,6 +110,15 @@ class Context:
     def reply(self, content: dict[str, Any]) -> None:
         """The ``ack`` content for the asker (an ask with no reply gets ``{}``)."""
         self.reply_content = content
+
+    def publish(self, topic: str, event_type: str, content: dict[str, Any],
+                seq: int | None = None) -> None:
+        """Send an event to ``topic``'s subscribers once this message's events are durable.
+
+        With ``seq`` it joins the topic's stream (kept for resume; the entity owning the topic
+        numbers it, strictly increasing); without, it is ephemeral (typing, presence).
+        """
+        self.broadcasts.append(Broadcast(topic, event_type, content, seq))
 
     def schedule(self, delay_s: float, message: Message) -> None:
         """Deliver ``message`` to this entity after ``delay_s`` (not durable: lost on restart)."""

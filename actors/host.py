@@ -15,6 +15,7 @@ from typing import Any
 
 from actors.kinds import KINDS
 from actors.residency import EntityTable, Envelope, Outcome
+from fanout.publisher import StreamPublisher
 from rthub.config import Settings
 from storage.journal import Journal
 from storage.postgres import open_pool
@@ -57,7 +58,11 @@ class Host:
             self._starting = None  # the next call tries again
             raise
         self._advanced = asyncio.Condition()
-        self._table = EntityTable(self.settings, KINDS, Journal(pool))
+        publisher = None
+        if self.settings.redis_url is not None:
+            publisher = StreamPublisher(self.settings.redis_url,
+                                        self.settings.stream_retention_events)
+        self._table = EntityTable(self.settings, KINDS, Journal(pool), publisher)
         self._loops = [asyncio.get_running_loop().create_task(coro) for coro in (
             self._every(min(self.settings.checkpoint_interval_s / 2, 1.0),
                         self._table.flush_checkpoints),

@@ -85,4 +85,15 @@ class Message(_Record):
 
 
 class Event(_Record):
-    """A durable state change; appended to the entity log before anyone hears of it."""
+    """A durable state change; appended to the entity log before anyone hears of it.
+
+    An event may also be a row of a query table (``projection``, e.g. ``chat_messages``): the
+    runtime writes ``projected()`` in the same transaction as the log row, so readers that
+    query the table never see a change the log does not hold.
+    """
+
+    projection: ClassVar[str | None] = None
+
+    def projected(self, key: tuple[str, str, str]) -> dict[str, Any]:
+        """The projection row (column -> value) for the entity ``key``."""
+        raise NotImplementedError

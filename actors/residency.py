@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from actors.entity import Context, Deactivation, Entity, EntityKey
+from actors.entity import Broadcast, Context, Deactivation, Entity, EntityKey
 from actors.messages import Message
 from rthub.config import Settings
 from rthub.errors import BadRequest, HubError, NotFound, Unavailable
@@ -39,11 +39,19 @@ Outcome = tuple[bool, dict[str, Any]]
 
 
 class Store(Protocol):
-    """What the table needs from storage (``actors.host.PostgresStore`` in production)."""
+    """What the table needs from storage (``storage.journal.Journal`` in production)."""
 
     async def load(self, keys: Sequence[EntityKey]) -> dict[EntityKey, Any]: ...
-    def append(self, rows: list[tuple]) -> asyncio.Future[None]: ...
+    def append(self, rows: list[tuple], projections: list[tuple[str, dict[str, Any]]]
+               ) -> asyncio.Future[None]: ...
     async def save_checkpoints(self, rows: list[tuple]) -> None: ...
+
+
+class Publisher(Protocol):
+    """Where broadcasts go (``fanout.publisher.StreamPublisher`` in production). ``publish``
+    only enqueues: it must keep the order of calls, and never block a turn."""
+
+    def publish(self, tenant: str, broadcasts: list[Broadcast]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -80,10 +88,12 @@ class EntityTable:
     """The entities one host runs."""
 
     def __init__(self, settings: Settings, kinds: dict[str, type[Entity]], store: Store,
-                 clock: Callable[[], float] = time.time) -> None:
+                 publisher: Publisher | None = None, clock: Callable[[], float] = time.time
+                 ) -> None:
         self.settings = settings
         self.kinds = kinds
         self.store = store
+        self.publisher = publisher
         self.clock = clock
         self.stats = Stats()
         self.residents: dict[EntityKey, Resident] = {}  # least recently active first
@@ -181,6 +191,7 @@ class EntityTable:
         assert entity is not None
         outcomes: list[tuple[asyncio.Future | None, bool, dict[str, Any]]] = []
         rows: list[tuple] = []
+        projections: list[tuple[str, dict[str, Any]]] = []
         ctxs: list[Context] = []
         now_ms = self._now_ms()
         for position, (message_type, payload, future) in enumerate(batch):
@@ -200,6 +211,8 @@ class EntityTable:
                     resident.version += 1
                     rows.append((*key, resident.version, type(event).__name__,
                                  msgpack.packb(event.encode(), use_bin_type=True)))
+                    if event.projection is not None:
+                        projections.append((event.projection, event.projected(key)))
             except Exception:
                 log.exception("%s %s: applying an event failed; reloading", key[1], key[2])
                 resident.mailbox = batch[position + 1:] + (resident.mailbox or [])
@@ -211,7 +224,7 @@ class EntityTable:
         self.stats.turns += 1
         if rows:
             try:
-                await self.store.append(rows)
+                await self.store.append(rows, projections)
             except Exception as exc:
                 self.stats.persist_failures += 1
                 log.error("persisting %d events of %s failed: %s", len(rows), key, exc)
@@ -221,6 +234,12 @@ class EntityTable:
             self._mark_dirty(resident)
         for future, ok, content in outcomes:
             _settle(future, ok, content)
+        broadcasts = [b for ctx in ctxs for b in ctx.broadcasts]
+        if broadcasts:
+            if self.publisher is None:
+                log.warning("%s %s broadcast with no publisher configured", key[1], key[2])
+            else:
+                self.publisher.publish(key[0], broadcasts)
         for ctx in ctxs:
             self._start_timers(key, ctx)
             if ctx.stopping:

@@ -1,11 +1,14 @@
 """The local launcher behind ``rthub up``: embedded servers where no URL is given, a Ray head
-(or the cluster at RAY_ADDRESS), and the actor hosts, all stopped cleanly on exit."""
+(or the cluster at RAY_ADDRESS), the actor hosts and the Serve gateway, all stopped cleanly
+on exit."""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
+from pathlib import Path
 
 import ray
 
@@ -16,12 +19,23 @@ from storage.embedded import EmbeddedPostgres
 log = logging.getLogger(__name__)
 
 
+def dev_secret(data_dir: Path) -> str:
+    """The JWT secret of a dev hub with no RTHUB_JWT_SECRET: made once, kept in the data dir,
+    so dev tokens stay valid across restarts."""
+    path = data_dir / "dev-jwt-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 class LocalHub:
     """Everything one ``rthub up`` runs; ``start()`` returns the settings with URLs resolved."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.postgres: EmbeddedPostgres | None = None
+        self.redis = None
         self.system: ActorSystem | None = None
         self.dashboard_url: str | None = None
 
@@ -31,45 +45,71 @@ class LocalHub:
         if settings.postgres_url is None:
             self.postgres = EmbeddedPostgres(settings.data_dir)
             settings = settings.replace(postgres_url=self.postgres.url)
+        if settings.redis_url is None:
+            from fanout.embedded import EmbeddedRedis
+
+            self.redis = EmbeddedRedis(settings.data_dir)
+            settings = settings.replace(redis_url=self.redis.url)
+        if settings.jwt_secret is None and settings.jwt_jwks is None:
+            settings = settings.replace(jwt_secret=dev_secret(settings.data_dir))
         address = os.environ.get("RAY_ADDRESS")
         context = ray.init(address=address or None, namespace=settings.namespace,
                            num_cpus=None if address else os.cpu_count(),
                            configure_logging=False, log_to_driver=False)
         self.dashboard_url = getattr(context, "dashboard_url", None)
+        self.settings = settings
         self.system = ActorSystem(settings)
         hosts = self.system.start()
         ray.get([host.stats.remote() for host in hosts])  # each host connected and migrated
-        self.settings = settings
+        from serve.app import start as start_gateway  # imports Serve: only when running it
+
+        start_gateway(settings)
         return settings
 
     def stop(self) -> None:
-        """Checkpoint every entity, then stop hosts, Ray and the embedded server."""
-        if self.system is not None:
-            lanes = [self.system.host(f"rthub-host-{i}") for i in range(self.settings.hosts)]
+        """Drain the gateway (1012), checkpoint every entity, stop Ray and embedded servers."""
+        if ray.is_initialized():
+            from ray import serve as rayserve
+
             try:
-                saved = sum(ray.get([host.shutdown.remote() for host in lanes], timeout=30))
+                rayserve.shutdown()
+            except Exception as exc:
+                log.warning("could not stop Serve cleanly: %s", exc)
+        if self.system is not None:
+            hosts = [self.system.host(f"rthub-host-{i}") for i in range(self.settings.hosts)]
+            try:
+                saved = sum(ray.get([host.shutdown.remote() for host in hosts], timeout=30))
                 log.info("checkpointed %d entities", saved)
             except Exception as exc:  # the log still holds every acknowledged change
                 log.warning("could not checkpoint before stopping: %s", exc)
             self.system.shutdown_hosts()
         if ray.is_initialized():
             ray.shutdown()
-        if self.postgres is not None:
-            self.postgres.stop()
+        for server in (self.redis, self.postgres):
+            if server is not None:
+                server.stop()
 
 
 def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
     """Start the hub, say where everything is, wait for ``stop``, shut down."""
+    from serve.auth import issue_token
+
     hub = LocalHub(settings)
     try:
         resolved = hub.start()
+        base = f"{resolved.http_host}:{resolved.http_port}"
         log.info("rthub is up")
-        log.info("  postgres:  %s%s", resolved.postgres_url,
-                 " (embedded)" if hub.postgres else "")
+        log.info("  websocket: ws://%s/ws", base)
+        log.info("  metrics:   http://%s/metrics", base)
+        if resolved.jwt_secret:
+            log.info("  dev token: %s  (user 'alice'; `rthub token --user NAME` for more)",
+                     issue_token(resolved.jwt_secret, "alice", ttl_s=86_400))
+        log.info("  postgres:  %s%s", resolved.postgres_url, " (embedded)" if hub.postgres else "")
+        log.info("  redis:     %s%s", resolved.redis_url, " (embedded)" if hub.redis else "")
         log.info("  ray:       %s", f"http://{hub.dashboard_url}" if hub.dashboard_url
                  else "dashboard not running")
         log.info("  hosts:     %d actor hosts in namespace %r", resolved.hosts, resolved.namespace)
-        log.info("  the WebSocket gateway arrives with issue 3; Ctrl-C stops everything")
+        log.info("Ctrl-C stops everything")
         stop.wait()
         log.info("stopping")
     finally:

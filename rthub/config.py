@@ -27,6 +27,7 @@ class Var:
     parse: Callable[[str], Any]
     expects: str
     doc: str
+    secret: bool = False  # never echo the value in an error
 
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:
@@ -71,6 +72,17 @@ def _pinned(raw: str) -> frozenset[tuple[str, str, str]]:
             raise ValueError
         keys.add((parts[1], parts[0], parts[2]))  # stored as (tenant, kind, id)
     return frozenset(keys)
+
+
+def _optional(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _secret(raw: str) -> str | None:
+    raw = raw.strip()
+    if raw and len(raw) < 32:
+        raise ValueError
+    return raw or None
 
 
 def _log_level(raw: str) -> str:
@@ -128,6 +140,35 @@ VARS: tuple[Var, ...] = (
         "... or this many seconds after its first unsaved change, whichever comes first."),
     Var("RTHUB_PG_POOL_SIZE", "pg_pool_size", "4", _int_between(1, 100),
         "an integer from 1 to 100", "Postgres connections per host actor."),
+    Var("RTHUB_JWT_SECRET", "jwt_secret", None, _secret,
+        "at least 32 characters (RFC 7518 3.2: an HS256 key is at least 256 bits)",
+        "HS256 secret for client tokens. Unset under `rthub up`: a dev secret is made and kept "
+        "in `RTHUB_DATA_DIR`.", secret=True),
+    Var("RTHUB_JWT_JWKS", "jwt_jwks", None, _optional, "a JWKS file path or http(s) URL",
+        "Keys for RS256/ES256 client tokens."),
+    Var("RTHUB_JWT_AUDIENCE", "jwt_audience", None, _optional, "a non-empty string",
+        "Required `aud` claim of client tokens (unset: not checked)."),
+    Var("RTHUB_HTTP_HOST", "http_host", "127.0.0.1", _optional, "a host name or address",
+        "Address the WebSocket/HTTP ingress listens on."),
+    Var("RTHUB_HTTP_PORT", "http_port", "8000", _int_between(1, 65535),
+        "an integer from 1 to 65535", "Port of the WebSocket/HTTP ingress."),
+    Var("RTHUB_GATEWAY_REPLICAS", "gateway_replicas", "1", _int_between(1, 256),
+        "an integer from 1 to 256", "Serve replicas of the gateway deployment."),
+    Var("RTHUB_MAX_SOCKETS_PER_REPLICA", "max_sockets_per_replica", "10000",
+        _int_between(1, 1_000_000), "an integer from 1 to 1000000",
+        "Sockets one gateway replica accepts (its Serve `max_ongoing_requests`)."),
+    Var("RTHUB_MAX_FRAME_BYTES", "max_frame_bytes", "65536", _int_between(256, 16_777_216),
+        "an integer from 256 to 16777216",
+        "Largest client frame; a larger one is answered `too_large`."),
+    Var("RTHUB_SEND_QUEUE", "send_queue", "1024", _int_between(8, 1_000_000),
+        "an integer from 8 to 1000000",
+        "Frames queued for one socket; a client that lets it fill is closed with 4413."),
+    Var("RTHUB_STREAM_RETENTION_S", "stream_retention_s", "120", _seconds(1, 86_400),
+        "a number of seconds from 1 to 86400",
+        "How far back a resuming client can recover a topic's events."),
+    Var("RTHUB_STREAM_RETENTION_EVENTS", "stream_retention_events", "1000",
+        _int_between(1, 1_000_000), "an integer from 1 to 1000000",
+        "Events kept per topic for recovery."),
     Var("RTHUB_LOG_LEVEL", "log_level", "INFO", _log_level,
         "one of DEBUG, INFO, WARNING, ERROR", "Log level of every rthub process."),
 )
@@ -152,6 +193,17 @@ class Settings:
     checkpoint_every: int
     checkpoint_interval_s: float
     pg_pool_size: int
+    jwt_secret: str | None
+    jwt_jwks: str | None
+    jwt_audience: str | None
+    http_host: str | None
+    http_port: int
+    gateway_replicas: int
+    max_sockets_per_replica: int
+    max_frame_bytes: int
+    send_queue: int
+    stream_retention_s: float
+    stream_retention_events: int
     log_level: str
 
     def replace(self, **changes: Any) -> Settings:
@@ -171,7 +223,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[var.field] = var.parse(raw)
         except ValueError:
-            raise ConfigError(f"{var.name} must be {var.expects}, got {raw!r}") from None
+            got = f"{len(raw)} characters" if var.secret else repr(raw)
+            raise ConfigError(f"{var.name} must be {var.expects}, got {got}") from None
     return Settings(**values)
 
 

@@ -3,6 +3,7 @@
     HubError                      root; carries the protocol error ``code``
     ├── ConfigError               start-up: a wrong environment value (code ``internal``)
     ├── BadRequest                any layer: the message cannot be understood (``bad_request``)
+    ├── Unauthorized              gateway: no valid token (``unauthorized``; close 4401)
     ├── Forbidden                 entity: the caller may not do this (``forbidden``)
     ├── NotFound                  entity: the target does not exist (``not_found``)
     ├── Conflict                  entity: the request clashes with current state (``conflict``)
@@ -39,6 +40,10 @@ class BadRequest(HubError):
     code = "bad_request"
 
 
+class Unauthorized(HubError):
+    code = "unauthorized"
+
+
 class Forbidden(HubError):
     code = "forbidden"
 
@@ -61,8 +66,8 @@ class Unavailable(HubError):
     code = "unavailable"
 
 
-_BY_CODE = {cls.code: cls for cls in (BadRequest, Forbidden, NotFound, Conflict, TooLarge,
-                                      Unavailable)}
+_BY_CODE = {cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
+                                      TooLarge, Unavailable)}
 
 
 def from_content(content: dict[str, str]) -> HubError:

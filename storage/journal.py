@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (tenant, kind, entity_id)
 LogRow = tuple[str, str, str, int, str, bytes]  # key + (version, event_type, payload)
+Projection = tuple[str, dict[str, Any]]  # (table, column -> value)
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 @dataclass(slots=True)
@@ -91,15 +95,17 @@ class LogWriter:
     def __init__(self, pool: asyncpg.Pool, max_rows: int = 10_000) -> None:
         self._pool = pool
         self._max_rows = max_rows
-        self._queue: deque[tuple[list[LogRow], asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[list[LogRow], list[Projection], asyncio.Future[None]]] = deque()
         self._wakeup = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="log-writer")
         self.commits = 0
         self.rows = 0
 
-    def append(self, rows: list[LogRow]) -> asyncio.Future[None]:
+    def append(self, rows: list[LogRow], projections: Sequence[Projection] = ()
+               ) -> asyncio.Future[None]:
+        """Queue rows (and their projection rows) for the next commit; resolved when durable."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((rows, future))
+        self._queue.append((rows, list(projections), future))
         self._wakeup.set()
         return future
 
@@ -122,14 +128,17 @@ class LogWriter:
                     size += len(item[0])
                 await self._commit(group)
 
-    async def _commit(self, group: list[tuple[list[LogRow], asyncio.Future[None]]]) -> None:
-        rows = [row for appended, _ in group for row in appended]
+    async def _commit(self, group: list[tuple[list[LogRow], list[Projection],
+                                              asyncio.Future[None]]]) -> None:
+        rows = [row for appended, _, _ in group for row in appended]
+        projections = [p for _, appended, _ in group for p in appended]
         try:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(_APPEND, *_columns(rows, 6))
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                await _insert_projections(conn, projections)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, ValueError) as exc:
             if len(group) == 1:
-                _settle(group[0][1], exc)
+                _settle(group[0][2], exc)
                 return
             log.warning("group commit of %d appends failed (%s); retrying one by one",
                         len(group), exc)
@@ -138,8 +147,21 @@ class LogWriter:
             return
         self.commits += 1
         self.rows += len(rows)
-        for _, future in group:
+        for _, _, future in group:
             _settle(future, None)
+
+
+async def _insert_projections(conn: asyncpg.Connection, projections: list[Projection]) -> None:
+    """Insert projection rows, one prepared statement per (table, columns) shape."""
+    shapes: dict[tuple[str, tuple[str, ...]], list[tuple]] = {}
+    for table, row in projections:
+        shapes.setdefault((table, tuple(row)), []).append(tuple(row.values()))
+    for (table, columns), values in shapes.items():
+        if not all(_IDENTIFIER.match(name) for name in (table, *columns)):
+            raise ValueError(f"bad projection identifier in {table}{columns}")
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        await conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
@@ -161,8 +183,9 @@ class Journal:
     async def load(self, keys: Sequence[Key]) -> dict[Key, Loaded]:
         return await load(self.pool, keys)
 
-    def append(self, rows: list[LogRow]) -> asyncio.Future[None]:
-        return self.writer.append(rows)
+    def append(self, rows: list[LogRow], projections: Sequence[Projection] = ()
+               ) -> asyncio.Future[None]:
+        return self.writer.append(rows, projections)
 
     async def save_checkpoints(self, rows: Sequence[tuple[str, str, str, int, bytes]]) -> None:
         await save_checkpoints(self.pool, rows)

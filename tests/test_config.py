@@ -38,6 +38,9 @@ def test_defaults_match_the_seed_names_and_values():
     ("RTHUB_PINNED_ENTITIES", "party",
      "RTHUB_PINNED_ENTITIES must be a comma separated list of kind:id or kind:tenant:id, "
      "got 'party'"),
+    ("RTHUB_JWT_SECRET", "short",
+     "RTHUB_JWT_SECRET must be at least 32 characters (RFC 7518 3.2: an HS256 key is at least "
+     "256 bits), got 5 characters"),
     ("RTHUB_LOG_LEVEL", "loud",
      "RTHUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
 ])

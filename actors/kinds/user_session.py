@@ -1,9 +1,14 @@
-"""UserSession: one per (tenant, user). A user's live connections, subscriptions, resume token.
+"""UserSession: one per (tenant, user). A user's live connections, what each follows, and the
+resume tokens that let a dropped connection come back.
 
-Gateways tell it when a socket opens or closes; it enforces MAX_WS_CONNECTIONS_PER_USER across
-every gateway (the oldest connection is named in ``evicted`` for its gateway to close with
-4409), remembers the topics the user follows so a resumed socket gets them back, and holds the
-resume token that proves a reconnect belongs to this session.
+* ``session.connect`` registers a socket and returns a resume token for it. Over
+  MAX_WS_CONNECTIONS_PER_USER (counted across every gateway), the oldest connections are named
+  in ``evicted`` for their gateways to close with 4409.
+* ``session.follow`` / ``session.unfollow`` record the topics a connection follows.
+* ``session.disconnect`` keeps the connection *detached* under its resume token, with the last
+  position the gateway sent on each topic, for RTHUB_STREAM_RETENTION_S.
+* ``session.resume`` with that token (once) restores the topics and positions onto the new
+  connection and returns a fresh token.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from actors.messages import Event, Message
 from rthub.errors import BadRequest, Forbidden
 
 TOPIC_KINDS = ("room", "party", "playlist", "user")
-MAX_SUBSCRIPTIONS = 1000
+MAX_TOPICS = 1000  # per connection
+MAX_DETACHED = 20  # resumable connections kept per user
 
 
 def check_topic(topic: str) -> str:
@@ -51,17 +57,20 @@ class Resume(Message):
 class Disconnect(Message):
     type: ClassVar[str] = "session.disconnect"
     connection_id: str
+    positions: dict[str, list[Any]] = field(default_factory=dict)  # topic -> [epoch, seq]
 
 
 @dataclass(frozen=True, slots=True)
-class Subscribe(Message):
-    type: ClassVar[str] = "session.subscribe"
+class Follow(Message):
+    type: ClassVar[str] = "session.follow"
+    connection_id: str
     topic: str
 
 
 @dataclass(frozen=True, slots=True)
-class Unsubscribe(Message):
-    type: ClassVar[str] = "session.unsubscribe"
+class Unfollow(Message):
+    type: ClassVar[str] = "session.unfollow"
+    connection_id: str
     topic: str
 
 
@@ -74,7 +83,6 @@ class Get(Message):
 @dataclass(frozen=True, slots=True)
 class Started(Event):
     session_id: str
-    resume_token: str
     at_ms: int
 
 
@@ -83,140 +91,169 @@ class Connected(Event):
     connection_id: str
     gateway: str
     device: str
+    resume_token: str
     at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Followed(Event):
+    connection_id: str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unfollowed(Event):
+    connection_id: str
+    topic: str
 
 
 @dataclass(frozen=True, slots=True)
 class Disconnected(Event):
     connection_id: str
+    positions: dict[str, list[Any]]
+    at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
-class TokenRotated(Event):
+class Resumed(Event):
+    """The detached connection under ``resume_token`` was taken over (the token is spent)."""
+
     resume_token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribed(Event):
-    topic: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribed(Event):
-    topic: str
 
 
 class UserSession(Entity):
     kind = "session"
-    messages = (Connect, Resume, Disconnect, Subscribe, Unsubscribe, Get)
-    events = (Started, Connected, Disconnected, TokenRotated, Subscribed, Unsubscribed)
+    messages = (Connect, Resume, Disconnect, Follow, Unfollow, Get)
+    events = (Started, Connected, Followed, Unfollowed, Disconnected, Resumed)
     __slots__ = ()
 
     @dataclass(slots=True)
     class State:
         session_id: str = ""
-        resume_token: str = ""
         created_ms: int = 0
-        # connection_id -> [gateway, device, connected_at_ms]; insertion order is age order
+        # connection_id -> [gateway, device, connected_at_ms, resume_token]; oldest first
         connections: dict[str, list[Any]] = field(default_factory=dict)
-        # topic -> None, in subscription order (a dict keeps order and dedupes)
-        subscriptions: dict[str, None] = field(default_factory=dict)
+        # connection_id -> {topic: None}, in follow order
+        topics: dict[str, dict[str, None]] = field(default_factory=dict)
+        # resume_token -> [detached_at_ms, {topic: [epoch, seq] or None}]; oldest first
+        detached: dict[str, list[Any]] = field(default_factory=dict)
 
     # -- handlers --------------------------------------------------------------------------
     @handles(Connect)
     def connect(self, msg: Connect, ctx: Context) -> None:
-        self._open(msg.connection_id, msg.gateway, msg.device, ctx)
+        ctx.reply(self._open(msg.connection_id, msg.gateway, msg.device, ctx))
 
     @handles(Resume)
     def resume(self, msg: Resume, ctx: Context) -> None:
-        token = self.state.resume_token
-        if not token or not hmac.compare_digest(token, msg.resume_token):
-            raise Forbidden("resume token does not match this session; connect without resume")
-        rotated = ctx.new_token()
-        ctx.emit(TokenRotated(rotated))
-        self._open(msg.connection_id, msg.gateway, msg.device, ctx, token=rotated)
+        positions = self._take_over(msg.resume_token, ctx)
+        reply = self._open(msg.connection_id, msg.gateway, msg.device, ctx)
+        for topic in positions:
+            ctx.emit(Followed(msg.connection_id, topic))
+        ctx.reply({**reply, "positions": positions})
 
     @handles(Disconnect)
     def disconnect(self, msg: Disconnect, ctx: Context) -> None:
-        live = self.state.connections
-        if msg.connection_id in live:
-            ctx.emit(Disconnected(msg.connection_id))
-        ctx.reply({"connections": len(live) - (msg.connection_id in live)})
+        if msg.connection_id in self.state.connections:
+            followed = self.state.topics.get(msg.connection_id, {})
+            positions = {t: msg.positions.get(t) for t in followed}
+            ctx.emit(Disconnected(msg.connection_id, positions, ctx.now_ms))
+        ctx.reply({"connections": len(self.state.connections)
+                   - (msg.connection_id in self.state.connections)})
 
-    @handles(Subscribe)
-    def subscribe(self, msg: Subscribe, ctx: Context) -> None:
+    @handles(Follow)
+    def follow(self, msg: Follow, ctx: Context) -> None:
         topic = check_topic(msg.topic)
-        if topic not in self.state.subscriptions:
-            if len(self.state.subscriptions) >= MAX_SUBSCRIPTIONS:
-                raise BadRequest(f"a session follows at most {MAX_SUBSCRIPTIONS} topics")
-            ctx.emit(Subscribed(topic))
+        followed = self._live(msg.connection_id)
+        if topic not in followed:
+            if len(followed) >= MAX_TOPICS:
+                raise BadRequest(f"a connection follows at most {MAX_TOPICS} topics")
+            ctx.emit(Followed(msg.connection_id, topic))
         ctx.reply({"topic": topic})
 
-    @handles(Unsubscribe)
-    def unsubscribe(self, msg: Unsubscribe, ctx: Context) -> None:
-        if msg.topic in self.state.subscriptions:
-            ctx.emit(Unsubscribed(msg.topic))
+    @handles(Unfollow)
+    def unfollow(self, msg: Unfollow, ctx: Context) -> None:
+        if msg.topic in self._live(msg.connection_id):
+            ctx.emit(Unfollowed(msg.connection_id, msg.topic))
         ctx.reply({"topic": msg.topic})
 
     @handles(Get)
     def get(self, msg: Get, ctx: Context) -> None:
-        ctx.reply(self._view())
-
-    def _open(self, connection_id: str, gateway: str, device: str, ctx: Context,
-              token: str | None = None) -> None:
         state = self.state
-        session_id, token = state.session_id, token or state.resume_token
-        if not session_id:
-            session_id, token = ctx.new_token(12), ctx.new_token()
-            ctx.emit(Started(session_id, token, ctx.now_ms))
-        live = [c for c in state.connections if c != connection_id]
-        over = len(live) + 1 - ctx.settings.max_ws_connections_per_user
-        evicted = live[:max(over, 0)]
-        for old in evicted:
-            ctx.emit(Disconnected(old))
-        ctx.emit(Connected(connection_id, gateway, device, ctx.now_ms))
         ctx.reply({
-            "session_id": session_id,
-            "resume_token": token,
-            "subscriptions": list(state.subscriptions),
-            "evicted": [{"connection_id": c, "gateway": state.connections[c][0]} for c in evicted],
-        })
-
-    def _view(self) -> dict[str, Any]:
-        state = self.state
-        return {
             "session_id": state.session_id,
             "connections": [
-                {"connection_id": c, "gateway": g, "device": d, "since_ms": t}
-                for c, (g, d, t) in state.connections.items()
+                {"connection_id": c, "gateway": g, "device": d, "since_ms": t,
+                 "topics": list(state.topics.get(c, {}))}
+                for c, (g, d, t, _) in state.connections.items()
             ],
-            "subscriptions": list(state.subscriptions),
+            "detached": len(state.detached),
+        })
+
+    # -- decisions ---------------------------------------------------------------------------
+    def _live(self, connection_id: str) -> dict[str, None]:
+        if connection_id not in self.state.connections:
+            raise BadRequest(f"connection {connection_id!r} is not open in this session")
+        return self.state.topics.get(connection_id, {})
+
+    def _take_over(self, token: str, ctx: Context) -> dict[str, list[Any] | None]:
+        """Positions of the detached connection under ``token``; spends the token."""
+        window_ms = ctx.settings.stream_retention_s * 1000
+        for known, (detached_at, positions) in self.state.detached.items():
+            if hmac.compare_digest(known, token) and ctx.now_ms - detached_at <= window_ms:
+                ctx.emit(Resumed(known))
+                return dict(positions)
+        raise Forbidden("resume token is unknown, spent or expired; connect without resume")
+
+    def _open(self, connection_id: str, gateway: str, device: str, ctx: Context
+              ) -> dict[str, Any]:
+        state = self.state
+        session_id = state.session_id
+        if not session_id:
+            session_id = ctx.new_token(12)
+            ctx.emit(Started(session_id, ctx.now_ms))
+        live = [c for c in state.connections if c != connection_id]
+        evicted = live[:max(len(live) + 1 - ctx.settings.max_ws_connections_per_user, 0)]
+        for old in evicted:
+            ctx.emit(Disconnected(old, dict.fromkeys(state.topics.get(old, {}))
+                                  , ctx.now_ms))
+        token = ctx.new_token()
+        ctx.emit(Connected(connection_id, gateway, device, token, ctx.now_ms))
+        return {
+            "session_id": session_id,
+            "resume_token": token,
+            "evicted": [{"connection_id": c, "gateway": state.connections[c][0]}
+                        for c in evicted],
         }
 
-    # -- state changes ---------------------------------------------------------------------
+    # -- state changes -------------------------------------------------------------------------
     @applies(Started)
     def _started(self, ev: Started) -> None:
-        self.state.session_id = ev.session_id
-        self.state.resume_token = ev.resume_token
-        self.state.created_ms = ev.at_ms
+        self.state.session_id, self.state.created_ms = ev.session_id, ev.at_ms
 
     @applies(Connected)
     def _connected(self, ev: Connected) -> None:
         self.state.connections.pop(ev.connection_id, None)  # a re-connect moves to the end
-        self.state.connections[ev.connection_id] = [ev.gateway, ev.device, ev.at_ms]
+        self.state.connections[ev.connection_id] = [ev.gateway, ev.device, ev.at_ms,
+                                                    ev.resume_token]
+
+    @applies(Followed)
+    def _followed(self, ev: Followed) -> None:
+        self.state.topics.setdefault(ev.connection_id, {})[ev.topic] = None
+
+    @applies(Unfollowed)
+    def _unfollowed(self, ev: Unfollowed) -> None:
+        self.state.topics.get(ev.connection_id, {}).pop(ev.topic, None)
 
     @applies(Disconnected)
     def _disconnected(self, ev: Disconnected) -> None:
-        self.state.connections.pop(ev.connection_id, None)
+        entry = self.state.connections.pop(ev.connection_id, None)
+        self.state.topics.pop(ev.connection_id, None)
+        if entry is not None:
+            detached = self.state.detached
+            detached[entry[3]] = [ev.at_ms, dict(ev.positions)]
+            while len(detached) > MAX_DETACHED:
+                del detached[next(iter(detached))]
 
-    @applies(TokenRotated)
-    def _rotated(self, ev: TokenRotated) -> None:
-        self.state.resume_token = ev.resume_token
-
-    @applies(Subscribed)
-    def _subscribed(self, ev: Subscribed) -> None:
-        self.state.subscriptions[ev.topic] = None
-
-    @applies(Unsubscribed)
-    def _unsubscribed(self, ev: Unsubscribed) -> None:
-        self.state.subscriptions.pop(ev.topic, None)
+    @applies(Resumed)
+    def _resumed(self, ev: Resumed) -> None:
+        self.state.detached.pop(ev.resume_token, None)

@@ -10,6 +10,21 @@ from actors.client import ActorSystem
 from rthub.errors import BadRequest, NotFound, Unavailable
 
 
+async def open_session(system: ActorSystem, user: str):
+    """A session entity with one open connection ``c`` to hang topics on."""
+    ref = system.ref("session", user)
+    await ref.ask("session.connect", {"connection_id": "c", "gateway": "g"})
+    return ref
+
+
+def follow(topic: str) -> dict:
+    return {"connection_id": "c", "topic": topic}
+
+
+async def topics(ref) -> list[str]:
+    return (await ref.ask("session.get"))["connections"][0]["topics"]
+
+
 async def stats(system: ActorSystem, name: str) -> dict:
     return await system.host(name).stats.remote()
 
@@ -43,8 +58,8 @@ def send_in_order(settings, sender: str, count: int) -> int:
         system = ActorSystem(settings)
         ref = system.ref("session", "shared")
         for i in range(count - 1):
-            ref.tell("session.subscribe", {"topic": f"room:{sender}-{i}"})
-        await ref.ask("session.subscribe", {"topic": f"room:{sender}-{count - 1}"})
+            ref.tell("session.follow", follow(f"room:{sender}-{i}"))
+        await ref.ask("session.follow", follow(f"room:{sender}-{count - 1}"))
         return count
 
     return asyncio.run(run())
@@ -52,21 +67,21 @@ def send_in_order(settings, sender: str, count: int) -> int:
 
 async def test_one_entity_takes_messages_in_arrival_order_from_concurrent_senders(system):
     count = 150
+    ref = await open_session(system, "shared")
     remote = [send_in_order.remote(system.settings, f"p{n}", count) for n in range(3)]
-    ref = system.ref("session", "shared")
 
     async def local(sender: str) -> None:
         for i in range(count):
-            ref.tell("session.subscribe", {"topic": f"room:{sender}-{i}"})
+            ref.tell("session.follow", follow(f"room:{sender}-{i}"))
             if i % 10 == 0:
                 await asyncio.sleep(0)  # interleave with the other local sender
 
     await asyncio.gather(local("a"), local("b"))
     assert await asyncio.gather(*remote) == [count] * 3
-    topics = (await ref.ask("session.get"))["subscriptions"]
-    assert len(topics) == 5 * count
+    followed = await topics(ref)
+    assert len(followed) == 5 * count
     for sender in ("a", "b", "p0", "p1", "p2"):
-        mine = [t for t in topics if t.startswith(f"room:{sender}-")]
+        mine = [t for t in followed if t.startswith(f"room:{sender}-")]
         assert mine == [f"room:{sender}-{i}" for i in range(count)], sender
 
 
@@ -84,10 +99,9 @@ async def test_messages_to_one_host_travel_in_full_batches(make_system):
 
 async def test_an_idle_entity_is_checkpointed_unloaded_and_restored_intact(make_system, db):
     system = make_system(ENTITY_IDLE_S="1", RTHUB_HOSTS="1")
-    ref = system.ref("session", "idle")
-    await ref.ask("session.connect", {"connection_id": "c1", "gateway": "g1"})
+    ref = await open_session(system, "idle")
     for topic in ("room:a", "room:b", "party:c"):
-        await ref.ask("session.subscribe", {"topic": topic})
+        await ref.ask("session.follow", follow(topic))
 
     async def unloaded() -> bool:
         return (await stats(system, "rthub-host-0"))["passivations"] >= 1
@@ -95,27 +109,24 @@ async def test_an_idle_entity_is_checkpointed_unloaded_and_restored_intact(make_
     await until(unloaded, "the idle entity to be passivated")
     checkpoint = await db.fetchrow("SELECT version FROM entity_checkpoints "
                                    "WHERE entity_id = 'idle'")
-    assert checkpoint["version"] == 5  # started, connected, three subscriptions
-    view = await ref.ask("session.get")
-    assert view["subscriptions"] == ["room:a", "room:b", "party:c"]
-    assert [c["connection_id"] for c in view["connections"]] == ["c1"]
+    assert checkpoint["version"] == 5  # started, connected, three follows
+    assert await topics(ref) == ["room:a", "room:b", "party:c"]
     assert (await stats(system, "rthub-host-0"))["activations"] == 2
 
 
 async def test_state_comes_back_from_checkpoint_plus_log_after_a_host_restart(make_system, db):
     system = make_system(RTHUB_HOSTS="1", RTHUB_CHECKPOINT_EVERY="5",
                          RTHUB_CHECKPOINT_INTERVAL_S="3600")
-    ref = system.ref("session", "restored")
-    for i in range(12):
-        await ref.ask("session.subscribe", {"topic": f"room:{i}"})
+    ref = await open_session(system, "restored")  # events 1-2: started, connected
+    for i in range(10):
+        await ref.ask("session.follow", follow(f"room:{i}"))
     await system.host("rthub-host-0").flush.remote(force=False)  # only the every-5 snapshots
     assert await db.fetchval("SELECT version FROM entity_checkpoints") == 10
     assert await db.fetchval("SELECT count(*) FROM entity_log") == 12
     pid = (await stats(system, "rthub-host-0"))["pid"]
     ray.kill(system.host("rthub-host-0"), no_restart=False)
     await restarted(system, "rthub-host-0", pid)
-    view = await ref.ask("session.get")
-    assert view["subscriptions"] == [f"room:{i}" for i in range(12)]
+    assert await topics(ref) == [f"room:{i}" for i in range(10)]
     assert (await stats(system, "rthub-host-0"))["activations"] == 1
 
 
@@ -129,11 +140,11 @@ async def test_a_host_killed_mid_stream_loses_no_acknowledged_change(make_system
 
     async def writer(session: str) -> None:
         nonlocal unknown
-        ref = system.ref("session", session)
+        ref = await open_session(system, session)
         for i in range(40):
             topic = f"room:{session}-{i}"
             try:
-                await ref.ask("session.subscribe", {"topic": topic})
+                await ref.ask("session.follow", follow(topic))
             except Unavailable:
                 unknown += 1
                 continue
@@ -147,17 +158,16 @@ async def test_a_host_killed_mid_stream_loses_no_acknowledged_change(make_system
 
     await asyncio.gather(killer(), *(writer(s) for s in acked))
     await restarted(system, "rthub-host-0", pid)
-    for session, topics in acked.items():
-        kept = (await system.ref("session", session).ask("session.get"))["subscriptions"]
-        assert set(topics) <= set(kept), session
+    for session, acked_topics in acked.items():
+        kept = await topics(system.ref("session", session))
+        assert set(acked_topics) <= set(kept), session
     assert sum(map(len, acked.values())) + unknown == 20 * 40
 
 
 async def test_a_failed_checkpoint_is_retried_reported_and_blocks_unloading(make_system, db):
     system = make_system(RTHUB_HOSTS="1")
     host = system.host("rthub-host-0")
-    ref = system.ref("session", "cp")
-    await ref.ask("session.subscribe", {"topic": "room:a"})
+    await open_session(system, "cp")
     await db.execute("ALTER TABLE entity_checkpoints RENAME TO entity_checkpoints_away")
     try:
         with pytest.raises(ray.exceptions.RayTaskError, match="entity_checkpoints"):
@@ -170,38 +180,38 @@ async def test_a_failed_checkpoint_is_retried_reported_and_blocks_unloading(make
         await db.execute("ALTER TABLE entity_checkpoints_away RENAME TO entity_checkpoints")
     assert await host.flush.remote() == 1  # the retry writes what was kept
     assert await host.shutdown.remote() == 1
-    assert await db.fetchval("SELECT version FROM entity_checkpoints") == 1
+    assert await db.fetchval("SELECT version FROM entity_checkpoints") == 2
 
 
 async def test_a_failed_persist_answers_unavailable_and_keeps_only_durable_state(system, db):
-    ref = system.ref("session", "persist")
-    await ref.ask("session.subscribe", {"topic": "room:a"})
+    ref = await open_session(system, "persist")
+    await ref.ask("session.follow", follow("room:a"))
     await db.execute("ALTER TABLE entity_log RENAME TO entity_log_away")
     try:
         with pytest.raises(Unavailable, match="could not persist"):
-            await ref.ask("session.subscribe", {"topic": "room:b"})
+            await ref.ask("session.follow", follow("room:b"))
     finally:
         await db.execute("ALTER TABLE entity_log_away RENAME TO entity_log")
-    await ref.ask("session.subscribe", {"topic": "room:c"})
-    assert (await ref.ask("session.get"))["subscriptions"] == ["room:a", "room:c"]
+    await ref.ask("session.follow", follow("room:c"))
+    assert await topics(ref) == ["room:a", "room:c"]
 
 
 async def test_bad_messages_get_clear_errors_and_others_carry_on(system):
-    other = system.ref("session", "bystander")
-    await other.ask("session.subscribe", {"topic": "room:1"})
+    other = await open_session(system, "bystander")
+    await other.ask("session.follow", follow("room:1"))
     with pytest.raises(NotFound, match="no entity kind 'nope'"):
         await system.ref("nope", "x").ask("nope.do")
     with pytest.raises(BadRequest, match=r"session does not accept 'session\.explode'"):
         await system.ref("session", "x").ask("session.explode")
-    with pytest.raises(BadRequest, match="Subscribe: missing field 'topic'"):
-        await system.ref("session", "x").ask("session.subscribe", {})
-    await other.ask("session.subscribe", {"topic": "room:2"})
-    assert (await other.ask("session.get"))["subscriptions"] == ["room:1", "room:2"]
+    with pytest.raises(BadRequest, match="Follow: missing field 'topic'"):
+        await system.ref("session", "x").ask("session.follow", {"connection_id": "c"})
+    await other.ask("session.follow", follow("room:2"))
+    assert await topics(other) == ["room:1", "room:2"]
 
 
 async def test_a_pinned_entity_runs_on_a_dedicated_actor(make_system):
     system = make_system(RTHUB_PINNED_ENTITIES="session:vip")
-    await system.ref("session", "vip").ask("session.subscribe", {"topic": "party:concert"})
+    await open_session(system, "vip")
     pinned = ray.get_actor("rthub-pinned-default-session-vip",
                            namespace=system.settings.namespace)
     assert (await pinned.stats.remote())["residents"] == 1

@@ -1,0 +1,2 @@
+"""Redis fan-out: topic streams with bounded history (publish side, in actor hosts) and the
+per-replica subscriber that fans events out to local sockets (gateway side)."""

@@ -1,0 +1,69 @@
+"""Host side of fan-out: broadcasts leave in the order entities made them, in pipelines.
+
+``publish`` only enqueues (a turn never waits on Redis). One task drains the queue in batches
+of up to ``BATCH`` events, one pipeline each; a failed batch is retried, with back-off, ahead
+of anything newer, so a topic's events never overtake each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from fanout.streams import StreamEvent, publish
+
+if TYPE_CHECKING:
+    from actors.entity import Broadcast
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+class StreamPublisher:
+    """The ``Publisher`` an entity table runs with (see ``actors.residency``)."""
+
+    def __init__(self, redis_url: str, retention_events: int) -> None:
+        self._client = aioredis.from_url(redis_url)
+        self._retention = retention_events
+        self._queue: deque[StreamEvent] = deque()
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="publisher")
+        self.published = 0
+        self.failures = 0
+
+    def publish(self, tenant: str, broadcasts: list[Broadcast]) -> None:
+        now_ms = int(time.time() * 1000)
+        self._queue.extend(StreamEvent(tenant, b.topic, b.seq, b.type, b.content, now_ms)
+                           for b in broadcasts)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                try:
+                    await publish(self._client, batch, self._retention)
+                except (RedisError, OSError) as exc:
+                    self.failures += 1
+                    log.warning("publishing %d events failed, retrying in %.2fs: %s",
+                                len(batch), delay, exc)
+                    self._queue.extendleft(reversed(batch))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                delay = 0.05
+                self.published += len(batch)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await self._client.aclose()

@@ -1,0 +1,120 @@
+"""Topic streams in Redis: publish once, keep a bounded history, replay a gap.
+
+Per topic (keys hash-tagged so a Redis Cluster keeps them in one slot):
+
+* ``rthub:s:{tenant/topic}`` a Redis stream; entry id ``<seq>-1`` (the owning entity assigns
+  ``seq``, strictly increasing, no gaps), trimmed to about RTHUB_STREAM_RETENTION_EVENTS;
+* ``rthub:e:{tenant/topic}`` the epoch: a random id made when the history starts; if Redis
+  loses the history it loses the epoch too, so a client holding the old one learns that
+  recovery is impossible (PROTOCOL.md "Topics, streams and recovery");
+* ``rthub:c:{tenant/topic}`` the pub/sub channel gateways subscribe to.
+
+An event travels as msgpack ``{type, topic, seq, content, ts}``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+
+def _tag(tenant: str, topic: str) -> str:
+    return "{" + f"{tenant}/{topic}" + "}"
+
+
+def stream_key(tenant: str, topic: str) -> str:
+    return f"rthub:s:{_tag(tenant, topic)}"
+
+
+def epoch_key(tenant: str, topic: str) -> str:
+    return f"rthub:e:{_tag(tenant, topic)}"
+
+
+def channel(tenant: str, topic: str) -> str:
+    return f"rthub:c:{_tag(tenant, topic)}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One event of a topic's stream, as published."""
+
+    tenant: str
+    topic: str
+    seq: int | None  # None: ephemeral, published live but not kept
+    type: str
+    content: dict[str, Any]
+    ts_ms: int
+
+    def pack(self) -> bytes:
+        event = {"type": self.type, "topic": self.topic, "content": self.content,
+                 "ts": self.ts_ms}
+        if self.seq is not None:
+            event["seq"] = self.seq
+        return msgpack.packb(event, use_bin_type=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a topic's stream stands, and what a resuming client missed."""
+
+    epoch: str
+    seq: int
+    recovered: bool
+    missed: list[dict[str, Any]]
+
+
+async def publish(client: aioredis.Redis, events: Sequence[StreamEvent],
+                  retention_events: int) -> None:
+    """Append to each stream and publish, in order, in one round trip.
+
+    Republishing a seq already in the stream (a retry) is skipped in the stream; the live copy
+    goes out again and subscribers drop it by ``seq``.
+    """
+    pipe = client.pipeline(transaction=False)
+    for event in events:
+        packed = event.pack()
+        if event.seq is not None:
+            pipe.set(epoch_key(event.tenant, event.topic), secrets.token_hex(8), nx=True)
+            pipe.xadd(stream_key(event.tenant, event.topic), {"e": packed}, id=f"{event.seq}-1",
+                      maxlen=retention_events, approximate=True)
+        pipe.publish(channel(event.tenant, event.topic), packed)
+    for result in await pipe.execute(raise_on_error=False):
+        if isinstance(result, ResponseError) and "equal or smaller" not in str(result):
+            raise result
+
+
+async def position(client: aioredis.Redis, tenant: str, topic: str,
+                   since: tuple[str, int] | None, retention_s: float) -> Position:
+    """The topic's epoch and current seq; with ``since``, the events after it if all are kept.
+
+    ``recovered`` is true only when ``since`` names the current epoch and every event after
+    its seq is still in the window (count and age); otherwise the client must reload.
+    """
+    key = stream_key(tenant, topic)
+    await client.set(epoch_key(tenant, topic), secrets.token_hex(8), nx=True)
+    pipe = client.pipeline(transaction=False)
+    pipe.get(epoch_key(tenant, topic))
+    pipe.xrevrange(key, count=1)
+    if since is not None:
+        pipe.xrange(key, min=f"{since[1] + 1}-0")
+    epoch_raw, last, *rest = await pipe.execute()
+    epoch = epoch_raw.decode() if isinstance(epoch_raw, bytes) else str(epoch_raw)
+    current = int(last[0][0].split(b"-")[0]) if last else 0
+    if since is None:
+        return Position(epoch, current, False, [])
+    since_epoch, since_seq = since
+    if since_epoch != epoch or since_seq > current:
+        return Position(epoch, current, False, [])
+    missed = [msgpack.unpackb(fields[b"e"], raw=False) for _, fields in rest[0]]
+    oldest_allowed = time.time() * 1000 - retention_s * 1000
+    complete = since_seq == current or (
+        bool(missed) and missed[0]["seq"] == since_seq + 1 and missed[0]["ts"] >= oldest_allowed
+    )
+    return Position(epoch, current, complete, missed if complete else [])

@@ -1,0 +1,193 @@
+"""One client socket: reader, bounded writer, heartbeat, and the topics it follows.
+
+Transport only: what each message type does is in ``serve.handlers``. The rules here are
+PROTOCOL.md's: a malformed frame gets ``error bad_request`` and the socket stays open, 20 in
+a minute close it (4400); an oversized one gets ``too_large``; silence for two heartbeat
+intervals closes it (4408); a client whose send queue fills is closed (4413) and never slows
+the others; stream events are delivered in ``seq`` order with duplicates dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from rthub.errors import BadRequest, HubError
+from serve import protocol
+from serve.auth import Identity
+
+if TYPE_CHECKING:
+    from serve.gateway import GatewayCore
+
+log = logging.getLogger(__name__)
+
+MALFORMED_LIMIT = 20
+MALFORMED_WINDOW_S = 60.0
+
+
+class Closing(Exception):
+    """Raised inside a connection to close it with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class Connection:
+    """State of one open socket; ``run()`` owns it until it closes."""
+
+    def __init__(self, core: GatewayCore, ws: WebSocket, identity: Identity, encoding: str,
+                 connection_id: str) -> None:
+        self.core = core
+        self.ws = ws
+        self.identity = identity
+        self.encoding = encoding
+        self.id = connection_id
+        self.session_id = ""
+        self.positions: dict[str, list[Any]] = {}  # topic -> [epoch, last seq sent]
+        self.catching_up: dict[str, list[dict[str, Any]]] = {}  # topic -> live events held
+        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(core.settings.send_queue)
+        self._malformed: deque[float] = deque()
+        self._last_heard = time.monotonic()
+        self._closing: Closing | None = None
+        self._done = asyncio.Event()
+
+    # -- outgoing ---------------------------------------------------------------------------
+    def send(self, envelope: dict[str, Any]) -> None:
+        """Queue a frame; a full queue means the client stopped reading: close it (4413)."""
+        if self._closing is not None:
+            return
+        envelope.setdefault("timestamp", protocol.timestamp())
+        try:
+            self._queue.put_nowait(protocol.encode(envelope, self.encoding))
+        except asyncio.QueueFull:
+            self.close(4413, "too slow: send queue full")
+        self.core.metrics.frames_out.labels(envelope["type"]).inc()
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """A topic event from the hub: hold it during catch-up, drop it if already sent."""
+        topic = event["topic"]
+        held = self.catching_up.get(topic)
+        if held is not None:
+            held.append(event)
+            return
+        position = self.positions.get(topic)
+        if position is None:
+            return
+        seq = event.get("seq")
+        if seq is not None:
+            if seq <= position[1]:
+                return
+            position[1] = seq
+        frame = {"type": event["type"], "topic": topic, "content": event["content"],
+                 "timestamp": protocol.timestamp(event["ts"])}
+        if seq is not None:
+            frame["seq"] = seq
+        self.send(frame)
+        if seq is not None:
+            self.core.metrics.delivery_latency.observe(max(time.time() * 1000 - event["ts"], 0)
+                                                       / 1000)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued (idempotent)."""
+        if self._closing is None:
+            self._closing = Closing(code, reason)
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(None)
+            self._done.set()
+
+    # -- the socket's life ------------------------------------------------------------------
+    async def run(self, first_frames: list[dict[str, Any]],
+                  on_open: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Send ``first_frames`` (the welcome), run ``on_open`` (a resume's replay) while the
+        writer drains, then serve client frames until either side closes."""
+        tasks = [asyncio.create_task(self._write())]
+        done = asyncio.create_task(self._done.wait())
+        try:
+            for frame in first_frames:
+                self.send(frame)
+            if on_open is not None:
+                await on_open()
+            tasks += [asyncio.create_task(self._read()), asyncio.create_task(self._heartbeat())]
+            await asyncio.wait([done, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            # let the writer flush what was queued before the close frame
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(tasks[0]), 1.0)
+        finally:
+            for task in (*tasks, done):
+                task.cancel()
+            closing = self._closing
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(closing.code, closing.reason)
+
+    async def _write(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            if frame is None:
+                return
+            try:
+                if isinstance(frame, bytes):
+                    await self.ws.send_bytes(frame)
+                else:
+                    await self.ws.send_text(frame)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self._done.set()
+                return
+
+    async def _heartbeat(self) -> None:
+        interval = self.core.settings.ws_heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self._last_heard > 2 * interval:
+                self.close(4408, "heartbeat timeout")
+                return
+            self.send({"type": "ping", "content": {"server_time_ms": int(time.time() * 1000)}})
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                self._done.set()
+                return
+            self._last_heard = time.monotonic()
+            data = message.get("text") if message.get("text") is not None else message.get("bytes")
+            try:
+                frame = protocol.decode(data or b"", self.encoding,
+                                        self.core.settings.max_frame_bytes)
+            except HubError as err:  # malformed or oversized: answered, counted, kept open
+                self.core.metrics.errors.labels(err.code).inc()
+                self.send(protocol.answer(getattr(err, "ref", None), err.to_content(), ok=False))
+                if isinstance(err, BadRequest):
+                    self._count_malformed()
+                continue
+            frame_id = frame.get("id")
+            self.core.metrics.frames_in.labels(frame["type"]).inc()
+            try:
+                reply = await self.core.handle(self, frame)
+            except HubError as err:
+                self.core.metrics.errors.labels(err.code).inc()
+                self.send(protocol.answer(frame_id, err.to_content(), ok=False))
+                continue
+            except Exception:
+                log.exception("handling a %s frame failed", message.get("type"))
+                self.send(protocol.answer(frame_id, HubError("internal error").to_content(),
+                                          ok=False))
+                continue
+            if reply is not None:
+                self.send(protocol.answer(frame_id, reply))
+
+    def _count_malformed(self) -> None:
+        now = time.monotonic()
+        self._malformed.append(now)
+        while self._malformed and now - self._malformed[0] > MALFORMED_WINDOW_S:
+            self._malformed.popleft()
+        if len(self._malformed) >= MALFORMED_LIMIT:
+            self.close(4400, f"{MALFORMED_LIMIT} malformed frames in a minute")

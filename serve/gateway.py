@@ -1,0 +1,235 @@
+"""The gateway core: what one ingress replica does for its sockets, independent of Serve.
+
+It authenticates before the upgrade, opens (or resumes) the user's session entity, follows
+topics through the replica's single Redis subscriber, and hands frames to
+``serve.handlers``. Evictions over the per-user cap reach the gateway holding the old socket
+through a control channel of its own in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
+
+import asyncpg
+import msgpack
+import redis.asyncio as aioredis
+from starlette.websockets import WebSocket
+
+from actors.client import ActorSystem, EntityRef
+from fanout.streams import Position, position
+from fanout.subscriber import TopicHub
+from rthub.config import Settings
+from rthub.errors import Forbidden, HubError, NotFound, Unauthorized
+from serve import handlers, protocol
+from serve.auth import Identity, TokenVerifier
+from serve.connection import Connection
+from serve.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+CONTROL_TENANT = "_control"
+
+
+class GatewayCore:
+    """Sockets of one replica and everything they share."""
+
+    def __init__(self, settings: Settings, metrics: GatewayMetrics | None = None) -> None:
+        if settings.redis_url is None or settings.postgres_url is None:
+            raise ValueError("the gateway needs resolved POSTGRES_URL and REDIS_URL")
+        self.settings = settings
+        self.gateway_id = f"gw-{secrets.token_hex(6)}"
+        self.verifier = TokenVerifier(settings.jwt_secret, settings.jwt_jwks,
+                                      settings.jwt_audience)
+        self.system = ActorSystem(settings)
+        self.redis = aioredis.from_url(settings.redis_url)
+        self.hub = TopicHub(settings.redis_url)
+        self.metrics = metrics or GatewayMetrics()
+        self.connections: dict[str, Connection] = {}
+        self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
+        self._pool: asyncpg.Pool | None = None
+        self._control_ready = False
+        self.draining = False
+
+    # -- a socket's life ----------------------------------------------------------------------
+    def identify(self, ws: WebSocket, path_user: str | None) -> Identity:
+        """Check the token before the upgrade; raise ``Unauthorized`` / ``Forbidden``."""
+        header = ws.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        token = token or ws.query_params.get("token")
+        if not token:
+            raise Unauthorized("no token: send 'Authorization: Bearer <jwt>' or '?token='")
+        identity = self.verifier.verify(token)
+        if path_user is not None and path_user != identity.user:
+            raise Forbidden("the user in the URL is not the token's subject")
+        return identity
+
+    async def serve(self, ws: WebSocket, path_user: str | None = None) -> None:
+        """Accept (or refuse) one socket and run it to the end."""
+        if self.draining:
+            await ws.close(1012)
+            return
+        try:
+            identity = self.identify(ws, path_user)
+        except HubError as err:
+            self.metrics.refused.labels(err.code).inc()
+            log.info("refused a socket before the upgrade: %s", err.message)
+            await ws.close(4401 if isinstance(err, Unauthorized) else 4403, err.message)
+            return
+        await self._ensure_control()
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+        subprotocol = protocol.choose_subprotocol(offered)
+        encoding = subprotocol or protocol.JSON
+        conn = Connection(self, ws, identity, encoding, f"c-{secrets.token_hex(8)}")
+        try:
+            welcome, positions = await self._open_session(conn, ws.query_params.get("resume"))
+        except HubError as err:
+            self.metrics.refused.labels(err.code).inc()
+            await ws.close(4403 if isinstance(err, Forbidden) else 1011, err.message)
+            return
+        await ws.accept(subprotocol=subprotocol)
+        self.connections[conn.id] = conn
+        self.metrics.connections.inc()
+        try:
+            await conn.run([welcome], lambda: self._restore(conn, positions))
+        finally:
+            self.metrics.connections.dec()
+            self.connections.pop(conn.id, None)
+            if not self.connections:
+                self._emptied.set()
+            await self._close_session(conn)
+
+    async def _open_session(self, conn: Connection, resume: str | None
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+        session = self.session(conn.identity)
+        base = {"connection_id": conn.id, "gateway": self.gateway_id}
+        if resume:
+            reply = await session.ask("session.resume", {**base, "resume_token": resume})
+        else:
+            reply = await session.ask("session.connect", base)
+        conn.session_id = reply["session_id"]
+        await self._evict(conn.identity.tenant, reply["evicted"])
+        welcome = {"type": "session.welcome", "content": {
+            "session_id": reply["session_id"], "user_id": conn.identity.user,
+            "tenant": conn.identity.tenant, "server_time_ms": int(time.time() * 1000),
+            "heartbeat_s": self.settings.ws_heartbeat_interval,
+            "resume_token": reply["resume_token"], "connection_id": conn.id,
+            "resumed": bool(resume)}}
+        return welcome, reply.get("positions", {})
+
+    async def _restore(self, conn: Connection, positions: dict[str, Any]) -> None:
+        """After a resume: follow every topic again and replay what was missed."""
+        for topic, since in positions.items():
+            await self.follow(conn, topic, tuple(since) if since else None, None, record=False)
+
+    async def _close_session(self, conn: Connection) -> None:
+        for topic in list(conn.positions):
+            await self.hub.remove(conn.identity.tenant, topic, conn.deliver)
+        try:
+            await self.session(conn.identity).ask(
+                "session.disconnect", {"connection_id": conn.id, "positions": conn.positions})
+        except HubError as err:  # the session forgets this socket when the user reconnects
+            log.warning("could not record the end of %s: %s", conn.id, err)
+
+    # -- topics ---------------------------------------------------------------------------------
+    async def authorize_topic(self, conn: Connection, topic: str) -> None:
+        kind, _, ident = topic.partition(":")
+        if kind == "room" and ident:
+            await self.room(conn, ident).ask("room.authorize", {"user": conn.identity.user})
+        elif kind == "user" and ident:
+            if ident != conn.identity.user:
+                raise Forbidden("you may only follow your own user topic")
+        else:
+            raise NotFound(f"no topic {topic!r}: follow room:<id> or user:<your id>")
+
+    async def follow(self, conn: Connection, topic: str, since: tuple[str, int] | None,
+                     frame_id: Any, answer: bool = True, record: bool = True) -> Position:
+        """Subscribe ``conn`` to ``topic``; ack, then replay the gap, then go live."""
+        tenant = conn.identity.tenant
+        conn.catching_up[topic] = []
+        try:
+            await self.hub.add(tenant, topic, conn.deliver)
+            where = await position(self.redis, tenant, topic, since,
+                                   self.settings.stream_retention_s)
+        except BaseException:
+            conn.catching_up.pop(topic, None)
+            raise
+        if answer:
+            conn.send(protocol.answer(frame_id, {"topic": topic, "epoch": where.epoch,
+                                                 "seq": where.seq, "recovered": where.recovered}))
+        conn.positions[topic] = [where.epoch, since[1] if where.recovered and since
+                                 else where.seq]
+        held = conn.catching_up.pop(topic)
+        for event in (*where.missed, *held):
+            conn.deliver(event)
+        if record:
+            self.session(conn.identity).tell("session.follow",
+                                             {"connection_id": conn.id, "topic": topic})
+        return where
+
+    async def unfollow(self, conn: Connection, topic: str) -> None:
+        if conn.positions.pop(topic, None) is not None:
+            await self.hub.remove(conn.identity.tenant, topic, conn.deliver)
+            self.session(conn.identity).tell("session.unfollow",
+                                             {"connection_id": conn.id, "topic": topic})
+
+    # -- entities, storage, control ---------------------------------------------------------
+    def session(self, identity: Identity) -> EntityRef:
+        return self.system.ref("session", identity.user, identity.tenant)
+
+    def room(self, conn: Connection, room: str) -> EntityRef:
+        return self.system.ref("room", room, conn.identity.tenant)
+
+    async def handle(self, conn: Connection, frame: dict[str, Any]) -> dict | None:
+        return await handlers.dispatch(self, conn, frame)
+
+    async def history(self, tenant: str, room: str, before: int | None, limit: int
+                      ) -> list[asyncpg.Record]:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(self.settings.postgres_url, min_size=1,
+                                                   max_size=self.settings.pg_pool_size)
+        return await self._pool.fetch(
+            "SELECT message_id, sender, body, seq, sent_at, reply_to FROM chat_messages "
+            "WHERE tenant = $1 AND room_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4",
+            tenant, room, before or 2**62, limit)
+
+    async def _evict(self, tenant: str, evicted: list[dict[str, str]]) -> None:
+        for item in evicted:
+            local = self.connections.get(item["connection_id"])
+            if local is not None:
+                local.close(4409, "replaced: too many connections for this user")
+            else:
+                await self.redis.publish(f"rthub:gw:{item['gateway']}",
+                                         msgpack.packb(item["connection_id"]))
+
+    async def _ensure_control(self) -> None:
+        """Listen on this gateway's control channel (evictions from other replicas)."""
+        if self._control_ready:
+            return
+        self._control_ready = True
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(f"rthub:gw:{self.gateway_id}")
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    conn = self.connections.get(msgpack.unpackb(message["data"]))
+                    if conn is not None:
+                        conn.close(4409, "replaced: too many connections for this user")
+
+        self._control = asyncio.get_running_loop().create_task(listen())
+
+    async def drain(self) -> None:
+        """Graceful shutdown: every socket gets 1012 and resumes elsewhere."""
+        self.draining = True
+        for conn in list(self.connections.values()):
+            conn.close(1012, "service restart: reconnect with your resume token")
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), 5)
+        with contextlib.suppress(Exception):
+            await self.hub.close()

@@ -1,0 +1,104 @@
+"""The wire protocol v1 envelope, sans I/O: bytes or text in, a checked envelope out, and back.
+
+PROTOCOL.md "Envelope": every frame both ways is one object with ``type`` and optional ``id``,
+``ref``, ``topic``, ``seq``, ``epoch``, ``content``, ``timestamp``. JSON text frames by default;
+msgpack binary frames under the ``rthub.msgpack.v1`` subprotocol.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+
+from rthub.errors import BadRequest, TooLarge
+
+JSON = "rthub.json.v1"
+MSGPACK = "rthub.msgpack.v1"
+SUBPROTOCOLS = (MSGPACK, JSON)
+
+_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+_CLIENT_FIELDS = {"type", "id", "topic", "content", "timestamp"}
+
+
+def choose_subprotocol(offered: list[str]) -> str | None:
+    """The subprotocol to accept: the first of ours the client offered (None: plain JSON)."""
+    for name in offered:
+        if name in SUBPROTOCOLS:
+            return name
+    return None
+
+
+def decode(data: str | bytes, encoding: str, max_bytes: int) -> dict[str, Any]:
+    """A client frame as a checked envelope; ``BadRequest`` / ``TooLarge`` say what is wrong."""
+    size = len(data) if isinstance(data, bytes) else len(data.encode())
+    if size > max_bytes:
+        raise TooLarge(f"frame of {size} bytes is over the {max_bytes}-byte limit")
+    try:
+        if encoding == MSGPACK:
+            if not isinstance(data, bytes):
+                raise BadRequest("this connection speaks msgpack: send binary frames")
+            frame = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        else:
+            frame = json.loads(data)
+    except BadRequest:
+        raise
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
+            TypeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"frame is not valid {'msgpack' if encoding == MSGPACK else 'JSON'}: "
+                         f"{str(exc)[:80]}") from None
+    try:
+        return check(frame)
+    except BadRequest as err:  # parsed: the error can still name the frame it answers
+        ident = frame.get("id") if isinstance(frame, dict) else None
+        err.ref = ident if isinstance(ident, str | int) and len(str(ident)) <= 64 else None
+        raise
+
+
+def check(frame: Any) -> dict[str, Any]:
+    """Validate envelope fields; unknown fields are refused so typos surface."""
+    if not isinstance(frame, dict):
+        raise BadRequest("a frame must be an object with a 'type'")
+    kind = frame.get("type")
+    if not isinstance(kind, str) or not _TYPE.match(kind) or len(kind) > 64:
+        raise BadRequest("'type' must be a dotted lowercase name such as 'chat.send'")
+    unknown = set(frame) - _CLIENT_FIELDS
+    if unknown:
+        raise BadRequest(f"unknown envelope field {sorted(unknown)[0]!r}")
+    ident = frame.get("id")
+    if ident is not None and not (isinstance(ident, str | int) and not isinstance(ident, bool)
+                                  and len(str(ident)) <= 64):
+        raise BadRequest("'id' must be a string or integer of at most 64 characters")
+    topic = frame.get("topic")
+    if topic is not None and not isinstance(topic, str):
+        raise BadRequest("'topic' must be a string")
+    content = frame.get("content", {})
+    if not isinstance(content, dict):
+        raise BadRequest("'content' must be an object")
+    frame["content"] = content
+    return frame
+
+
+def encode(envelope: dict[str, Any], encoding: str) -> str | bytes:
+    """A server frame in the connection's encoding."""
+    if encoding == MSGPACK:
+        return msgpack.packb(envelope, use_bin_type=True)
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+
+
+def timestamp(ms: int | None = None) -> str:
+    """RFC 3339 UTC with milliseconds."""
+    moment = datetime.fromtimestamp((time.time() * 1000 if ms is None else ms) / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def answer(frame_id: Any, content: dict[str, Any], ok: bool = True) -> dict[str, Any]:
+    """An ``ack`` (or, with ``ok=False``, an ``error``) to the frame ``frame_id``."""
+    envelope: dict[str, Any] = {"type": "ack" if ok else "error", "content": content}
+    if frame_id is not None:
+        envelope["ref"] = frame_id
+    return envelope

@@ -1,0 +1,99 @@
+"""The real hub for gateway tests: Ray Serve on a free port, real Redis and PostgreSQL.
+
+One Serve application per backend pair (embedded PostgreSQL + embedded Redis; and the
+external servers from RTHUB_TEST_POSTGRES_URL / RTHUB_TEST_REDIS_URL), each test in a tenant
+of its own so rooms, sessions and streams never meet.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from ray import serve as rayserve
+
+from actors.client import ActorSystem
+from fanout.embedded import EmbeddedRedis
+from rthub.config import Settings
+from serve.app import build
+from serve.auth import issue_token
+from tests.conftest import make_settings, with_database
+
+EXTERNAL_REDIS = os.environ.get("RTHUB_TEST_REDIS_URL")
+SECRET = "test-secret-" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Hub:
+    """A deployed gateway and what tests need to reach it."""
+
+    url: str
+    settings: Settings
+    system: ActorSystem
+    tenant: str
+
+    def token(self, user: str, **claims) -> str:
+        return issue_token(SECRET, user, tenant=claims.pop("tenant", self.tenant), **claims)
+
+
+@pytest.fixture(scope="session")
+def serve_port(ray_session: None) -> Iterator[int]:
+    port = free_port()
+    rayserve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    rayserve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis-data")))
+    yield server.url
+    server.stop()
+
+
+async def _database(server: str) -> str:
+    name = f"rthub_gw_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    return with_database(server, name)
+
+
+@pytest.fixture(scope="session", params=["embedded", "external"])
+async def deployed(request: pytest.FixtureRequest, serve_port: int
+                   ) -> AsyncIterator[tuple[str, Settings, ActorSystem]]:
+    """(base ws url, settings, actor system) of a gateway app on one backend pair."""
+    if request.param == "external":
+        if not (os.environ.get("RTHUB_TEST_POSTGRES_URL") and EXTERNAL_REDIS):
+            pytest.skip("RTHUB_TEST_POSTGRES_URL / RTHUB_TEST_REDIS_URL not set (CI sets them)")
+        pg, redis_url = os.environ["RTHUB_TEST_POSTGRES_URL"], EXTERNAL_REDIS
+    else:
+        pg, redis_url = request.getfixturevalue("embedded_pg"), request.getfixturevalue(
+            "embedded_redis")
+    settings = make_settings(await _database(pg), REDIS_URL=redis_url, RTHUB_JWT_SECRET=SECRET,
+                             RTHUB_GATEWAY_REPLICAS="2")
+    system = ActorSystem(settings)
+    system.start()
+    name = f"gw-{request.param}"
+    rayserve.run(build(settings), name=name, route_prefix=f"/{name}")
+    yield f"ws://127.0.0.1:{serve_port}/{name}/ws", settings, system
+    rayserve.delete(name)
+    system.shutdown_hosts()
+
+
+@pytest.fixture
+def hub(deployed: tuple[str, Settings, ActorSystem]) -> Hub:
+    url, settings, system = deployed
+    return Hub(url, settings, system, tenant=f"t{uuid.uuid4().hex[:10]}")
