@@ -24,7 +24,7 @@ from actors.client import ActorSystem, EntityRef
 from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from rthub.config import Settings
-from rthub.errors import Forbidden, HubError, NotFound, Unauthorized
+from rthub.errors import Conflict, Forbidden, HubError, NotFound, Unauthorized
 from serve import handlers, protocol
 from serve.auth import Identity, TokenVerifier
 from serve.connection import Connection
@@ -32,7 +32,7 @@ from serve.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
-CONTROL_TENANT = "_control"
+RESUME_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # waits for an old socket to be recorded
 
 
 class GatewayCore:
@@ -108,7 +108,8 @@ class GatewayCore:
         session = self.session(conn.identity)
         base = {"connection_id": conn.id, "gateway": self.gateway_id}
         if resume:
-            reply = await session.ask("session.resume", {**base, "resume_token": resume})
+            reply = await self._resume(session, {**base, "resume_token": resume},
+                                       conn.identity.tenant)
         else:
             reply = await session.ask("session.connect", base)
         conn.session_id = reply["session_id"]
@@ -118,8 +119,19 @@ class GatewayCore:
             "tenant": conn.identity.tenant, "server_time_ms": int(time.time() * 1000),
             "heartbeat_s": self.settings.ws_heartbeat_interval,
             "resume_token": reply["resume_token"], "connection_id": conn.id,
-            "resumed": bool(resume)}}
+            "gateway": self.gateway_id, "resumed": bool(resume)}}
         return welcome, reply.get("positions", {})
+
+    async def _resume(self, session: EntityRef, request: dict[str, Any], tenant: str
+                      ) -> dict[str, Any]:
+        """Resume, first closing the old socket if its gateway has not noticed it drop."""
+        for delay in RESUME_RETRY_S:
+            reply = await session.ask("session.resume", request)
+            if "pending" not in reply:
+                return reply
+            await self._evict(tenant, [reply["pending"]], 4409, "resumed elsewhere")
+            await asyncio.sleep(delay)
+        raise Conflict("the connection to resume is still open; try again")
 
     async def _restore(self, conn: Connection, positions: dict[str, Any]) -> None:
         """After a resume: follow every topic again and replay what was missed."""
@@ -158,9 +170,11 @@ class GatewayCore:
         except BaseException:
             conn.catching_up.pop(topic, None)
             raise
-        if answer:
-            conn.send(protocol.answer(frame_id, {"topic": topic, "epoch": where.epoch,
-                                                 "seq": where.seq, "recovered": where.recovered}))
+        if answer:  # an ack to a subscribe, or `subscribed` for a topic a resume restored
+            state = {"topic": topic, "epoch": where.epoch, "seq": where.seq,
+                     "recovered": where.recovered}
+            conn.send(protocol.answer(frame_id, state) if frame_id is not None
+                      else {"type": "subscribed", "topic": topic, "content": state})
         conn.positions[topic] = [where.epoch, since[1] if where.recovered and since
                                  else where.seq]
         held = conn.catching_up.pop(topic)
@@ -197,14 +211,15 @@ class GatewayCore:
             "WHERE tenant = $1 AND room_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4",
             tenant, room, before or 2**62, limit)
 
-    async def _evict(self, tenant: str, evicted: list[dict[str, str]]) -> None:
+    async def _evict(self, tenant: str, evicted: list[dict[str, str]], code: int = 4409,
+                     reason: str = "replaced: too many connections for this user") -> None:
         for item in evicted:
             local = self.connections.get(item["connection_id"])
             if local is not None:
-                local.close(4409, "replaced: too many connections for this user")
+                local.close(code, reason)
             else:
                 await self.redis.publish(f"rthub:gw:{item['gateway']}",
-                                         msgpack.packb(item["connection_id"]))
+                                         msgpack.packb([item["connection_id"], code, reason]))
 
     async def _ensure_control(self) -> None:
         """Listen on this gateway's control channel (evictions from other replicas)."""
@@ -217,9 +232,10 @@ class GatewayCore:
         async def listen() -> None:
             async for message in pubsub.listen():
                 if message["type"] == "message":
-                    conn = self.connections.get(msgpack.unpackb(message["data"]))
+                    connection_id, code, reason = msgpack.unpackb(message["data"])
+                    conn = self.connections.get(connection_id)
                     if conn is not None:
-                        conn.close(4409, "replaced: too many connections for this user")
+                        conn.close(code, reason)
 
         self._control = asyncio.get_running_loop().create_task(listen())
 

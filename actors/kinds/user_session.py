@@ -145,6 +145,12 @@ class UserSession(Entity):
 
     @handles(Resume)
     def resume(self, msg: Resume, ctx: Context) -> None:
+        for connection_id, (gateway, _, _, token) in self.state.connections.items():
+            if hmac.compare_digest(token, msg.resume_token):
+                # Its gateway has not seen it drop yet: that gateway closes it (recording its
+                # positions), then the new one asks again.
+                ctx.reply({"pending": {"connection_id": connection_id, "gateway": gateway}})
+                return
         positions = self._take_over(msg.resume_token, ctx)
         reply = self._open(msg.connection_id, msg.gateway, msg.device, ctx)
         for topic in positions:

@@ -7,6 +7,7 @@ of its own so rooms, sessions and streams never meet.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -43,9 +44,15 @@ class Hub:
     settings: Settings
     system: ActorSystem
     tenant: str
+    app_name: str | None = None
 
     def token(self, user: str, **claims) -> str:
         return issue_token(SECRET, user, tenant=claims.pop("tenant", self.tenant), **claims)
+
+    async def undeploy(self) -> None:
+        """Delete the app (graceful replica shutdown, as a redeploy does)."""
+        assert self.app_name is not None
+        await asyncio.to_thread(rayserve.delete, self.app_name)
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +104,27 @@ async def deployed(request: pytest.FixtureRequest, serve_port: int
 def hub(deployed: tuple[str, Settings, ActorSystem]) -> Hub:
     url, settings, system = deployed
     return Hub(url, settings, system, tenant=f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+async def deploy(serve_port: int, embedded_pg: str, embedded_redis: str) -> AsyncIterator:
+    """Deploy a one-replica gateway with environment overrides (embedded backends)."""
+    made: list[tuple[str, ActorSystem]] = []
+
+    async def make(**env: str) -> tuple[str, Hub]:
+        settings = make_settings(await _database(embedded_pg), REDIS_URL=embedded_redis,
+                                 RTHUB_JWT_SECRET=SECRET, **env)
+        system = ActorSystem(settings)
+        system.start()
+        name = f"gw-{uuid.uuid4().hex[:8]}"
+        await asyncio.to_thread(rayserve.run, build(settings), name=name,
+                                route_prefix=f"/{name}")
+        made.append((name, system))
+        url = f"ws://127.0.0.1:{serve_port}/{name}/ws"
+        return url, Hub(url, settings, system, f"t{uuid.uuid4().hex[:8]}", app_name=name)
+
+    yield make
+    for name, system in made:
+        if name in rayserve.status().applications:
+            await asyncio.to_thread(rayserve.delete, name)
+        system.shutdown_hosts()

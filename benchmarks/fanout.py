@@ -1,0 +1,373 @@
+"""Fan-out: rthub's real path against plain ``websockets`` and Socket.IO 4.8, same load.
+
+    python -m benchmarks.fanout            # full run
+    python -m benchmarks.fanout --quick    # small and short, for a sanity check
+
+S1: one room of --members (1,000) members, one publisher at rising rates; each step runs
+--step-s seconds; the max sustained rate is the highest with no loss and p99 < 50 ms.
+S2: --rooms (500) rooms x 4 members, every member sends 1 msg/s to its room.
+Latency is end to end (publisher send -> member receive, one clock: the load generator's).
+
+Every server is pinned to core 0 and the load generator to core 1 (``taskset``); rthub runs
+whole, as ``rthub up`` (Ray, hosts, Serve gateway, embedded Postgres and Redis), so its
+number includes the room entity, the durable write before the broadcast, Redis and Serve.
+Socket.IO is installed from npm into benchmarks/servers by this script. Results:
+stdout and benchmarks/results/fanout.md, medians of --runs runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.loadgen import Socket
+
+log = logging.getLogger("benchmarks.fanout")
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "fanout.md"
+RATES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+_DIGITS = re.compile(r'"text":"(\d+)"')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, within_s: float = 60) -> None:
+    """Block until the server listens (servers start before any load runs)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+class Target:
+    """A server under test: how to start it, join a room, publish, read a delivery."""
+
+    name = ""
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    async def member(self, user: str, room: str, first: bool) -> Socket: ...
+
+    def publish(self, sock: Socket, room: str, payload: str) -> None: ...
+
+    def payload_of(self, text: str) -> str | None: ...
+
+
+class Rthub(Target):
+    name = "rthub (Serve default proxy)"
+
+    def start(self) -> None:
+        from serve.auth import issue_token
+
+        self.port = free_port()
+        self.secret = uuid.uuid4().hex * 2
+        self.issue = issue_token
+        env = {**os.environ, "RTHUB_DATA_DIR": tempfile.mkdtemp(prefix="rthub-fanout-"),
+               "RTHUB_HTTP_PORT": str(self.port), "RTHUB_JWT_SECRET": self.secret,
+               "RTHUB_NAMESPACE": f"fan{uuid.uuid4().hex[:6]}", "RAY_ADDRESS": "",
+               "WS_HEARTBEAT_INTERVAL": "600", "RTHUB_MAX_SOCKETS_PER_REPLICA": "50000",
+               "MAX_WS_CONNECTIONS_PER_USER": "1000"}
+        self.proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "rthub.cli",
+                                      "up"], env=env, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if "Ctrl-C stops everything" in line:
+                break
+        else:
+            raise RuntimeError("rthub up did not start")
+
+    async def member(self, user: str, room: str, first: bool) -> Socket:
+        token = self.issue(self.secret, user, ttl_s=7200)
+        sock = await Socket.open("127.0.0.1", self.port, "/ws",
+                                 {"Authorization": f"Bearer {token}"})
+        await sock.recv()  # welcome
+        kind, content = (("room.create", {"room_id": room, "name": room}) if first
+                         else ("room.join", {"room": room}))
+        sock.send(json.dumps({"type": kind, "id": 1, "content": content}))
+        while '"ref":1' not in (reply := await sock.recv()):
+            pass
+        if '"error"' in reply and "already exists" not in reply:
+            raise RuntimeError(reply)
+        if '"error"' in reply:  # someone created it first: join
+            sock.send(json.dumps({"type": "room.join", "id": 2, "content": {"room": room}}))
+            while '"ref":2' not in await sock.recv():
+                pass
+        return sock
+
+    def publish(self, sock: Socket, room: str, payload: str) -> None:
+        sock.send(json.dumps({"type": "chat.send", "content": {
+            "room": room, "text": payload, "client_msg_id": uuid.uuid4().hex[:16]}}))
+
+    def payload_of(self, text: str) -> str | None:
+        if '"chat.message"' not in text:
+            return None
+        match = _DIGITS.search(text)
+        return match[1] if match else None
+
+
+class PlainWebsockets(Target):
+    name = "Python websockets.broadcast"
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(["taskset", "-c", "0", sys.executable,
+                                      str(HERE / "servers" / "ws_broadcast.py"), str(self.port)])
+        wait_port(self.port, self.proc)
+
+    async def member(self, user: str, room: str, first: bool) -> Socket:
+        sock = await Socket.open("127.0.0.1", self.port, "/")
+        sock.send(f"join:{room}")
+        await sock.recv()
+        return sock
+
+    def publish(self, sock: Socket, room: str, payload: str) -> None:
+        sock.send(f"pub:{room}:{payload}")
+
+    def payload_of(self, text: str) -> str | None:
+        return text if text.isdigit() else None
+
+
+class SocketIO(Target):
+    name = "Socket.IO 4.8 (node)"
+
+    def start(self) -> None:
+        servers = HERE / "servers"
+        if not (servers / "node_modules" / "socket.io").exists():
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"],
+                           cwd=servers, check=True)
+        self.port = free_port()
+        self.proc = subprocess.Popen(["taskset", "-c", "0", "node", "socketio_server.js",
+                                      str(self.port)], cwd=servers)
+        wait_port(self.port, self.proc)
+
+    async def member(self, user: str, room: str, first: bool) -> Socket:
+        sock = await Socket.open("127.0.0.1", self.port, "/socket.io/?EIO=4&transport=websocket")
+        await sock.recv()  # engine.io open packet
+        sock.send("40")
+        await sock.recv()  # namespace connect
+        sock.send("42" + json.dumps(["join", room]))
+        await sock.recv()  # joined
+        return sock
+
+    def publish(self, sock: Socket, room: str, payload: str) -> None:
+        sock.send("42" + json.dumps(["pub", {"room": room, "payload": payload}]))
+
+    def payload_of(self, text: str) -> str | None:
+        if text.startswith('42["msg","'):
+            return text[10:-2]
+        return None
+
+
+@dataclass
+class Step:
+    rate: float
+    sent: int
+    delivered: int
+    expected: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.delivered / self.seconds
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+    @property
+    def sustained(self) -> bool:
+        return self.delivered == self.expected and self.pct(0.99) < 50
+
+
+def listen(target: Target, sockets: list[Socket], step: Step) -> None:
+    def on_text(text: str) -> None:
+        payload = target.payload_of(text)
+        if payload is not None:
+            step.delivered += 1
+            step.latencies_ms.append((time.time_ns() - int(payload)) / 1e6)
+            if step.delivered == step.expected:
+                step.complete.set()
+
+    for sock in sockets:
+        sock.on_text = on_text
+
+
+async def paced(rate: float, seconds: float, send) -> int:
+    """Call ``send()`` ``rate`` times a second for ``seconds``; return how many were sent."""
+    sent, start = 0, time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(elapsed * rate) + 1
+        while sent < due:
+            send()
+            sent += 1
+        await asyncio.sleep(min(0.005, 1 / rate))
+    return sent
+
+
+async def settle(step: Step, grace_s: float = 3.0) -> None:
+    """Wait for the deliveries still in flight (at most ``grace_s``): what is missing is lost."""
+    if step.delivered >= step.expected:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(step.complete.wait(), grace_s)
+
+
+async def connect_all(target: Target, pairs: list[tuple[str, str, bool]]) -> list[Socket]:
+    sockets: list[Socket] = []
+    for i in range(0, len(pairs), 50):
+        sockets += await asyncio.gather(*(target.member(u, r, f) for u, r, f in pairs[i:i + 50]))
+    return sockets
+
+
+async def scenario_one(target: Target, members: int, step_s: float) -> list[Step]:
+    room = f"s1-{uuid.uuid4().hex[:6]}"
+    publisher = await target.member("publisher", room, first=True)
+    sockets = await connect_all(target, [(f"m{i}", room, False) for i in range(members)])
+    publisher.on_text = lambda text: None
+    steps = []
+    for rate in RATES:
+        step = Step(rate, 0, 0, 0, step_s)
+        listen(target, sockets, step)
+        step.sent = await paced(rate, step_s, lambda: target.publish(
+            publisher, room, str(time.time_ns())))
+        step.expected = step.sent * members
+        await settle(step)
+        steps.append(step)
+        log.info("%s S1 rate %s: %d/%d delivered, p50 %.1f p99 %.1f ms", target.name, rate,
+                 step.delivered, step.expected, step.pct(0.5), step.pct(0.99))
+        if not step.sustained:
+            break
+    for sock in (publisher, *sockets):
+        sock.close()
+    return steps
+
+
+async def scenario_two(target: Target, rooms: int, step_s: float) -> Step:
+    pairs = [(f"r{r}u{m}", f"s2-{r}", m == 0) for r in range(rooms) for m in range(4)]
+    sockets = await connect_all(target, pairs)
+    step = Step(rooms * 4, 0, 0, 0, step_s)
+    listen(target, sockets, step)
+
+    senders = [(sock, room) for sock, (_, room, _) in zip(sockets, pairs, strict=True)]
+    index = 0
+
+    def send_next() -> None:
+        nonlocal index
+        sock, room = senders[index % len(senders)]
+        index += 1
+        target.publish(sock, room, str(time.time_ns()))
+
+    step.sent = await paced(len(senders), step_s, send_next)
+    step.expected = step.sent * 4
+    await settle(step)
+    for sock in sockets:
+        sock.close()
+    return step
+
+
+def median_step(steps: list[Step]) -> Step:
+    return sorted(steps, key=lambda s: s.deliveries_per_s)[len(steps) // 2]
+
+
+async def run(args: argparse.Namespace) -> str:
+    results = {}
+    for cls in (Rthub, PlainWebsockets, SocketIO):
+        target = cls()
+        target.start()
+        try:
+            s1_runs, s2_runs = [], []
+            for _ in range(args.runs):
+                s1 = await scenario_one(target, args.members, args.step_s)
+                sustained = [s for s in s1 if s.sustained]
+                s1_runs.append(sustained[-1] if sustained else s1[0])
+                s2_runs.append(await scenario_two(target, args.rooms, args.step_s))
+            results[target.name] = (median_step(s1_runs), median_step(s2_runs))
+        finally:
+            target.stop()
+    return render(results, args)
+
+
+def render(results: dict[str, tuple[Step, Step]], args: argparse.Namespace) -> str:
+    sio = results["Socket.IO 4.8 (node)"][0].deliveries_per_s
+    plain = results["Python websockets.broadcast"][0].deliveries_per_s
+    lines = [
+        f"`python -m benchmarks.fanout{' --quick' if args.quick else ''}` — "
+        f"{time.strftime('%Y-%m-%d')}, servers on core 0, load generator on core 1, "
+        f"median of {args.runs} runs, {args.step_s:g} s per step",
+        "",
+        f"S1: 1 room x {args.members:,} members, one publisher, rising rate; S2: "
+        f"{args.rooms:,} rooms x 4 members, 1 msg/s each.",
+        "",
+        "| server | S1 max sustained msgs/s | S1 deliveries/s | S1 p50 / p99 ms | S1 loss "
+        "| vs Socket.IO | vs websockets | S2 deliveries/s | S2 p50 / p99 ms | S2 loss |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, (s1, s2) in results.items():
+        ok = s1.sustained
+        lines.append(
+            f"| {name} | {s1.rate if ok else 'none'} | {s1.deliveries_per_s:,.0f} "
+            f"| {s1.pct(0.5):.1f} / {s1.pct(0.99):.1f} | {s1.expected - s1.delivered} "
+            f"| {s1.deliveries_per_s / sio:.2f} | {s1.deliveries_per_s / plain:.2f} "
+            f"| {s2.deliveries_per_s:,.0f} | {s2.pct(0.5):.1f} / {s2.pct(0.99):.1f} "
+            f"| {s2.expected - s2.delivered} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--members", type=int)
+    parser.add_argument("--rooms", type=int)
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--step-s", type=float)
+    args = parser.parse_args()
+    args.members = args.members or (200 if args.quick else 1000)
+    args.rooms = args.rooms or (100 if args.quick else 500)
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.step_s = args.step_s or (2.0 if args.quick else 4.0)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    os.sched_setaffinity(0, {1})
+    table = asyncio.run(run(args))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(table)
+    sys.stdout.write(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+// Comparison server: Socket.IO 4.8 with rooms (websocket transport only).
+// Events: "join" <room>  -> joins, acks "joined";  "pub" {room, payload} -> room gets "msg" payload.
+const { Server } = require("socket.io");
+const port = parseInt(process.argv[2], 10);
+const io = new Server(port, { transports: ["websocket"], perMessageDeflate: false,
+                              pingInterval: 600000, pingTimeout: 600000 });
+io.on("connection", (socket) => {
+  socket.on("join", (room) => { socket.join(room); socket.emit("joined", room); });
+  socket.on("pub", (m) => { io.to(m.room).emit("msg", m.payload); });
+});

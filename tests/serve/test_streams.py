@@ -1,0 +1,162 @@
+"""Topic streams end to end: resume without loss, recovery limits, replicas, killed hosts."""
+
+import asyncio
+
+import pytest
+import ray
+import websockets
+
+from rthub.errors import Unavailable
+from tests.serve.client import Client
+
+
+async def room_with(hub, room: str, *users: str) -> list[Client]:
+    """Connected clients, the first the room's owner, all members following room:<room>."""
+    clients = [await Client.connect(hub.url, hub.token(u)) for u in users]
+    await clients[0].ask("room.create", {"room_id": room, "name": room})
+    for client in clients[1:]:
+        await client.ask("room.join", {"room": room})
+    return clients
+
+
+async def say(client: Client, room: str, *texts: str) -> list[int]:
+    return [(await client.ask("chat.send", {"room": room, "text": t, "client_msg_id": t}))["seq"]
+            for t in texts]
+
+
+async def seqs(client: Client, room: str, count: int) -> list[int]:
+    return [(await client.expect("chat.message", topic=f"room:{room}"))["seq"]
+            for _ in range(count)]
+
+
+async def test_a_client_drops_and_resumes_with_no_gap_and_no_duplicate(hub):
+    alice, bob = await room_with(hub, "r", "alice", "bob")
+    await say(bob, "r", "a", "b", "c")
+    assert await seqs(alice, "r", 3) == [1, 2, 3]
+    token = alice.welcome["content"]["resume_token"]
+    await alice.close()
+    await say(bob, "r", "d", "e", "f")
+    back = await Client.connect(hub.url, hub.token("alice"), query=f"?resume={token}")
+    assert back.welcome["content"]["resumed"] is True
+    restored = await back.expect("subscribed", topic="room:r")
+    assert restored["content"]["recovered"] is True
+    await say(bob, "r", "g")
+    assert await seqs(back, "r", 4) == [4, 5, 6, 7]  # the gap, then live, nothing twice
+    assert back.welcome["content"]["resume_token"] != token
+    await back.close()
+    await bob.close()
+
+
+async def test_a_resume_racing_the_old_sockets_close_still_recovers(hub):
+    alice, bob = await room_with(hub, "race", "alice", "bob")
+    await say(bob, "race", "a")
+    assert await seqs(alice, "race", 1) == [1]
+    token = alice.welcome["content"]["resume_token"]
+    # the old socket stays open: the new gateway must close it and take its place
+    back = await Client.connect(hub.url, hub.token("alice"), query=f"?resume={token}")
+    assert await alice.closed_with() == 4409
+    assert (await back.expect("subscribed", topic="room:race"))["content"]["recovered"] is True
+    await say(bob, "race", "b")
+    assert await seqs(back, "race", 1) == [2]
+    await back.close()
+    await bob.close()
+
+
+async def test_a_spent_resume_token_is_refused_before_the_upgrade(hub):
+    alice = await Client.connect(hub.url, hub.token("alice"))
+    token = alice.welcome["content"]["resume_token"]
+    await alice.close()
+    back = await Client.connect(hub.url, hub.token("alice"), query=f"?resume={token}")
+    await back.close()
+    with pytest.raises(websockets.InvalidStatus, match="HTTP 403"):
+        await Client.connect(hub.url, hub.token("alice"), query=f"?resume={token}")
+
+
+async def test_subscribe_since_another_epoch_is_not_recovered(hub):
+    alice, bob = await room_with(hub, "ep", "alice", "bob")
+    await say(bob, "ep", "a", "b")
+    ack = await alice.ask("subscribe", {"topic": "room:ep", "since": {"epoch": "gone", "seq": 1}})
+    assert ack["recovered"] is False
+    assert ack["seq"] == 2  # where to resume from after reloading history
+    current = await alice.ask("subscribe", {"topic": "room:ep",
+                                            "since": {"epoch": ack["epoch"], "seq": 1}})
+    assert current["recovered"] is True
+    await alice.close()
+    await bob.close()
+
+
+async def test_events_older_than_the_window_are_not_recovered(deploy):
+    url, hub = await deploy(RTHUB_STREAM_RETENTION_S="1")
+    owner = await Client.connect(url, hub.token("owner"))
+    reader = await Client.connect(url, hub.token("reader"))
+    await owner.ask("room.create", {"room_id": "old", "name": "old"})
+    first = await reader.ask("room.join", {"room": "old"})
+    await say(owner, "old", "a")
+    await asyncio.sleep(1.5)  # the behaviour under test is the passing of the window
+    ack = await reader.ask("subscribe", {"topic": "room:old",
+                                         "since": {"epoch": first["epoch"], "seq": 0}})
+    assert ack["recovered"] is False
+    assert ack["seq"] == 1
+
+
+async def test_a_subscriber_that_saw_nothing_still_gets_an_offset(hub):
+    alice, = await room_with(hub, "quiet", "alice")
+    ack = await alice.ask("subscribe", {"topic": "room:quiet"})
+    assert ack["seq"] == 0
+    assert ack["epoch"]
+    assert ack["recovered"] is False
+    await alice.close()
+
+
+async def test_two_replicas_deliver_to_each_others_sockets_through_redis(hub):
+    clients = []
+    for i in range(12):  # connect until sockets sit on both replicas
+        clients.append(await Client.connect(hub.url, hub.token(f"u{i}")))
+        gateways = {c.welcome["content"]["gateway"] for c in clients}
+        if len(gateways) == 2:
+            break
+    assert len(gateways) == 2, "the proxy never placed a socket on the second replica"
+    sender, receiver = clients[0], clients[-1]
+    assert sender.welcome["content"]["gateway"] != receiver.welcome["content"]["gateway"]
+    await sender.ask("room.create", {"room_id": "x", "name": "x"})
+    await receiver.ask("room.join", {"room": "x"})
+    await say(sender, "x", "across")
+    frame = await receiver.expect("chat.message", topic="room:x")
+    assert frame["content"]["text"] == "across"
+    for client in clients:
+        await client.close()
+
+
+async def test_a_host_killed_mid_stream_loses_no_acknowledged_message(hub):
+    alice, bob = await room_with(hub, "k", "alice", "bob")
+    host = hub.system.host(hub.system.host_for((hub.tenant, "room", "k")))
+    pid = (await host.stats.remote())["pid"]
+    acked: dict[str, int] = {}
+    halfway = asyncio.Event()
+
+    async def talk() -> None:
+        for i in range(60):
+            text = f"m{i}"
+            for _ in range(50):  # retry with the same client_msg_id until acknowledged
+                frame_id = await alice.send("chat.send", {"room": "k", "text": text,
+                                                          "client_msg_id": text})
+                reply = await alice.expect_ref(frame_id)
+                if reply["type"] == "ack":
+                    acked[text] = reply["content"]["seq"]
+                    break
+                assert reply["content"]["code"] == Unavailable.code, reply
+            if len(acked) == 20:
+                halfway.set()
+
+    async def kill() -> None:
+        await halfway.wait()
+        ray.kill(host, no_restart=False)
+
+    await asyncio.gather(talk(), kill())
+    assert (await host.stats.remote())["pid"] != pid  # later acks came from the restarted host
+    history = await bob.ask("chat.history", {"room": "k", "limit": 100})
+    stored = {m["text"]: m["seq"] for m in history["messages"]}
+    assert stored == acked  # every acknowledged message, once, with its seq
+    assert sorted(stored.values()) == list(range(1, 61))
+    await alice.close()
+    await bob.close()
