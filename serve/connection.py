@@ -51,7 +51,9 @@ class Connection:
         self.encoding = encoding
         self.id = connection_id
         self.session_id = ""
-        self.positions: dict[str, list[Any]] = {}  # topic -> [epoch, last seq sent]
+        # topic -> [epoch, last seq queued (dedupe), last seq the client confirmed (resume)]
+        self.positions: dict[str, list[Any]] = {}
+        self._unanswered_pings: deque[dict[str, int]] = deque()  # queued seqs at each ping
         self.catching_up: dict[str, list[dict[str, Any]]] = {}  # topic -> live events held
         self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(core.settings.send_queue)
         self._malformed: deque[float] = deque()
@@ -128,6 +130,23 @@ class Connection:
                 with contextlib.suppress(Exception):
                     await self.ws.close(closing.code, closing.reason)
 
+    def resume_positions(self) -> dict[str, list[Any]]:
+        """Per topic, [epoch, last seq the client confirmed]: a resume replays after it.
+
+        Nothing else proves receipt (Serve's proxy accepts frames for a socket the client has
+        already closed), so a resume may repeat up to one heartbeat of events; clients drop
+        ``seq <= last_seen`` (PROTOCOL.md), and no event is ever skipped.
+        """
+        return {topic: [p[0], p[2]] for topic, p in self.positions.items()}
+
+    def confirm(self) -> None:
+        """A ``pong``: the client has read everything queued before the oldest open ping."""
+        if not self._unanswered_pings:
+            return
+        for topic, seq in self._unanswered_pings.popleft().items():
+            if (position := self.positions.get(topic)) is not None:
+                position[2] = max(position[2], seq)
+
     async def _write(self) -> None:
         while True:
             frame = await self._queue.get()
@@ -149,6 +168,8 @@ class Connection:
             if time.monotonic() - self._last_heard > 2 * interval:
                 self.close(4408, "heartbeat timeout")
                 return
+            if len(self._unanswered_pings) < 4:  # bounded; a pong then confirms less, never more
+                self._unanswered_pings.append({t: p[1] for t, p in self.positions.items()})
             self.send({"type": "ping", "content": {"server_time_ms": int(time.time() * 1000)}})
 
     async def _read(self) -> None:

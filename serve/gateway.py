@@ -29,6 +29,7 @@ from serve import handlers, protocol
 from serve.auth import Identity, TokenVerifier
 from serve.connection import Connection
 from serve.metrics import GatewayMetrics
+from serve.replica_hooks import when_draining
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ class GatewayCore:
             await self.hub.remove(conn.identity.tenant, topic, conn.deliver)
         try:
             await self.session(conn.identity).ask(
-                "session.disconnect", {"connection_id": conn.id, "positions": conn.positions})
+                "session.disconnect", {"connection_id": conn.id,
+                                       "positions": conn.resume_positions()})
         except HubError as err:  # the session forgets this socket when the user reconnects
             log.warning("could not record the end of %s: %s", conn.id, err)
 
@@ -175,8 +177,8 @@ class GatewayCore:
                      "recovered": where.recovered}
             conn.send(protocol.answer(frame_id, state) if frame_id is not None
                       else {"type": "subscribed", "topic": topic, "content": state})
-        conn.positions[topic] = [where.epoch, since[1] if where.recovered and since
-                                 else where.seq]
+        start = since[1] if where.recovered and since else where.seq
+        conn.positions[topic] = [where.epoch, start, start]
         held = conn.catching_up.pop(topic)
         for event in (*where.missed, *held):
             conn.deliver(event)
@@ -222,10 +224,12 @@ class GatewayCore:
                                          msgpack.packb([item["connection_id"], code, reason]))
 
     async def _ensure_control(self) -> None:
-        """Listen on this gateway's control channel (evictions from other replicas)."""
+        """Listen on this gateway's control channel (evictions from other replicas), and
+        watch for Serve draining this replica."""
         if self._control_ready:
             return
         self._control_ready = True
+        self._drain_watch = asyncio.get_running_loop().create_task(when_draining(self.drain))
         pubsub = self.redis.pubsub()
         await pubsub.subscribe(f"rthub:gw:{self.gateway_id}")
 
@@ -240,7 +244,9 @@ class GatewayCore:
         self._control = asyncio.get_running_loop().create_task(listen())
 
     async def drain(self) -> None:
-        """Graceful shutdown: every socket gets 1012 and resumes elsewhere."""
+        """Graceful shutdown: every socket gets 1012 and resumes elsewhere (idempotent)."""
+        if self.draining:
+            return
         self.draining = True
         for conn in list(self.connections.values()):
             conn.close(1012, "service restart: reconnect with your resume token")

@@ -52,7 +52,8 @@ def _entity_fields(content: dict[str, Any], user: str, *drop: str) -> dict[str, 
 # -- connection-level -----------------------------------------------------------------------
 @handles("pong")
 async def pong(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> None:
-    return None  # any frame counts as a sign of life; nothing to answer
+    conn.confirm()  # what preceded the ping has been read: a resume can start after it
+    return None
 
 
 @handles("ping")
