@@ -38,7 +38,7 @@ from benchmarks.loadgen import Socket
 log = logging.getLogger("benchmarks.fanout")
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "fanout.md"
-RATES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+RATES = (1, 2, 5, 10, 20, 30, 40, 50, 70, 100, 150, 200, 300, 400, 500, 700, 1000, 1500, 2000)
 _DIGITS = re.compile(r'"text":"(\d+)"')
 
 
@@ -249,10 +249,14 @@ async def settle(step: Step, grace_s: float = 3.0) -> None:
 
 
 async def connect_all(target: Target, pairs: list[tuple[str, str, bool]]) -> list[Socket]:
-    sockets: list[Socket] = []
-    for i in range(0, len(pairs), 50):
-        sockets += await asyncio.gather(*(target.member(u, r, f) for u, r, f in pairs[i:i + 50]))
-    return sockets
+    """Connect in waves of 50, rooms' creators first; sockets come back in ``pairs`` order."""
+    order = sorted(range(len(pairs)), key=lambda i: not pairs[i][2])
+    connected: dict[int, Socket] = {}
+    for start in range(0, len(order), 50):
+        wave = order[start:start + 50]
+        socks = await asyncio.gather(*(target.member(*pairs[i]) for i in wave))
+        connected.update(zip(wave, socks, strict=True))
+    return [connected[i] for i in range(len(pairs))]
 
 
 async def scenario_one(target: Target, members: int, step_s: float) -> list[Step]:

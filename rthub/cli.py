@@ -58,3 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         run_until_stopped(settings, stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ cannot drift apart (``tests/test_config.py`` checks it).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -85,6 +86,21 @@ def _secret(raw: str) -> str | None:
     return raw or None
 
 
+_AUTOSCALING_KEYS = {"min_replicas", "max_replicas", "initial_replicas",
+                     "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s"}
+
+
+def _autoscaling(raw: str) -> dict[str, float] | None:
+    if not raw.strip():
+        return None
+    value = json.loads(raw)  # a JSONDecodeError is a ValueError
+    if not isinstance(value, dict) or not value or set(value) - _AUTOSCALING_KEYS or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            for v in value.values()):
+        raise ValueError
+    return value
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -154,6 +170,11 @@ VARS: tuple[Var, ...] = (
         "an integer from 1 to 65535", "Port of the WebSocket/HTTP ingress."),
     Var("RTHUB_GATEWAY_REPLICAS", "gateway_replicas", "1", _int_between(1, 256),
         "an integer from 1 to 256", "Serve replicas of the gateway deployment."),
+    Var("RTHUB_GATEWAY_AUTOSCALING", "gateway_autoscaling", "", _autoscaling,
+        "a JSON object such as {\"min_replicas\": 1, \"max_replicas\": 4, "
+        "\"target_ongoing_requests\": 5000}",
+        "Serve `autoscaling_config` of the gateway (each socket is one ongoing request); "
+        "replaces `RTHUB_GATEWAY_REPLICAS` when set."),
     Var("RTHUB_MAX_SOCKETS_PER_REPLICA", "max_sockets_per_replica", "10000",
         _int_between(1, 1_000_000), "an integer from 1 to 1000000",
         "Sockets one gateway replica accepts (its Serve `max_ongoing_requests`)."),
@@ -199,6 +220,7 @@ class Settings:
     http_host: str | None
     http_port: int
     gateway_replicas: int
+    gateway_autoscaling: dict[str, float] | None
     max_sockets_per_replica: int
     max_frame_bytes: int
     send_queue: int

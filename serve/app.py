@@ -67,8 +67,11 @@ class Gateway:
 
 def build(settings: Settings) -> Any:
     """The Serve application for ``rayserve.run``."""
+    scaling: dict[str, Any] = (
+        {"autoscaling_config": settings.gateway_autoscaling} if settings.gateway_autoscaling
+        else {"num_replicas": settings.gateway_replicas})
     deployment = rayserve.deployment(
-        Gateway, name="gateway", num_replicas=settings.gateway_replicas,
+        Gateway, name="gateway", **scaling,
         max_ongoing_requests=settings.max_sockets_per_replica,
         max_queued_requests=-1, ray_actor_options={"num_cpus": 0},
         graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S, graceful_shutdown_wait_loop_s=0.5,

@@ -54,6 +54,7 @@ class GatewayCore:
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False
+        self._background: list[asyncio.Task] = []  # control listener, drain watcher
         self.draining = False
 
     # -- a socket's life ----------------------------------------------------------------------
@@ -229,7 +230,8 @@ class GatewayCore:
         if self._control_ready:
             return
         self._control_ready = True
-        self._drain_watch = asyncio.get_running_loop().create_task(when_draining(self.drain))
+        loop = asyncio.get_running_loop()
+        self._background.append(loop.create_task(when_draining(self.drain)))
         pubsub = self.redis.pubsub()
         await pubsub.subscribe(f"rthub:gw:{self.gateway_id}")
 
@@ -241,7 +243,7 @@ class GatewayCore:
                     if conn is not None:
                         conn.close(code, reason)
 
-        self._control = asyncio.get_running_loop().create_task(listen())
+        self._background.append(loop.create_task(listen()))
 
     async def drain(self) -> None:
         """Graceful shutdown: every socket gets 1012 and resumes elsewhere (idempotent)."""

@@ -52,17 +52,31 @@ def pg_server(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("embedded_pg")
 
 
+async def create_database(server: str) -> str:
+    """A fresh, empty database on ``server``; returns its URL."""
+    name = f"rthub_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return with_database(server, name)
+
+
+async def drop_database(server: str, url: str) -> None:
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @pytest.fixture
 async def pg_url(pg_server: str) -> AsyncIterator[str]:
     """A fresh, empty database on the server, dropped afterwards."""
-    name = f"rthub_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(pg_server, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    url = await create_database(pg_server)
+    yield url
+    await drop_database(pg_server, url)
 
 
 @pytest.fixture

@@ -41,6 +41,9 @@ def test_defaults_match_the_seed_names_and_values():
     ("RTHUB_JWT_SECRET", "short",
      "RTHUB_JWT_SECRET must be at least 32 characters (RFC 7518 3.2: an HS256 key is at least "
      "256 bits), got 5 characters"),
+    ("RTHUB_GATEWAY_AUTOSCALING", '{"max_replicas": "many"}',
+     'RTHUB_GATEWAY_AUTOSCALING must be a JSON object such as {"min_replicas": 1, '
+     '"max_replicas": 4, "target_ongoing_requests": 5000}, got \'{"max_replicas": "many"}\''),
     ("RTHUB_LOG_LEVEL", "loud",
      "RTHUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
 ])
@@ -70,3 +73,10 @@ def test_the_command_refuses_to_start_with_one_line_on_stderr():
 def test_readme_documents_every_variable_exactly_as_the_code_reads_it():
     readme = (ROOT / "README.md").read_text()
     assert config.markdown_table() in readme
+
+
+def test_gateway_autoscaling_is_parsed_into_serves_config():
+    raw = '{"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 5000}'
+    settings = config.load({"RTHUB_GATEWAY_AUTOSCALING": raw})
+    assert settings.gateway_autoscaling == {"min_replicas": 1, "max_replicas": 4,
+                                            "target_ongoing_requests": 5000}

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 from ray import serve as rayserve
 
@@ -24,7 +23,7 @@ from fanout.embedded import EmbeddedRedis
 from rthub.config import Settings
 from serve.app import build
 from serve.auth import issue_token
-from tests.conftest import make_settings, with_database
+from tests.conftest import create_database, make_settings
 
 EXTERNAL_REDIS = os.environ.get("RTHUB_TEST_REDIS_URL")
 SECRET = "test-secret-" + uuid.uuid4().hex
@@ -70,14 +69,6 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-async def _database(server: str) -> str:
-    name = f"rthub_gw_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    return with_database(server, name)
-
-
 @pytest.fixture(scope="session", params=["embedded", "external"])
 async def deployed(request: pytest.FixtureRequest, serve_port: int
                    ) -> AsyncIterator[tuple[str, Settings, ActorSystem]]:
@@ -87,10 +78,10 @@ async def deployed(request: pytest.FixtureRequest, serve_port: int
             pytest.skip("RTHUB_TEST_POSTGRES_URL / RTHUB_TEST_REDIS_URL not set (CI sets them)")
         pg, redis_url = os.environ["RTHUB_TEST_POSTGRES_URL"], EXTERNAL_REDIS
     else:
-        pg, redis_url = request.getfixturevalue("embedded_pg"), request.getfixturevalue(
-            "embedded_redis")
-    settings = make_settings(await _database(pg), REDIS_URL=redis_url, RTHUB_JWT_SECRET=SECRET,
-                             RTHUB_GATEWAY_REPLICAS="2")
+        pg = request.getfixturevalue("embedded_pg")
+        redis_url = request.getfixturevalue("embedded_redis")
+    settings = make_settings(await create_database(pg), REDIS_URL=redis_url,
+                             RTHUB_JWT_SECRET=SECRET, RTHUB_GATEWAY_REPLICAS="2")
     system = ActorSystem(settings)
     system.start()
     name = f"gw-{request.param}"
@@ -112,7 +103,7 @@ async def deploy(serve_port: int, embedded_pg: str, embedded_redis: str) -> Asyn
     made: list[tuple[str, ActorSystem]] = []
 
     async def make(**env: str) -> tuple[str, Hub]:
-        settings = make_settings(await _database(embedded_pg), REDIS_URL=embedded_redis,
+        settings = make_settings(await create_database(embedded_pg), REDIS_URL=embedded_redis,
                                  RTHUB_JWT_SECRET=SECRET, **env)
         system = ActorSystem(settings)
         system.start()
