@@ -87,6 +87,7 @@ class Target:
 
 class Rthub(Target):
     name = "rthub (Serve default proxy)"
+    extra_env: dict[str, str] = {}
 
     def start(self) -> None:
         from serve.auth import issue_token
@@ -98,7 +99,7 @@ class Rthub(Target):
                "RTHUB_HTTP_PORT": str(self.port), "RTHUB_JWT_SECRET": self.secret,
                "RTHUB_NAMESPACE": f"fan{uuid.uuid4().hex[:6]}", "RAY_ADDRESS": "",
                "WS_HEARTBEAT_INTERVAL": "600", "RTHUB_MAX_SOCKETS_PER_REPLICA": "50000",
-               "MAX_WS_CONNECTIONS_PER_USER": "1000"}
+               "MAX_WS_CONNECTIONS_PER_USER": "1000", **self.extra_env}
         self.proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "rthub.cli",
                                       "up"], env=env, stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
@@ -135,6 +136,11 @@ class Rthub(Target):
             return None
         match = _DIGITS.search(text)
         return match[1] if match else None
+
+
+class RthubDirect(Rthub):
+    name = "rthub (Serve direct ingress, HAProxy)"
+    extra_env = {"RTHUB_INGRESS": "direct"}
 
 
 class PlainWebsockets(Target):
@@ -311,7 +317,7 @@ def median_step(steps: list[Step]) -> Step:
 
 async def run(args: argparse.Namespace) -> str:
     results = {}
-    for cls in (Rthub, PlainWebsockets, SocketIO):
+    for cls in (Rthub, RthubDirect, PlainWebsockets, SocketIO):
         target = cls()
         target.start()
         try:

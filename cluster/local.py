@@ -52,6 +52,11 @@ class LocalHub:
             settings = settings.replace(redis_url=self.redis.url)
         if settings.jwt_secret is None and settings.jwt_jwks is None:
             settings = settings.replace(jwt_secret=dev_secret(settings.data_dir))
+        if settings.ingress == "direct":  # must be in the environment Ray's processes inherit
+            os.environ.update({"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+                               "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                               "RAY_SERVE_HAPROXY_MAXCONN": str(
+                                   settings.max_sockets_per_replica * settings.gateway_replicas)})
         address = os.environ.get("RAY_ADDRESS")
         context = ray.init(address=address or None, namespace=settings.namespace,
                            num_cpus=None if address else os.cpu_count(),

@@ -101,6 +101,15 @@ def _autoscaling(raw: str) -> dict[str, float] | None:
     return value
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.strip() not in allowed:
+            raise ValueError
+        return raw.strip()
+
+    return parse
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -168,6 +177,10 @@ VARS: tuple[Var, ...] = (
         "Address the WebSocket/HTTP ingress listens on."),
     Var("RTHUB_HTTP_PORT", "http_port", "8000", _int_between(1, 65535),
         "an integer from 1 to 65535", "Port of the WebSocket/HTTP ingress."),
+    Var("RTHUB_INGRESS", "ingress", "proxy", _choice("proxy", "direct"), "proxy or direct",
+        "`proxy`: Serve's default HTTP proxy. `direct`: Serve direct ingress with HAProxy in "
+        "front (each replica serves its own sockets; frames never cross Ray). Read by `rthub "
+        "up`, which sets Ray's flags before Ray starts."),
     Var("RTHUB_GATEWAY_REPLICAS", "gateway_replicas", "1", _int_between(1, 256),
         "an integer from 1 to 256", "Serve replicas of the gateway deployment."),
     Var("RTHUB_GATEWAY_AUTOSCALING", "gateway_autoscaling", "", _autoscaling,
@@ -219,6 +232,7 @@ class Settings:
     jwt_audience: str | None
     http_host: str | None
     http_port: int
+    ingress: str
     gateway_replicas: int
     gateway_autoscaling: dict[str, float] | None
     max_sockets_per_replica: int
