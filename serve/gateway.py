@@ -93,10 +93,10 @@ class GatewayCore:
             self.metrics.refused.labels(err.code).inc()
             await ws.close(4403 if isinstance(err, Forbidden) else 1011, err.message)
             return
-        await ws.accept(subprotocol=subprotocol)
         self.connections[conn.id] = conn
         self.metrics.connections.inc()
-        try:
+        try:  # the session knows this connection now: whatever happens, record its end
+            await ws.accept(subprotocol=subprotocol)
             await conn.run([welcome], lambda: self._restore(conn, positions))
         finally:
             self.metrics.connections.dec()
