@@ -122,6 +122,8 @@ class Host:
             "calls": self.calls,
             "largest_batch": self.largest_batch,
             "log_commits": getattr(getattr(journal, "writer", None), "commits", 0),
+            "published": getattr(table.publisher, "published", 0),
+            "publish_failures": getattr(table.publisher, "failures", 0),
             **{field: getattr(table.stats, field) for field in table.stats.__slots__},
         }
 

@@ -63,7 +63,3 @@ class StreamPublisher:
                     continue
                 delay = 0.05
                 self.published += len(batch)
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await self._client.aclose()

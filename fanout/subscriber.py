@@ -34,7 +34,6 @@ class TopicHub:
         self._confirmed: dict[bytes, asyncio.Event] = {}
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
-        self.delivered = 0
 
     async def add(self, tenant: str, topic: str, listener: Listener) -> None:
         name = channel(tenant, topic).encode()
@@ -61,10 +60,6 @@ class TopicHub:
                 self._confirmed.pop(name, None)
                 await self._pubsub.unsubscribe(name)
 
-    @property
-    def channels(self) -> int:
-        return len(self._listeners)
-
     async def _read(self) -> None:
         while True:
             try:
@@ -85,7 +80,6 @@ class TopicHub:
                 event_data = msgpack.unpackb(message["data"], raw=False)
                 for listener in tuple(self._listeners.get(name, ())):
                     listener(event_data)
-                    self.delivered += 1
 
     async def close(self) -> None:
         if self._reader is not None:
