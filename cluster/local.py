@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import secrets
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import ray
 
 from actors.client import ActorSystem
+from cluster.ingress import ingress_env
 from rthub.config import Settings
 from storage.embedded import EmbeddedPostgres
 
@@ -28,24 +28,6 @@ def dev_secret(data_dir: Path) -> str:
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
-
-
-def haproxy_maxconn(settings: Settings) -> int:
-    """HAProxy's maxconn for the configured socket capacity, within the FD limit.
-
-    HAProxy needs about two descriptors per connection (client and replica side) and refuses
-    to start above its process limit, so raise our soft limit to the hard one (Ray's
-    processes inherit it) and fit maxconn under it, saying so when that lowers it.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    wanted = settings.max_sockets_per_replica * settings.gateway_replicas
-    fits = max((hard - 6000) // 2, 1024)  # HAProxy adds ~5,000 of its own (seen: 4,786)
-    if wanted > fits:
-        log.warning("HAProxy maxconn lowered from %d to %d by the open-files limit (%d)",
-                    wanted, fits, hard)
-    return min(wanted, fits)
 
 
 class LocalHub:
@@ -71,10 +53,10 @@ class LocalHub:
             settings = settings.replace(redis_url=self.redis.url)
         if settings.jwt_secret is None and settings.jwt_jwks is None:
             settings = settings.replace(jwt_secret=dev_secret(settings.data_dir))
-        if settings.ingress == "direct":  # must be in the environment Ray's processes inherit
-            os.environ.update({"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
-                               "RAY_SERVE_ENABLE_HA_PROXY": "1",
-                               "RAY_SERVE_HAPROXY_MAXCONN": str(haproxy_maxconn(settings))})
+        # Serve's flags must be in the environment before Ray starts (its processes inherit
+        # them); a value already set by the operator wins.
+        for name, value in ingress_env(settings).items():
+            os.environ.setdefault(name, value)
         address = os.environ.get("RAY_ADDRESS")
         context = ray.init(address=address or None, namespace=settings.namespace,
                            num_cpus=None if address else os.cpu_count(),

@@ -3,7 +3,8 @@
 A channel is subscribed when the first local listener arrives and unsubscribed when the last
 leaves (reference counted), so a room of N members costs one delivery per replica, not N.
 ``add`` returns only once Redis has confirmed the subscription: a caller that then reads the
-stream's history cannot miss an event between the two.
+stream's history cannot miss an event between the two. Each event is decoded once and passed
+through ``prepare`` once (the gateway encodes its frame there), then to every listener.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ from fanout.streams import channel
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[dict[str, Any]], None]
+Listener = Callable[[Any], None]
+
+
+def _as_is(event: dict[str, Any]) -> Any:
+    return event
 
 
 class TopicHub:
     """Local fan-out of topic events to listeners (sockets) of this process."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str,
+                 prepare: Callable[[dict[str, Any]], Any] = _as_is) -> None:
+        self._prepare = prepare
         self._client = aioredis.from_url(redis_url)
         self._pubsub = self._client.pubsub()
         self._listeners: dict[bytes, set[Listener]] = {}
@@ -40,13 +47,14 @@ class TopicHub:
         async with self._lock:
             listeners = self._listeners.setdefault(name, set())
             listeners.add(listener)
-            if len(listeners) > 1:
-                return
-            confirmed = self._confirmed[name] = asyncio.Event()
-            await self._pubsub.subscribe(name)
-            if self._reader is None:
-                self._reader = asyncio.get_running_loop().create_task(self._read(), name="hub")
-        await confirmed.wait()
+            confirmed = self._confirmed.get(name)
+            if confirmed is None:
+                confirmed = self._confirmed[name] = asyncio.Event()
+                await self._pubsub.subscribe(name)
+                if self._reader is None:
+                    self._reader = asyncio.get_running_loop().create_task(self._read(),
+                                                                          name="hub")
+        await confirmed.wait()  # also for a second listener that arrives before Redis answers
 
     async def remove(self, tenant: str, topic: str, listener: Listener) -> None:
         name = channel(tenant, topic).encode()
@@ -77,9 +85,19 @@ class TopicHub:
                 if (event := self._confirmed.get(name)) is not None:
                     event.set()
             elif kind == "message":
-                event_data = msgpack.unpackb(message["data"], raw=False)
-                for listener in tuple(self._listeners.get(name, ())):
-                    listener(event_data)
+                listeners = self._listeners.get(name)
+                if not listeners:
+                    continue
+                try:
+                    prepared = self._prepare(msgpack.unpackb(message["data"], raw=False))
+                except Exception:  # a bad event must not stop the reader
+                    log.exception("dropping an event on %s that could not be prepared", name)
+                    continue
+                for listener in tuple(listeners):
+                    try:
+                        listener(prepared)
+                    except Exception:
+                        log.exception("a listener of %s failed", name)
 
     async def close(self) -> None:
         if self._reader is not None:

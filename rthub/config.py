@@ -110,6 +110,13 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _switch(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in {"on", "off"}:
+        raise ValueError
+    return value == "on"
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -177,10 +184,15 @@ VARS: tuple[Var, ...] = (
         "Address the WebSocket/HTTP ingress listens on."),
     Var("RTHUB_HTTP_PORT", "http_port", "8000", _int_between(1, 65535),
         "an integer from 1 to 65535", "Port of the WebSocket/HTTP ingress."),
-    Var("RTHUB_INGRESS", "ingress", "proxy", _choice("proxy", "direct"), "proxy or direct",
-        "`proxy`: Serve's default HTTP proxy. `direct`: Serve direct ingress with HAProxy in "
-        "front (each replica serves its own sockets; frames never cross Ray). Read by `rthub "
-        "up`, which sets Ray's flags before Ray starts."),
+    Var("RTHUB_INGRESS", "ingress", "direct", _choice("direct", "proxy"), "direct or proxy",
+        "`direct`: Serve direct ingress with HAProxy in front (each replica serves its own "
+        "sockets; frames never cross Ray). `proxy`: Serve's default HTTP proxy (every frame "
+        "is a Ray call; ~10x slower fan-out). Read by `rthub up`, which sets Ray's flags "
+        "before Ray starts."),
+    Var("RTHUB_WS_FAST_PATH", "ws_fast_path", "on", _switch, "on or off",
+        "`on`: write each fan-out frame, encoded once, straight to every local socket's "
+        "transport where the server allows it (direct ingress). `off`: every frame goes "
+        "through ASGI `send`."),
     Var("RTHUB_GATEWAY_REPLICAS", "gateway_replicas", "1", _int_between(1, 256),
         "an integer from 1 to 256", "Serve replicas of the gateway deployment."),
     Var("RTHUB_GATEWAY_AUTOSCALING", "gateway_autoscaling", "", _autoscaling,
@@ -194,9 +206,10 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_MAX_FRAME_BYTES", "max_frame_bytes", "65536", _int_between(256, 16_777_216),
         "an integer from 256 to 16777216",
         "Largest client frame; a larger one is answered `too_large`."),
-    Var("RTHUB_SEND_QUEUE", "send_queue", "1024", _int_between(8, 1_000_000),
-        "an integer from 8 to 1000000",
-        "Frames queued for one socket; a client that lets it fill is closed with 4413."),
+    Var("RTHUB_SEND_BUFFER_BYTES", "send_buffer_bytes", "1048576",
+        _int_between(4096, 1_073_741_824), "an integer from 4096 to 1073741824",
+        "Bytes waiting to be sent to one socket; a client that lets more pile up is closed "
+        "with 4413."),
     Var("RTHUB_STREAM_RETENTION_S", "stream_retention_s", "120", _seconds(1, 86_400),
         "a number of seconds from 1 to 86400",
         "How far back a resuming client can recover a topic's events."),
@@ -233,11 +246,12 @@ class Settings:
     http_host: str | None
     http_port: int
     ingress: str
+    ws_fast_path: bool
     gateway_replicas: int
     gateway_autoscaling: dict[str, float] | None
     max_sockets_per_replica: int
     max_frame_bytes: int
-    send_queue: int
+    send_buffer_bytes: int
     stream_retention_s: float
     stream_retention_events: int
     log_level: str

@@ -3,8 +3,8 @@
 Transport only: what each message type does is in ``serve.handlers``. The rules here are
 PROTOCOL.md's: a malformed frame gets ``error bad_request`` and the socket stays open, 20 in
 a minute close it (4400); an oversized one gets ``too_large``; silence for two heartbeat
-intervals closes it (4408); a client whose send queue fills is closed (4413) and never slows
-the others; stream events are delivered in ``seq`` order with duplicates dropped.
+intervals closes it (4408); a client that lets RTHUB_SEND_BUFFER_BYTES pile up is closed (4413)
+and never slows the others; stream events are delivered in ``seq`` order with duplicates dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from rthub.errors import BadRequest, HubError
 from serve import protocol
 from serve.auth import Identity
+from serve.wire import Outgoing, RawWriter
 
 if TYPE_CHECKING:
     from serve.gateway import GatewayCore
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MALFORMED_LIMIT = 20
 MALFORMED_WINDOW_S = 60.0
+CLOSE_WAIT_S = 5.0
 
 
 class Closing(Exception):
@@ -41,7 +43,13 @@ class Closing(Exception):
 
 
 class Connection:
-    """State of one open socket; ``run()`` owns it until it closes."""
+    """State of one open socket; ``run()`` owns it until it closes.
+
+    Frames leave by one of two paths, never both on one socket so their order holds: the
+    fast path writes each frame's bytes straight to the transport (``serve.wire``), the
+    ASGI path queues them for a writer task. Either way a socket holding more than
+    RTHUB_SEND_BUFFER_BYTES unsent is closed with 4413.
+    """
 
     def __init__(self, core: GatewayCore, ws: WebSocket, identity: Identity, encoding: str,
                  connection_id: str) -> None:
@@ -54,63 +62,81 @@ class Connection:
         # topic -> [epoch, last seq queued (dedupe), last seq the client confirmed (resume)]
         self.positions: dict[str, list[Any]] = {}
         self._unanswered_pings: deque[dict[str, int]] = deque()  # queued seqs at each ping
-        self.catching_up: dict[str, list[dict[str, Any]]] = {}  # topic -> live events held
-        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(core.settings.send_queue)
+        self.catching_up: dict[str, list[Outgoing]] = {}  # topic -> live events held
+        self._limit = core.settings.send_buffer_bytes
+        self._raw: RawWriter | None = None
+        self._queue: deque[bytes] = deque()  # the ASGI path's frames
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
         self._malformed: deque[float] = deque()
         self._last_heard = time.monotonic()
         self._closing: Closing | None = None
         self._done = asyncio.Event()
 
+    @property
+    def fast_path(self) -> bool:
+        return self._raw is not None
+
     # -- outgoing ---------------------------------------------------------------------------
     def send(self, envelope: dict[str, Any]) -> None:
-        """Queue a frame; a full queue means the client stopped reading: close it (4413)."""
+        """Send a frame of this socket's own (welcome, ack, error, ping)."""
         if self._closing is not None:
             return
         envelope.setdefault("timestamp", protocol.timestamp())
-        try:
-            self._queue.put_nowait(protocol.encode(envelope, self.encoding))
-        except asyncio.QueueFull:
-            self.close(4413, "too slow: send queue full")
         self.core.metrics.frames_out.labels(envelope["type"]).inc()
+        self._push(Outgoing(envelope))
 
-    def deliver(self, event: dict[str, Any]) -> None:
+    def deliver(self, event: Outgoing) -> None:
         """A topic event from the hub: hold it during catch-up, drop it if already sent."""
-        topic = event["topic"]
+        topic = event.topic
         held = self.catching_up.get(topic)
         if held is not None:
             held.append(event)
             return
         position = self.positions.get(topic)
-        if position is None:
+        if position is None or self._closing is not None:
             return
-        seq = event.get("seq")
+        seq = event.seq
         if seq is not None:
             if seq <= position[1]:
                 return
             position[1] = seq
-        frame = {"type": event["type"], "topic": topic, "content": event["content"],
-                 "timestamp": protocol.timestamp(event["ts"])}
-        if seq is not None:
-            frame["seq"] = seq
-        self.send(frame)
-        if seq is not None:
-            self.core.metrics.delivery_latency.observe(max(time.time() * 1000 - event["ts"], 0)
-                                                       / 1000)
+        self.core.metrics.deliveries.count += 1
+        self._push(event)
+
+    def _push(self, out: Outgoing) -> None:
+        raw = self._raw
+        if raw is not None:
+            if raw.write(out.wire(self.encoding)) > self._limit:
+                self._too_slow()
+            return
+        data = out.payload(self.encoding)
+        self._queued_bytes += len(data)
+        if self._queued_bytes > self._limit:
+            self._too_slow()
+            return
+        self._queue.append(data)
+        self._wakeup.set()
+
+    def _too_slow(self) -> None:
+        self.core.metrics.slow_closed.count += 1
+        self.close(4413, "too slow: send buffer full")
 
     def close(self, code: int, reason: str) -> None:
-        """Close after the frames already queued (idempotent)."""
+        """Close after the frames already sent or queued (idempotent)."""
         if self._closing is None:
             self._closing = Closing(code, reason)
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(None)
+            self._wakeup.set()
             self._done.set()
 
     # -- the socket's life ------------------------------------------------------------------
     async def run(self, first_frames: list[dict[str, Any]],
                   on_open: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Send ``first_frames`` (the welcome), run ``on_open`` (a resume's replay) while the
-        writer drains, then serve client frames until either side closes."""
-        tasks = [asyncio.create_task(self._write())]
+        """Send ``first_frames`` (the welcome), run ``on_open`` (a resume's replay), then
+        serve client frames until either side closes. Call after the upgrade is accepted."""
+        if self.core.settings.ws_fast_path:
+            self._raw = RawWriter.find(self.ws)
+        tasks = [] if self._raw is not None else [asyncio.create_task(self._write())]
         done = asyncio.create_task(self._done.wait())
         try:
             for frame in first_frames:
@@ -119,16 +145,26 @@ class Connection:
                 await on_open()
             tasks += [asyncio.create_task(self._read()), asyncio.create_task(self._heartbeat())]
             await asyncio.wait([done, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            # let the writer flush what was queued before the close frame
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(tasks[0]), 1.0)
+            if self._raw is None:  # let the writer flush what was queued before the close
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(tasks[0]), 1.0)
         finally:
             for task in (*tasks, done):
                 task.cancel()
-            closing = self._closing
-            if closing is not None:
-                with contextlib.suppress(Exception):
-                    await self.ws.close(closing.code, closing.reason)
+            await self._send_close()
+
+    async def _send_close(self) -> None:
+        """The close frame; a client that reads nothing cannot take it, so give up soon."""
+        closing = self._closing
+        if closing is None:
+            return
+        try:
+            await asyncio.wait_for(self.ws.close(closing.code, closing.reason), CLOSE_WAIT_S)
+        except TimeoutError:
+            if self._raw is not None:
+                self._raw.abort()
+        except Exception:  # already gone
+            pass
 
     def resume_positions(self) -> dict[str, list[Any]]:
         """Per topic, [epoch, last seq the client confirmed]: a resume replays after it.
@@ -148,15 +184,21 @@ class Connection:
                 position[2] = max(position[2], seq)
 
     async def _write(self) -> None:
+        """The ASGI path: one ``send`` per frame, in order."""
+        queue, binary = self._queue, self.encoding == protocol.MSGPACK
         while True:
-            frame = await self._queue.get()
-            if frame is None:
-                return
+            while not queue:
+                if self._closing is not None:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            frame = queue.popleft()
+            self._queued_bytes -= len(frame)
             try:
-                if isinstance(frame, bytes):
+                if binary:
                     await self.ws.send_bytes(frame)
                 else:
-                    await self.ws.send_text(frame)
+                    await self.ws.send_text(frame.decode())
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self._done.set()
                 return

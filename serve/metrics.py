@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+
+
+class Tally:
+    """A counter cheap enough for the per-socket fan-out loop: a plain int, read on scrape."""
+
+    def __init__(self, name: str, doc: str, registry: CollectorRegistry) -> None:
+        self.name, self.doc, self.count = name, doc, 0
+        registry.register(self)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.doc, value=self.count)
 
 
 class GatewayMetrics:
@@ -21,8 +35,13 @@ class GatewayMetrics:
                                   registry=self.registry)
         self.errors = Counter("rthub_errors_total", "Error replies by code", ["code"],
                               registry=self.registry)
+        self.deliveries = Tally("rthub_deliveries", "Stream events written to sockets",
+                                self.registry)
+        self.slow_closed = Tally("rthub_slow_clients_closed",
+                                 "Sockets closed with 4413 for not reading", self.registry)
         self.delivery_latency = Histogram(
-            "rthub_delivery_latency_seconds", "Stream event age when handed to a socket",
+            "rthub_delivery_latency_seconds",
+            "Stream event age when it reaches this replica's fan-out (once per event)",
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry)
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
+import orjson
 
 from rthub.errors import BadRequest, TooLarge
 
@@ -83,11 +84,20 @@ def check(frame: Any) -> dict[str, Any]:
     return frame
 
 
-def encode(envelope: dict[str, Any], encoding: str) -> str | bytes:
-    """A server frame in the connection's encoding."""
+def encode_bytes(envelope: dict[str, Any], encoding: str) -> bytes:
+    """A server frame's payload in ``encoding``: msgpack, or compact UTF-8 JSON."""
     if encoding == MSGPACK:
         return msgpack.packb(envelope, use_bin_type=True)
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(envelope)
+    except TypeError:  # what orjson cannot write (an integer over 64 bits): the slow way
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode(envelope: dict[str, Any], encoding: str) -> str | bytes:
+    """A server frame in the connection's encoding (text for JSON, bytes for msgpack)."""
+    data = encode_bytes(envelope, encoding)
+    return data if encoding == MSGPACK else data.decode()
 
 
 def timestamp(ms: int | None = None) -> str:

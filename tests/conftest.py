@@ -1,5 +1,10 @@
 """Shared fixtures: one real Ray for the session, real PostgreSQL servers (embedded and, when
-RTHUB_TEST_POSTGRES_URL is set, external), and a fresh database for every test."""
+RTHUB_TEST_POSTGRES_URL is set, external), and a fresh database for every test.
+
+The gateway tests run Serve as ``rthub up`` does by default: direct ingress behind HAProxy
+(set here, before anything imports Ray Serve, whose flags are read at import).
+RTHUB_TEST_INGRESS=proxy runs the same suite on Serve's default proxy instead.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,15 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import ray
+
+from cluster.ingress import direct_ingress_env
+
+if os.environ.get("RTHUB_TEST_INGRESS", "direct") == "direct":
+    for _name, _value in direct_ingress_env(4096).items():
+        os.environ.setdefault(_name, _value)
+    # Ray keeps a deleted direct-ingress replica 30 s so a load balancer can notice; the
+    # tests delete apps often and connect nothing new to a deleted one.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
 
 from actors.client import ActorSystem
 from rthub import config
