@@ -7,7 +7,9 @@ so a frame never crosses a Ray call. Our settings on top of Ray's:
 
 * user code runs on the replica's own event loop (``RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD
   =0``); otherwise every ASGI send crosses threads through a queue;
-* HAProxy ``maxconn`` sized for the configured sockets, within the open-files limit;
+* HAProxy ``maxconn`` sized for the configured sockets, within the open-files limit, and
+  one HAProxy thread per CPU this process may use (at most Ray's 4): more threads than cores
+  only preempt each other on every relayed frame;
 * ``hard-stop-after`` 900 s: a replica added or removed reloads HAProxy, and the old HAProxy
   process keeps its sockets until then (Ray's 120 s would cut every socket two minutes after
   any scaling event; cut clients resume, but in a storm);
@@ -21,6 +23,7 @@ healthy socket far busier than that. Any of these can be overridden from the env
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import socket
 import tempfile
@@ -68,6 +71,7 @@ def direct_ingress_env(sockets: int) -> dict[str, str]:
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
         "RAY_SERVE_HAPROXY_MAXCONN": str(haproxy_maxconn(sockets)),
+        "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, len(os.sched_getaffinity(0)))),
         "RAY_SERVE_HAPROXY_HARD_STOP_AFTER_S": str(HARD_STOP_AFTER_S),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),

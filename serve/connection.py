@@ -107,8 +107,7 @@ class Connection:
     def _push(self, out: Outgoing) -> None:
         raw = self._raw
         if raw is not None:
-            if raw.write(out.wire(self.encoding)) > self._limit:
-                self._too_slow()
+            raw.send(out.wire(self.encoding))
             return
         data = out.payload(self.encoding)
         self._queued_bytes += len(data)
@@ -135,7 +134,9 @@ class Connection:
         """Send ``first_frames`` (the welcome), run ``on_open`` (a resume's replay), then
         serve client frames until either side closes. Call after the upgrade is accepted."""
         if self.core.settings.ws_fast_path:
-            self._raw = RawWriter.find(self.ws)
+            self._raw = RawWriter.find(self.ws, self.core.batcher, self._limit, self._too_slow)
+        if self._raw is not None:
+            self.core.metrics.fast_path.inc()
         tasks = [] if self._raw is not None else [asyncio.create_task(self._write())]
         done = asyncio.create_task(self._done.wait())
         try:
@@ -151,6 +152,8 @@ class Connection:
         finally:
             for task in (*tasks, done):
                 task.cancel()
+            if self._raw is not None:
+                self.core.metrics.fast_path.dec()
             await self._send_close()
 
     async def _send_close(self) -> None:
@@ -158,6 +161,11 @@ class Connection:
         closing = self._closing
         if closing is None:
             return
+        if self._raw is not None:
+            self._raw.flush()
+            if self._raw.congested:
+                self._raw.close(closing.code, closing.reason, CLOSE_WAIT_S)
+                return
         try:
             await asyncio.wait_for(self.ws.close(closing.code, closing.reason), CLOSE_WAIT_S)
         except TimeoutError:

@@ -30,7 +30,7 @@ from serve.auth import Identity, TokenVerifier
 from serve.connection import Connection
 from serve.metrics import GatewayMetrics
 from serve.replica_hooks import when_draining
-from serve.wire import Outgoing
+from serve.wire import Batcher, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class GatewayCore:
         self.hub = TopicHub(settings.redis_url, prepare=self._arrived)
         self.metrics = metrics or GatewayMetrics()
         self.connections: dict[str, Connection] = {}
+        self.batcher = Batcher()
+        self.metrics.socket_writes.read = lambda: self.batcher.writes
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -13,10 +13,12 @@ class Tally:
 
     def __init__(self, name: str, doc: str, registry: CollectorRegistry) -> None:
         self.name, self.doc, self.count = name, doc, 0
+        self.read: Callable[[], int] | None = None  # or a count kept elsewhere
         registry.register(self)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily(self.name, self.doc, value=self.count)
+        value = self.count if self.read is None else self.read()
+        yield CounterMetricFamily(self.name, self.doc, value=value)
 
 
 class GatewayMetrics:
@@ -26,6 +28,9 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self.connections = Gauge("rthub_connections", "Open WebSocket connections",
                                  registry=self.registry)
+        self.fast_path = Gauge("rthub_connections_fast_path",
+                               "Open connections whose frames are written straight to the "
+                               "transport (the rest use ASGI send)", registry=self.registry)
         self.refused = Counter("rthub_connections_refused_total",
                                "Upgrades refused before a socket opened", ["code"],
                                registry=self.registry)
@@ -37,6 +42,10 @@ class GatewayMetrics:
                               registry=self.registry)
         self.deliveries = Tally("rthub_deliveries", "Stream events written to sockets",
                                 self.registry)
+        self.socket_writes = Tally("rthub_socket_writes",
+                                   "Fast-path writes (one per socket per loop turn): "
+                                   "deliveries / writes is the batching achieved",
+                                   self.registry)
         self.slow_closed = Tally("rthub_slow_clients_closed",
                                  "Sockets closed with 4413 for not reading", self.registry)
         self.delivery_latency = Histogram(

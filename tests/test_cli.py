@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import jwt
+import pytest
 import websockets
 
 from tests.serve.conftest import free_port
@@ -30,15 +31,27 @@ def field(log: list[str], name: str) -> str:
     return next(line.split(f"{name}:", 1)[1].split()[0] for line in log if f" {name}:" in line)
 
 
-async def hello(url: str, token: str) -> dict:
+async def hello(url: str, token: str) -> tuple[dict, dict]:
+    """The welcome, and a chat message sent to a new room and broadcast back."""
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
                                   open_timeout=30) as ws:
-        return json.loads(await ws.recv())
+        welcome = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "room.create", "id": 1,
+                                  "content": {"room_id": "hello", "name": "hello"}}))
+        await ws.send(json.dumps({"type": "chat.send", "id": 2, "content": {
+            "room": "hello", "text": "hi", "client_msg_id": "c1"}}))
+        while (frame := json.loads(await ws.recv()))["type"] != "chat.message":
+            assert frame["type"] != "error", frame
+        return welcome, frame
 
 
-def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Path):
-    env = {**os.environ, "RTHUB_DATA_DIR": str(tmp_path / "data"), "RAY_ADDRESS": "",
-           "RTHUB_NAMESPACE": f"cli{uuid.uuid4().hex[:8]}", "RTHUB_HTTP_PORT": str(free_port())}
+@pytest.mark.parametrize("ingress", ["direct", "proxy"])
+def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Path, ingress):
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("RAY_SERVE_")}  # the suite's own Serve flags
+    env.update({"RTHUB_DATA_DIR": str(tmp_path / "data"), "RAY_ADDRESS": "",
+                "RTHUB_NAMESPACE": f"cli{uuid.uuid4().hex[:8]}", "RTHUB_INGRESS": ingress,
+                "RTHUB_HTTP_PORT": str(free_port())})
     for name in ("POSTGRES_URL", "REDIS_URL", "RTHUB_JWT_SECRET"):
         env.pop(name, None)
     proc = subprocess.Popen([sys.executable, "-c", "from rthub.cli import main; main(['up'])"],
@@ -46,9 +59,10 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
     try:
         log = wait_for_line(proc, "Ctrl-C stops everything")
         assert "(embedded)" in field(log, "postgres") + "".join(log)
-        welcome = asyncio.run(hello(field(log, "websocket"), field(log, "dev token")))
+        welcome, message = asyncio.run(hello(field(log, "websocket"), field(log, "dev token")))
         assert welcome["type"] == "session.welcome"
         assert welcome["content"]["user_id"] == "alice"
+        assert (message["topic"], message["content"]["text"]) == ("room:hello", "hi")
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=120)[1]
     finally:

@@ -4,6 +4,7 @@ Text protocol: ``join:<room>`` joins, ``pub:<room>:<payload>`` sends ``<payload>
 """
 
 import asyncio
+import contextlib
 import sys
 from collections import defaultdict
 
@@ -44,4 +45,5 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    with contextlib.suppress(KeyboardInterrupt):  # the benchmark stops it with SIGINT
+        asyncio.run(main(int(sys.argv[1])))

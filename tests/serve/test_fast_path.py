@@ -1,0 +1,119 @@
+"""The gateway's two write paths, through the real hub (serve.wire).
+
+Under direct ingress (the default) each event's frame is encoded once and written straight to
+every socket's transport; with RTHUB_WS_FAST_PATH=off, or behind Serve's proxy, every frame
+goes through ASGI ``send``. Both must deliver the same frames in the same order, and both
+must close a client that stops reading (4413) without holding up anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import urllib.request
+from urllib.parse import urlsplit
+
+import pytest
+import websockets
+
+from tests.serve.client import Client
+
+DIRECT = os.environ.get("RTHUB_TEST_INGRESS", "direct") == "direct"
+
+
+async def scrape(url: str) -> dict[str, float]:
+    """The gateway's metrics as {name: value} (unlabelled series only)."""
+    http = url.replace("ws://", "http://").removesuffix("/ws")
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    values = {}
+    for line in (await asyncio.to_thread(fetch)).splitlines():
+        name, _, value = line.partition(" ")
+        if not line.startswith("#") and "{" not in name:
+            values[name] = float(value)
+    return values
+
+
+@pytest.mark.parametrize("fast", ["on", "off"])
+async def test_json_and_msgpack_members_get_every_event_in_order_on_either_path(deploy, fast):
+    url, hub = await deploy(RTHUB_WS_FAST_PATH=fast)
+    owner = await Client.connect(url, hub.token("owner"))
+    await owner.ask("room.create", {"room_id": "r", "name": "r"})
+    members = [await Client.connect(url, hub.token(f"m{i}"), binary=i % 2 == 1)
+               for i in range(4)]
+    for member in members:
+        await member.ask("room.join", {"room": "r"})
+    for i in range(20):
+        await owner.ask("chat.send", {"room": "r", "text": f"t{i}", "client_msg_id": f"k{i}"})
+    for reader in (owner, *members):
+        got = [await reader.expect("chat.message", topic="room:r") for _ in range(20)]
+        assert [(f["seq"], f["content"]["text"]) for f in got] == [
+            (i + 1, f"t{i}") for i in range(20)]
+    metrics = await scrape(url)
+    assert metrics["rthub_connections_fast_path"] == (5 if fast == "on" and DIRECT else 0)
+    others = sum(1 for c in (owner, *members) for f in c.inbox if f.get("topic") == "room:r")
+    assert metrics["rthub_deliveries_total"] == 5 * 20 + others  # joins seen, chat messages
+    for client in (owner, *members):
+        await client.close()
+
+
+async def reader_that_stalls(url: str, token: str) -> websockets.ClientConnection:
+    """A client whose kernel receive window is tiny and which reads nothing until told to."""
+    parts = urlsplit(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await asyncio.to_thread(sock.connect, (parts.hostname, parts.port))
+    sock.setblocking(False)
+    return await websockets.connect(url, sock=sock, max_queue=1, open_timeout=20,
+                                    additional_headers={"Authorization": f"Bearer {token}"})
+
+
+async def drained_close_code(ws: websockets.ClientConnection) -> int | None:
+    """Read everything left, then the close frame's code."""
+    async with asyncio.timeout(30):
+        try:
+            while True:
+                await ws.recv()
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+
+
+@pytest.mark.skipif(not DIRECT, reason="behind Serve's proxy the proxy absorbs a slow client")
+@pytest.mark.parametrize("fast", ["on", "off"])
+async def test_a_client_that_stops_reading_is_closed_4413_and_the_room_carries_on(deploy,
+                                                                                   fast):
+    url, hub = await deploy(RTHUB_WS_FAST_PATH=fast, RTHUB_SEND_BUFFER_BYTES="65536")
+    owner = await Client.connect(url, hub.token("owner"))
+    await owner.ask("room.create", {"room_id": "big", "name": "big"})
+    ids = {await owner.send("chat.send", {"room": "big", "text": "x" * 3900,
+                                          "client_msg_id": f"k{i}"}) for i in range(100)}
+    while ids:  # the acks; the broadcasts go to the inbox
+        frame = await owner.recv()
+        if frame.get("ref") in ids:
+            assert frame["type"] == "ack", frame
+            ids.discard(frame["ref"])
+        else:
+            owner.inbox.append(frame)
+    stalled = await reader_that_stalls(url, hub.token("slow"))
+    await stalled.recv()  # the welcome
+    await stalled.send('{"type":"room.join","id":1,"content":{"room":"big"}}')
+    assert '"ref":1' in await stalled.recv()
+    # from here on it reads nothing, and asks for ~40 MB of history (kernel and HAProxy
+    # buffers on the way hold tens of MB before the gateway sees any back-pressure)
+    for i in range(100):
+        await stalled.send(f'{{"type":"chat.history","id":{i + 2},'
+                           '"content":{"room":"big","limit":100}}')
+    async with asyncio.timeout(60):  # the metric is the only outside view of the close
+        while (await scrape(url)).get("rthub_slow_clients_closed_total", 0) < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+    # the room carried on for everyone else
+    await owner.ask("chat.send", {"room": "big", "text": "after", "client_msg_id": "after"})
+    seqs = [(await owner.expect("chat.message", topic="room:big"))["seq"] for _ in range(101)]
+    assert seqs == list(range(1, 102))
+    # the stalled client, reading again, finds the frames it was sent, then 4413
+    assert await drained_close_code(stalled) == 4413
+    await owner.close()
