@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import uvloop
 
 from benchmarks.loadgen import Socket
@@ -82,6 +84,10 @@ class Target:
 
     async def member(self, user: str, room: str, first: bool) -> Socket: ...
 
+    async def idle(self, user: str) -> Socket:
+        """A connected, authenticated socket that joins nothing (S3)."""
+        ...
+
     def publish(self, sock: Socket, room: str, payload: str) -> None: ...
 
     def payload_of(self, text: str) -> str | None: ...
@@ -110,6 +116,13 @@ class Rthub(Target):
                 break
         else:
             raise RuntimeError("rthub up did not start")
+
+    async def idle(self, user: str) -> Socket:
+        token = self.issue(self.secret, user, ttl_s=7200)
+        sock = await Socket.open("127.0.0.1", self.port, "/ws",
+                                 {"Authorization": f"Bearer {token}"})
+        await sock.recv()  # welcome: the session entity knows the socket
+        return sock
 
     async def member(self, user: str, room: str, first: bool) -> Socket:
         token = self.issue(self.secret, user, ttl_s=7200)
@@ -154,6 +167,9 @@ class PlainWebsockets(Target):
                                       str(HERE / "servers" / "ws_broadcast.py"), str(self.port)])
         wait_port(self.port, self.proc)
 
+    async def idle(self, user: str) -> Socket:
+        return await Socket.open("127.0.0.1", self.port, "/")
+
     async def member(self, user: str, room: str, first: bool) -> Socket:
         sock = await Socket.open("127.0.0.1", self.port, "/")
         sock.send(f"join:{room}")
@@ -179,6 +195,13 @@ class SocketIO(Target):
         self.proc = subprocess.Popen(["taskset", "-c", "0", "node", "socketio_server.js",
                                       str(self.port)], cwd=servers)
         wait_port(self.port, self.proc)
+
+    async def idle(self, user: str) -> Socket:
+        sock = await Socket.open("127.0.0.1", self.port, "/socket.io/?EIO=4&transport=websocket")
+        await sock.recv()  # engine.io open packet
+        sock.send("40")
+        await sock.recv()  # namespace connect
+        return sock
 
     async def member(self, user: str, room: str, first: bool) -> Socket:
         sock = await Socket.open("127.0.0.1", self.port, "/socket.io/?EIO=4&transport=websocket")
@@ -326,6 +349,51 @@ async def scenario_two(target: Target, rooms: int, step_s: float) -> Step:
     return step
 
 
+@dataclass
+class Idle:
+    sockets: int
+    held: int
+    connect_per_s: float
+    kb_per_socket: float
+    skipped: str = ""
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a server and every process under it (Ray's workers, HAProxy,
+    the embedded Postgres and Redis for rthub)."""
+    root = psutil.Process(pid)
+    total = 0
+    for proc in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+async def scenario_three(target: Target, count: int) -> Idle:
+    """``count`` idle sockets: how fast they connect, what each costs, and that all stay."""
+    assert target.proc is not None
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if count + 2000 > limit:  # the load generator alone needs a descriptor per socket
+        log.warning("S3 %d sockets not run: open-files limit %d", count, limit)
+        return Idle(count, 0, 0, 0, f"not run: open-files limit {limit:,}")
+    await asyncio.sleep(2)  # let the server's own start-up settle before the baseline
+    before = tree_rss(target.proc.pid)
+    start = time.monotonic()
+    sockets: list[Socket] = []
+    for wave in range(0, count, 250):
+        sockets += await asyncio.gather(*(target.idle(f"idle{i}")
+                                          for i in range(wave, min(wave + 250, count))))
+    elapsed = time.monotonic() - start
+    await asyncio.sleep(2)  # nothing to await: the server's allocations are not observable
+    held = sum(not sock.closed.is_set() for sock in sockets)
+    per_socket = (tree_rss(target.proc.pid) - before) / count / 1024
+    for sock in sockets:
+        sock.close()
+    log.info("%s S3 %d sockets: %d held, %.0f connects/s, %.1f KB each", target.name, count,
+             held, count / elapsed, per_socket)
+    return Idle(count, held, count / elapsed, per_socket)
+
+
 def median_step(steps: list[Step]) -> Step:
     return sorted(steps, key=lambda s: s.deliveries_per_s)[len(steps) // 2]
 
@@ -344,13 +412,15 @@ async def run(args: argparse.Namespace) -> str:
                 sustained = [s for s in s1 if s.sustained]
                 s1_runs.append(sustained[-1] if sustained else s1[0])
                 s2_runs.append(await scenario_two(target, args.rooms, args.step_s))
-            results[target.name] = (median_step(s1_runs), median_step(s2_runs))
+            idle = [await scenario_three(target, count) for count in args.idle]
+            results[target.name] = (median_step(s1_runs), median_step(s2_runs), idle)
         finally:
             target.stop()
     return render(results, args)
 
 
-def render(results: dict[str, tuple[Step, Step]], args: argparse.Namespace) -> str:
+def render(results: dict[str, tuple[Step, Step, list[Idle]]], args: argparse.Namespace
+           ) -> str:
     nan = (Step(0, 0, 0, 0, 1, [float("nan")]),)
     sio = results.get(SocketIO.name, nan)[0].deliveries_per_s or float("nan")
     plain = results.get(PlainWebsockets.name, nan)[0].deliveries_per_s or float("nan")
@@ -366,7 +436,7 @@ def render(results: dict[str, tuple[Step, Step]], args: argparse.Namespace) -> s
         "| vs Socket.IO | vs websockets | S2 deliveries/s | S2 p50 / p99 ms | S2 loss |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, (s1, s2) in results.items():
+    for name, (s1, s2, _) in results.items():
         ok = s1.sustained
         lines.append(
             f"| {name} | {s1.rate if ok else 'none'} | {s1.deliveries_per_s:,.0f} "
@@ -374,7 +444,27 @@ def render(results: dict[str, tuple[Step, Step]], args: argparse.Namespace) -> s
             f"| {s1.deliveries_per_s / sio:.2f} | {s1.deliveries_per_s / plain:.2f} "
             f"| {s2.deliveries_per_s:,.0f} | {s2.pct(0.5):.1f} / {s2.pct(0.99):.1f} "
             f"| {s2.expected - s2.delivered} |")
+    lines += ["", "S3: idle sockets (connected and authenticated, nothing joined); memory is the "
+              "resident growth of the server's whole process tree.", "",
+              "| server | " + " | ".join(f"{n:,} sockets: held / connects/s / KB each"
+                                         for n in args.idle) + " |",
+              "|---|" + "---:|" * len(args.idle)]
+    for name, (_, _, idle) in results.items():
+        lines.append(f"| {name} | " + " | ".join(
+            i.skipped or f"{i.held:,} / {i.connect_per_s:,.0f} / {i.kb_per_socket:.1f}"
+            for i in idle) + " |")
     return "\n".join(lines) + "\n"
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Open-files limit for S3's sockets (root may raise the hard limit; others get theirs)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(wanted, hard), max(wanted, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        if hard < wanted:
+            log.warning("open-files limit %d: S3 may not reach its socket counts", hard)
 
 
 def main() -> None:
@@ -384,14 +474,18 @@ def main() -> None:
     parser.add_argument("--rooms", type=int)
     parser.add_argument("--runs", type=int)
     parser.add_argument("--step-s", type=float)
+    parser.add_argument("--idle", help="S3 socket counts, comma-separated (5000,20000)")
     parser.add_argument("--only", help="comma-separated words: run the targets named so")
     args = parser.parse_args()
     args.members = args.members or (200 if args.quick else 1000)
     args.rooms = args.rooms or (100 if args.quick else 500)
     args.runs = args.runs or (1 if args.quick else 3)
     args.step_s = args.step_s or (2.0 if args.quick else 4.0)
+    args.idle = [int(n) for n in (args.idle or ("1000" if args.quick else "5000,20000")
+                                  ).split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.sched_setaffinity(0, {1})
+    raise_fd_limit(max(args.idle) * 3 + 10_000)  # the servers, started from here, inherit it
     uvloop.install()
     table = asyncio.run(run(args))
     RESULTS.parent.mkdir(exist_ok=True)

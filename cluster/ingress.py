@@ -22,6 +22,7 @@ healthy socket far busier than that. Any of these can be overridden from the env
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -39,11 +40,17 @@ HARD_STOP_AFTER_S = 900
 def haproxy_maxconn(sockets: int) -> int:
     """HAProxy's maxconn for ``sockets`` client sockets, within the FD limit.
 
-    HAProxy needs about two descriptors per connection (client and replica side) and refuses
-    to start above its process limit, so raise our soft limit to the hard one (Ray's
-    processes inherit it) and fit maxconn under it, saying so when that lowers it.
+    HAProxy needs about two descriptors per connection (client and replica side), plus ~5,000
+    of its own, and refuses to start above its process limit. Raise our limit (Ray's
+    processes inherit it) to what that takes, as far as we may (root may raise the hard
+    limit too), and fit maxconn under it, saying so when that lowers it.
     """
+    needed = 2 * sockets + 6000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < needed:
+        with contextlib.suppress(ValueError, OSError):  # not permitted: keep the hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            soft = hard = needed
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     fits = max((hard - 6000) // 2, 1024)  # HAProxy adds ~5,000 of its own (seen: 4,786)

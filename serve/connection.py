@@ -51,6 +51,10 @@ class Connection:
     RTHUB_SEND_BUFFER_BYTES unsent is closed with 4413.
     """
 
+    __slots__ = ("_closing", "_done", "_last_heard", "_limit", "_malformed", "_queue",
+                 "_queued_bytes", "_raw", "_unanswered_pings", "_wakeup", "catching_up", "core",
+                 "encoding", "id", "identity", "next_beat", "positions", "session_id", "ws")
+
     def __init__(self, core: GatewayCore, ws: WebSocket, identity: Identity, encoding: str,
                  connection_id: str) -> None:
         self.core = core
@@ -61,17 +65,20 @@ class Connection:
         self.session_id = ""
         # topic -> [epoch, last seq queued (dedupe), last seq the client confirmed (resume)]
         self.positions: dict[str, list[Any]] = {}
-        self._unanswered_pings: deque[dict[str, int]] = deque()  # queued seqs at each ping
         self.catching_up: dict[str, list[Outgoing]] = {}  # topic -> live events held
+        # Per-socket state is kept small (an idle socket's memory is the hub's capacity):
+        # the queue, its wake-up and the malformed-frame log exist only once needed.
+        self._unanswered_pings: list[dict[str, int]] = []  # queued seqs at each ping (<= 4)
         self._limit = core.settings.send_buffer_bytes
         self._raw: RawWriter | None = None
-        self._queue: deque[bytes] = deque()  # the ASGI path's frames
+        self._queue: deque[bytes] | None = None  # the ASGI path's frames
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._malformed: deque[float] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._malformed: deque[float] | None = None
         self._last_heard = time.monotonic()
+        self.next_beat = self._last_heard + core.settings.ws_heartbeat_interval
         self._closing: Closing | None = None
-        self._done = asyncio.Event()
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
     def fast_path(self) -> bool:
@@ -114,6 +121,8 @@ class Connection:
         if self._queued_bytes > self._limit:
             self._too_slow()
             return
+        if self._queue is None:
+            self._queue, self._wakeup = deque(), asyncio.Event()
         self._queue.append(data)
         self._wakeup.set()
 
@@ -125,8 +134,13 @@ class Connection:
         """Close after the frames already sent or queued (idempotent)."""
         if self._closing is None:
             self._closing = Closing(code, reason)
-            self._wakeup.set()
-            self._done.set()
+            if self._wakeup is not None:
+                self._wakeup.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
 
     # -- the socket's life ------------------------------------------------------------------
     async def run(self, first_frames: list[dict[str, Any]],
@@ -137,21 +151,22 @@ class Connection:
             self._raw = RawWriter.find(self.ws, self.core.batcher, self._limit, self._too_slow)
         if self._raw is not None:
             self.core.metrics.fast_path.inc()
-        tasks = [] if self._raw is not None else [asyncio.create_task(self._write())]
-        done = asyncio.create_task(self._done.wait())
+        writer = None if self._raw is not None else asyncio.create_task(self._write())
+        reader = None
         try:
             for frame in first_frames:
                 self.send(frame)
             if on_open is not None:
                 await on_open()
-            tasks += [asyncio.create_task(self._read()), asyncio.create_task(self._heartbeat())]
-            await asyncio.wait([done, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            if self._raw is None:  # let the writer flush what was queued before the close
+            reader = asyncio.create_task(self._read())
+            await asyncio.wait([self._done, reader], return_when=asyncio.FIRST_COMPLETED)
+            if writer is not None:  # let the writer flush what was queued before the close
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(tasks[0]), 1.0)
+                    await asyncio.wait_for(asyncio.shield(writer), 1.0)
         finally:
-            for task in (*tasks, done):
-                task.cancel()
+            for task in (reader, writer):
+                if task is not None:
+                    task.cancel()
             if self._raw is not None:
                 self.core.metrics.fast_path.dec()
             await self._send_close()
@@ -187,19 +202,21 @@ class Connection:
         """A ``pong``: the client has read everything queued before the oldest open ping."""
         if not self._unanswered_pings:
             return
-        for topic, seq in self._unanswered_pings.popleft().items():
+        for topic, seq in self._unanswered_pings.pop(0).items():
             if (position := self.positions.get(topic)) is not None:
                 position[2] = max(position[2], seq)
 
     async def _write(self) -> None:
         """The ASGI path: one ``send`` per frame, in order."""
-        queue, binary = self._queue, self.encoding == protocol.MSGPACK
+        if self._queue is None:
+            self._queue, self._wakeup = deque(), asyncio.Event()
+        queue, wakeup, binary = self._queue, self._wakeup, self.encoding == protocol.MSGPACK
         while True:
             while not queue:
                 if self._closing is not None:
                     return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                wakeup.clear()
+                await wakeup.wait()
             frame = queue.popleft()
             self._queued_bytes -= len(frame)
             try:
@@ -208,25 +225,25 @@ class Connection:
                 else:
                     await self.ws.send_text(frame.decode())
             except (WebSocketDisconnect, RuntimeError, OSError):
-                self._done.set()
+                self._finish()
                 return
 
-    async def _heartbeat(self) -> None:
+    def beat(self, now: float) -> None:
+        """A heartbeat (the gateway's one timer calls it): ping, or close a silent socket."""
         interval = self.core.settings.ws_heartbeat_interval
-        while True:
-            await asyncio.sleep(interval)
-            if time.monotonic() - self._last_heard > 2 * interval:
-                self.close(4408, "heartbeat timeout")
-                return
-            if len(self._unanswered_pings) < 4:  # bounded; a pong then confirms less, never more
-                self._unanswered_pings.append({t: p[1] for t, p in self.positions.items()})
-            self.send({"type": "ping", "content": {"server_time_ms": int(time.time() * 1000)}})
+        self.next_beat = now + interval
+        if now - self._last_heard > 2 * interval:
+            self.close(4408, "heartbeat timeout")
+            return
+        if len(self._unanswered_pings) < 4:  # bounded; a pong then confirms less, never more
+            self._unanswered_pings.append({t: p[1] for t, p in self.positions.items()})
+        self.send({"type": "ping", "content": {"server_time_ms": int(time.time() * 1000)}})
 
     async def _read(self) -> None:
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
-                self._done.set()
+                self._finish()
                 return
             self._last_heard = time.monotonic()
             data = message.get("text") if message.get("text") is not None else message.get("bytes")
@@ -257,6 +274,8 @@ class Connection:
 
     def _count_malformed(self) -> None:
         now = time.monotonic()
+        if self._malformed is None:
+            self._malformed = deque()
         self._malformed.append(now)
         while self._malformed and now - self._malformed[0] > MALFORMED_WINDOW_S:
             self._malformed.popleft()

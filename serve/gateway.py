@@ -251,6 +251,7 @@ class GatewayCore:
         self._control_ready = True
         loop = asyncio.get_running_loop()
         self._background.append(loop.create_task(when_draining(self.drain)))
+        self._background.append(loop.create_task(self._heartbeats()))
         pubsub = self.redis.pubsub()
         await pubsub.subscribe(f"rthub:gw:{self.gateway_id}")
 
@@ -263,6 +264,18 @@ class GatewayCore:
                         conn.close(code, reason)
 
         self._background.append(loop.create_task(listen()))
+
+    async def _heartbeats(self) -> None:
+        """One timer for every socket of the replica (not a task per socket): each socket is
+        pinged every WS_HEARTBEAT_INTERVAL from its connect time, and closed (4408) after
+        two intervals without a word from the client."""
+        tick = min(1.0, self.settings.ws_heartbeat_interval / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                if conn.next_beat <= now:
+                    conn.beat(now)
 
     async def drain(self) -> None:
         """Graceful shutdown: every socket gets 1012 and resumes elsewhere (idempotent)."""
