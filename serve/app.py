@@ -1,4 +1,4 @@
-"""The ingress: a Ray Serve deployment with a FastAPI app (``/ws``, health, metrics).
+"""The ingress: a Ray Serve deployment serving ``/ws``, ``/ws/{user_id}``, health and metrics.
 
 Sharp edges handled here (DESIGN.md): each socket holds one ``max_ongoing_requests`` slot, so
 it is set to RTHUB_MAX_SOCKETS_PER_REPLICA; ``request_timeout_s`` is never set (it would cut
@@ -6,27 +6,31 @@ long-lived sockets); on graceful shutdown Serve first waits for in-flight reques
 up to ``graceful_shutdown_timeout_s`` and then calls ``__del__``, which closes every socket
 with 1012 so clients resume on another replica.
 
-No ``from __future__ import annotations`` in this module: Serve rewrites the signatures of
-class-based routes, and with string annotations FastAPI no longer sees ``websocket:
-WebSocket``, so every upgrade is refused with 403 (found the hard way; Ray 2.60).
+The ASGI app is a bare Starlette ``Router`` built per replica (Serve's
+``__serve_build_asgi_app__``), not FastAPI: every open socket keeps its request's objects
+alive, and FastAPI's per-request machinery (dependency solving, an exit stack) cost ~7 KB
+per idle socket for nothing a WebSocket route uses.
 """
+
+from __future__ import annotations
 
 import logging
 from typing import Any
 
-from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 from ray import serve as rayserve
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, Router, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from rthub.config import Settings
 from serve.gateway import GatewayCore
 
-api = FastAPI(title="rthub", docs_url=None, redoc_url=None)
 GRACEFUL_SHUTDOWN_S = 5.0
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@rayserve.ingress(api)
+@rayserve.ingress()
 class Gateway:
     """One ingress replica."""
 
@@ -35,20 +39,22 @@ class Gateway:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.core = GatewayCore(settings)
 
-    @api.websocket("/ws")
+    def __serve_build_asgi_app__(self) -> Router:
+        return Router(routes=[
+            WebSocketRoute("/ws", self.ws),
+            WebSocketRoute("/ws/{user_id}", self.ws),
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+        ])
+
     async def ws(self, websocket: WebSocket) -> None:
-        await self.core.serve(websocket)
+        await self.core.serve(websocket, websocket.path_params.get("user_id"))
 
-    @api.websocket("/ws/{user_id}")
-    async def ws_user(self, websocket: WebSocket, user_id: str) -> None:
-        await self.core.serve(websocket, user_id)
+    async def healthz(self, request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "gateway": self.core.gateway_id})
 
-    @api.get("/healthz")
-    async def healthz(self) -> dict[str, Any]:
-        return {"ok": True, "gateway": self.core.gateway_id}
-
-    @api.get("/readyz")
-    async def readyz(self) -> JSONResponse:
+    async def readyz(self, request: Request) -> JSONResponse:
         try:
             await self.core.redis.ping()
             ready = not self.core.draining
@@ -57,9 +63,8 @@ class Gateway:
         return JSONResponse({"ready": ready, "connections": len(self.core.connections)},
                             status_code=200 if ready else 503)
 
-    @api.get("/metrics")
-    async def metrics(self) -> Response:
-        return Response(self.core.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.core.metrics.render(), media_type=PROMETHEUS_TEXT)
 
     async def __del__(self) -> None:
         await self.core.drain()
