@@ -117,3 +117,19 @@ async def test_a_client_that_stops_reading_is_closed_4413_and_the_room_carries_o
     # the stalled client, reading again, finds the frames it was sent, then 4413
     assert await drained_close_code(stalled) == 4413
     await owner.close()
+
+
+async def test_sockets_spread_over_the_gateway_replicas(hub):
+    """Two replicas (the ``hub`` fixture's app): HAProxy's leastconn (or Serve's proxy)
+    gives both a share of the sockets, and a room reaches members on either."""
+    clients = [await Client.connect(hub.url, hub.token(f"u{i}")) for i in range(10)]
+    gateways = [client.welcome["content"]["gateway"] for client in clients]
+    assert len(set(gateways)) == 2, gateways
+    await clients[0].ask("room.create", {"room_id": "spread", "name": "spread"})
+    for client in clients[1:]:
+        await client.ask("room.join", {"room": "spread"})
+    await clients[0].ask("chat.send", {"room": "spread", "text": "all", "client_msg_id": "a"})
+    for client in clients:
+        assert (await client.expect("chat.message", topic="room:spread"))["content"]["text"] \
+            == "all"
+        await client.close()
