@@ -187,7 +187,7 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_INGRESS", "ingress", "direct", _choice("direct", "proxy"), "direct or proxy",
         "`direct`: Serve direct ingress with HAProxy in front (each replica serves its own "
         "sockets; frames never cross Ray). `proxy`: Serve's default HTTP proxy (every frame "
-        "is a Ray call; ~10x slower fan-out). Read by `rthub up`, which sets Ray's flags "
+        "is a Ray call; ~30x slower fan-out). Read by `rthub up`, which sets Ray's flags "
         "before Ray starts."),
     Var("RTHUB_WS_FAST_PATH", "ws_fast_path", "on", _switch, "on or off",
         "`on`: write each fan-out frame, encoded once, straight to every local socket's "
