@@ -275,7 +275,7 @@ async def paced(rate: float, seconds: float, send) -> int:
         while sent < due:
             send()
             sent += 1
-        await asyncio.sleep(min(0.005, 1 / rate))
+        await asyncio.sleep(min(0.005, max(0.002, 1 / rate)))  # uvloop: ms timers
     return sent
 
 

@@ -71,7 +71,7 @@ class TopicHub:
     async def _read(self) -> None:
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._pubsub.get_message(timeout=None)  # block: no timer per read
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection lost: redis-py reconnects and resubscribes
