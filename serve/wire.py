@@ -16,14 +16,11 @@ each compressed message (RFC 7692 6).
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 from collections.abc import Callable
 from typing import Any
 
 from serve import protocol
-
-log = logging.getLogger(__name__)
 
 _UVICORN_WS = "uvicorn.protocols.websockets."
 _SEARCH_DEPTH = 8
