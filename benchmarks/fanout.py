@@ -38,18 +38,13 @@ import psutil
 import uvloop
 
 from benchmarks.loadgen import Socket
+from cluster.ingress import free_port
 
 log = logging.getLogger("benchmarks.fanout")
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "fanout.md"
 RATES = (1, 2, 5, 10, 20, 30, 40, 50, 70, 100, 150, 200, 300, 400, 500, 700, 1000, 1500, 2000)
 _DIGITS = re.compile(r'"text":"(\d+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, within_s: float = 60) -> None:

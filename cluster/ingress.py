@@ -60,7 +60,8 @@ def haproxy_maxconn(sockets: int) -> int:
     return min(sockets, fits)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this machine now (HAProxy's stats and metrics, tests, benchmarks)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -84,8 +85,8 @@ def direct_ingress_env(sockets: int) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
     }
 
 

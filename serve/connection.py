@@ -127,7 +127,8 @@ class Connection:
         self._wakeup.set()
 
     def _too_slow(self) -> None:
-        self.core.metrics.slow_closed.count += 1
+        if self._closing is None:  # counted once, however many writes find it full
+            self.core.metrics.slow_closed.count += 1
         self.close(4413, "too slow: send buffer full")
 
     def close(self, code: int, reason: str) -> None:

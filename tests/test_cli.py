@@ -13,7 +13,7 @@ import jwt
 import pytest
 import websockets
 
-from tests.serve.conftest import free_port
+from cluster.ingress import free_port
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str) -> list[str]:

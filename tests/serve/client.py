@@ -5,12 +5,34 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import urllib.request
 from typing import Any
 
 import msgpack
 import websockets
 
 _ids = itertools.count(1)
+
+
+async def metrics_text(url: str) -> str:
+    """The Prometheus text of the gateway serving WebSocket ``url``."""
+    http = url.replace("ws://", "http://").removesuffix("/ws")
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    return await asyncio.to_thread(fetch)
+
+
+async def scrape(url: str) -> dict[str, float]:
+    """The gateway's metrics as {name: value} (unlabelled series only)."""
+    values = {}
+    for line in (await metrics_text(url)).splitlines():
+        name, _, value = line.partition(" ")
+        if not line.startswith("#") and "{" not in name:
+            values[name] = float(value)
+    return values
 
 
 class Client:

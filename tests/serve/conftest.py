@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pytest
 from ray import serve as rayserve
 
 from actors.client import ActorSystem
+from cluster.ingress import free_port
 from fanout.embedded import EmbeddedRedis
 from rthub.config import Settings
 from serve.app import build
@@ -27,12 +27,6 @@ from tests.conftest import create_database, make_settings
 
 EXTERNAL_REDIS = os.environ.get("RTHUB_TEST_REDIS_URL")
 SECRET = "test-secret-" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -11,31 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
 import websockets
 
-from tests.serve.client import Client
+from tests.serve.client import Client, scrape
 
 DIRECT = os.environ.get("RTHUB_TEST_INGRESS", "direct") == "direct"
-
-
-async def scrape(url: str) -> dict[str, float]:
-    """The gateway's metrics as {name: value} (unlabelled series only)."""
-    http = url.replace("ws://", "http://").removesuffix("/ws")
-
-    def fetch() -> str:
-        with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
-            return response.read().decode()
-
-    values = {}
-    for line in (await asyncio.to_thread(fetch)).splitlines():
-        name, _, value = line.partition(" ")
-        if not line.startswith("#") and "{" not in name:
-            values[name] = float(value)
-    return values
 
 
 @pytest.mark.parametrize("fast", ["on", "off"])

@@ -1,6 +1,5 @@
 """Connecting, auth, encodings, limits, heartbeat, caps: PROTOCOL.md on real sockets."""
 
-import asyncio
 import json
 import time
 
@@ -8,7 +7,7 @@ import jwt
 import pytest
 import websockets
 
-from tests.serve.client import Client
+from tests.serve.client import Client, metrics_text
 from tests.serve.conftest import SECRET
 
 
@@ -168,15 +167,7 @@ async def test_metrics_are_served_in_prometheus_text(deploy):
     url, hub = await deploy()  # one replica: the scrape sees this socket's counters
     client = await Client.connect(url, hub.token("alice"))
     await client.ask("ping")
-    http = url.replace("ws://", "http://").removesuffix("/ws")
-
-    def fetch() -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
-            return response.read().decode()
-
-    text = await asyncio.to_thread(fetch)
+    text = await metrics_text(url)
     assert "rthub_connections " in text
     assert 'rthub_frames_in_total{type="ping"}' in text
     await client.close()
