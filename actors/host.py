@@ -17,6 +17,9 @@ from actors.kinds import KINDS
 from actors.residency import EntityTable, Envelope, Outcome
 from fanout.publisher import StreamPublisher
 from rthub.config import Settings
+from storage import audit
+from storage.chat import ChatProjections
+from storage.crypto import keyring
 from storage.journal import Journal
 from storage.postgres import open_pool
 
@@ -62,7 +65,10 @@ class Host:
         if self.settings.redis_url is not None:
             publisher = StreamPublisher(self.settings.redis_url,
                                         self.settings.stream_retention_events)
-        self._table = EntityTable(self.settings, KINDS, Journal(pool), publisher)
+        projections = ChatProjections(keyring(self.settings.encryption_keys),
+                                      self.settings.search_language)
+        journal = Journal(pool, {**projections.projectors(), "audit": audit.project})
+        self._table = EntityTable(self.settings, KINDS, journal, publisher)
         self._loops = [asyncio.get_running_loop().create_task(coro) for coro in (
             self._every(min(self.settings.checkpoint_interval_s / 2, 1.0),
                         self._table.flush_checkpoints),

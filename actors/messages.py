@@ -85,15 +85,28 @@ class Message(_Record):
 
 
 class Event(_Record):
-    """A durable state change; appended to the entity log before anyone hears of it.
+    """A state change. Durable ones are appended to the entity log before anyone hears of them.
 
-    An event may also be a row of a query table (``projection``, e.g. ``chat_messages``): the
-    runtime writes ``projected()`` in the same transaction as the log row, so readers that
-    query the table never see a change the log does not hold.
+    * ``durable = False``: applied to the live state only (typing, presence): never logged,
+      never checkpointed, lost on restart on purpose.
+    * ``private``: fields kept out of the log (message text). The log is append-only; what a
+      delete, a retention purge or a key rotation must be able to rewrite lives only in a
+      projection, where storage encrypts it. Such fields need defaults: replay sees them empty.
+    * ``projections()``: rows for query tables (chat messages, members, the audit log),
+      written by storage in the same transaction as the log row, so readers of those tables
+      never see a change the log does not hold.
     """
 
-    projection: ClassVar[str | None] = None
+    durable: ClassVar[bool] = True
+    private: ClassVar[tuple[str, ...]] = ()
 
-    def projected(self, key: tuple[str, str, str]) -> dict[str, Any]:
-        """The projection row (column -> value) for the entity ``key``."""
-        raise NotImplementedError
+    def projections(self, key: tuple[str, str, str]) -> list[tuple[str, dict[str, Any]]]:
+        """(projector name, row) pairs for storage; none by default."""
+        return []
+
+    def logged(self) -> dict[str, Any]:
+        """The log payload: every field but the private ones."""
+        payload = self.encode()
+        for name in self.private:
+            payload.pop(name, None)
+        return payload

@@ -208,11 +208,12 @@ class EntityTable:
             try:
                 for event in ctx.events:
                     entity.apply(event)
+                    if not event.durable:
+                        continue
                     resident.version += 1
                     rows.append((*key, resident.version, type(event).__name__,
-                                 msgpack.packb(event.encode(), use_bin_type=True)))
-                    if event.projection is not None:
-                        projections.append((event.projection, event.projected(key)))
+                                 msgpack.packb(event.logged(), use_bin_type=True)))
+                    projections.extend(event.projections(key))
             except Exception:
                 log.exception("%s %s: applying an event failed; reloading", key[1], key[2])
                 resident.mailbox = batch[position + 1:] + (resident.mailbox or [])

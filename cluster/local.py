@@ -15,6 +15,7 @@ import ray
 from actors.client import ActorSystem
 from cluster.ingress import ingress_env
 from rthub.config import Settings
+from storage.crypto import dev_keys
 from storage.embedded import EmbeddedPostgres
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class LocalHub:
             settings = settings.replace(redis_url=self.redis.url)
         if settings.jwt_secret is None and settings.jwt_jwks is None:
             settings = settings.replace(jwt_secret=dev_secret(settings.data_dir))
+        if settings.encryption_keys is None:
+            log.warning("RTHUB_ENCRYPTION_KEYS is unset: sealing chat text and attachments with "
+                        "a dev key kept in %s", settings.data_dir)
+            settings = settings.replace(encryption_keys=dev_keys(settings.data_dir))
         # Serve's flags must be in the environment before Ray starts (its processes inherit
         # them); a value already set by the operator wins.
         for name, value in ingress_env(settings).items():

@@ -117,6 +117,45 @@ def _switch(raw: str) -> bool:
     return value == "on"
 
 
+def _keys(raw: str) -> str | None:
+    """RTHUB_ENCRYPTION_KEYS: checked by building the keyring once, kept as the raw string."""
+    from storage.crypto import Keyring  # storage owns the format
+
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        Keyring.parse(raw)
+    except ConfigError:
+        raise ValueError from None
+    return raw
+
+
+def _identifier(raw: str) -> str:
+    raw = raw.strip()
+    if not raw or not all(c.isascii() and (c.isalnum() or c == "_") for c in raw):
+        raise ValueError
+    return raw
+
+
+def _mime_list(raw: str) -> frozenset[str]:
+    types = frozenset(filter(None, (part.strip().lower() for part in raw.split(","))))
+    if not types or not all(t.count("/") == 1 and " " not in t for t in types):
+        raise ValueError
+    return types
+
+
+def _blob_url(raw: str) -> str | None:
+    raw = raw.strip()
+    if raw and not raw.startswith(("file:///", "s3://")):
+        raise ValueError
+    return raw or None
+
+
+ALLOWED_ATTACHMENTS = ("image/png,image/jpeg,image/gif,image/webp,audio/mpeg,audio/ogg,"
+                       "audio/mp4,audio/x-wav,video/mp4,application/pdf,text/plain")
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -216,6 +255,42 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_STREAM_RETENTION_EVENTS", "stream_retention_events", "1000",
         _int_between(1, 1_000_000), "an integer from 1 to 1000000",
         "Events kept per topic for recovery."),
+    Var("RTHUB_ENCRYPTION_KEYS", "encryption_keys", None, _keys,
+        "id:base64 entries of 32-byte keys, comma separated (`rthub keys generate` makes one)",
+        "AES-256-GCM keys for message text and attachments at rest; the first seals, all "
+        "open. Unset under `rthub up`: a dev key is made and kept in `RTHUB_DATA_DIR`.",
+        secret=True),
+    Var("RTHUB_SEARCH_LANGUAGE", "search_language", "english", _identifier,
+        "a PostgreSQL text search configuration name (english, simple, french, ...)",
+        "Language of chat search (stemming, stop words)."),
+    Var("RTHUB_CHAT_MAX_TEXT", "chat_max_text", "4000", _int_between(1, 100_000),
+        "an integer from 1 to 100000", "Longest chat message, in characters."),
+    Var("RTHUB_CHAT_MAX_ATTACHMENTS", "chat_max_attachments", "10", _int_between(0, 100),
+        "an integer from 0 to 100", "Attachments one chat message may carry."),
+    Var("RTHUB_CHAT_RATE", "chat_rate", "5", _seconds(0.01, 10_000),
+        "a number from 0.01 to 10000",
+        "Messages per second one user may send in one room, sustained (token bucket) ..."),
+    Var("RTHUB_CHAT_BURST", "chat_burst", "20", _int_between(1, 100_000),
+        "an integer from 1 to 100000", "... and in a burst."),
+    Var("RTHUB_PRESENCE_LIMIT", "presence_limit", "200", _int_between(1, 1_000_000),
+        "an integer from 1 to 1000000",
+        "Rooms with more members than this send `presence.occupancy` counts instead of "
+        "per-member presence events."),
+    Var("RTHUB_ATTACHMENT_MAX_BYTES", "attachment_max_bytes", "26214400",
+        _int_between(1, 2**34), "an integer from 1 to 17179869184",
+        "Largest attachment upload, in bytes."),
+    Var("RTHUB_ATTACHMENT_TYPES", "attachment_types", ALLOWED_ATTACHMENTS, _mime_list,
+        "comma separated MIME types", "Attachment types accepted, judged by the file's bytes."),
+    Var("RTHUB_BLOB_STORE", "blob_store", "", _blob_url,
+        "empty, file:///absolute/path or s3://bucket[/prefix]",
+        "Where attachment bytes (encrypted) go. Empty: `RTHUB_DATA_DIR`/blobs."),
+    Var("RTHUB_S3_ENDPOINT", "s3_endpoint", None, _url("http", "https"),
+        "an http:// or https:// URL",
+        "Endpoint of an S3-compatible store (MinIO, Ceph...); unset: AWS. Credentials come "
+        "from the usual AWS variables."),
+    Var("RTHUB_RETENTION_SWEEP_S", "retention_sweep_s", "3600", _seconds(1, 86_400),
+        "a number of seconds from 1 to 86400",
+        "How often expired chat messages (per-room retention) are purged."),
     Var("RTHUB_LOG_LEVEL", "log_level", "INFO", _log_level,
         "one of DEBUG, INFO, WARNING, ERROR", "Log level of every rthub process."),
 )
@@ -254,6 +329,18 @@ class Settings:
     send_buffer_bytes: int
     stream_retention_s: float
     stream_retention_events: int
+    encryption_keys: str | None
+    search_language: str
+    chat_max_text: int
+    chat_max_attachments: int
+    chat_rate: float
+    chat_burst: int
+    presence_limit: int
+    attachment_max_bytes: int
+    attachment_types: frozenset[str]
+    blob_store: str | None
+    s3_endpoint: str | None
+    retention_sweep_s: float
     log_level: str
 
     def replace(self, **changes: Any) -> Settings:

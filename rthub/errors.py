@@ -8,6 +8,8 @@
     ├── NotFound                  entity: the target does not exist (``not_found``)
     ├── Conflict                  entity: the request clashes with current state (``conflict``)
     ├── TooLarge                  gateway: frame or payload over its limit (``too_large``)
+    ├── RateLimited               entity/gateway: too many requests (``rate_limited``, with
+    │                             ``retry_after_ms``)
     └── Unavailable               runtime/storage: outcome unknown, retry with the same
                                   idempotency key (``unavailable``)
 
@@ -16,6 +18,8 @@ Anything else becomes ``internal`` and is logged with its traceback.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class HubError(Exception):
@@ -27,7 +31,7 @@ class HubError(Exception):
         super().__init__(message)
         self.message = message
 
-    def to_content(self) -> dict[str, str]:
+    def to_content(self) -> dict[str, Any]:
         """The ``error`` frame's content, as PROTOCOL.md defines it."""
         return {"code": self.code, "message": self.message}
 
@@ -60,6 +64,19 @@ class TooLarge(HubError):
     code = "too_large"
 
 
+class RateLimited(HubError):
+    """Too many requests; the error says when the next one will be accepted."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_ms: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+    def to_content(self) -> dict[str, Any]:
+        return {**super().to_content(), "retry_after_ms": self.retry_after_ms}
+
+
 class Unavailable(HubError):
     """The outcome is unknown (a host died mid-call, storage refused a write)."""
 
@@ -72,5 +89,7 @@ _BY_CODE = {cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFo
 
 def from_content(content: dict[str, str]) -> HubError:
     """Rebuild the error a remote host reported, keeping its class and message."""
+    if content.get("code") == RateLimited.code:
+        return RateLimited(content.get("message", ""), int(content.get("retry_after_ms", 0)))
     cls = _BY_CODE.get(content.get("code", ""), HubError)
     return cls(content.get("message", ""))

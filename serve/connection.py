@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import deque
@@ -42,6 +43,21 @@ class Closing(Exception):
         self.code, self.reason = code, reason
 
 
+def client_ip(ws: WebSocket) -> str:
+    """The client's address. Behind a proxy on this host or the private network (the direct
+    ingress's HAProxy, a load balancer) the first X-Forwarded-For entry, else the peer."""
+    peer = ws.client.host if ws.client else ""
+    forwarded = ws.headers.get("x-forwarded-for")
+    if forwarded:
+        try:
+            trusted = ipaddress.ip_address(peer).is_private if peer else False
+        except ValueError:
+            trusted = False
+        if trusted:
+            return forwarded.split(",")[0].strip()[:64]
+    return peer
+
+
 class Connection:
     """State of one open socket; ``run()`` owns it until it closes.
 
@@ -53,7 +69,8 @@ class Connection:
 
     __slots__ = ("_closing", "_done", "_last_heard", "_limit", "_malformed", "_queue",
                  "_queued_bytes", "_raw", "_unanswered_pings", "_wakeup", "catching_up", "core",
-                 "encoding", "id", "identity", "next_beat", "positions", "session_id", "ws")
+                 "encoding", "id", "identity", "ip", "next_beat", "positions", "session_id",
+                 "ws")
 
     def __init__(self, core: GatewayCore, ws: WebSocket, identity: Identity, encoding: str,
                  connection_id: str) -> None:
@@ -62,6 +79,7 @@ class Connection:
         self.identity = identity
         self.encoding = encoding
         self.id = connection_id
+        self.ip = client_ip(ws)  # for the audit log
         self.session_id = ""
         # topic -> [epoch, last seq queued (dedupe), last seq the client confirmed (resume)]
         self.positions: dict[str, list[Any]] = {}
@@ -110,6 +128,8 @@ class Connection:
             position[1] = seq
         self.core.metrics.deliveries.count += 1
         self._push(event)
+        if event.removes is not None and event.removes == self.identity.user:
+            self.core.removed(self, topic)  # left or was removed: no more of this room
 
     def _push(self, out: Outgoing) -> None:
         raw = self._raw

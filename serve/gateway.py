@@ -25,12 +25,14 @@ from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from rthub.config import Settings
 from rthub.errors import Conflict, Forbidden, HubError, NotFound, Unauthorized
-from serve import handlers, protocol
+from serve import chat, handlers, protocol  # noqa: F401 (chat registers its handlers)
 from serve.auth import Identity, TokenVerifier
 from serve.connection import Connection
 from serve.metrics import GatewayMetrics
 from serve.replica_hooks import when_draining
 from serve.wire import Batcher, Outgoing
+from storage.blobs import open_blob_store
+from storage.crypto import keyring
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ def outgoing(event: dict[str, Any]) -> Outgoing:
                 "timestamp": protocol.timestamp(event["ts"])}
     if "seq" in event:
         envelope["seq"] = event["seq"]
-    return Outgoing(envelope)
+    removes = event["content"].get("user") if event["type"] == "room.left" else None
+    return Outgoing(envelope, removes)
 
 
 class GatewayCore:
@@ -57,6 +60,8 @@ class GatewayCore:
         self.verifier = TokenVerifier(settings.jwt_secret, settings.jwt_jwks,
                                       settings.jwt_audience)
         self.system = ActorSystem(settings)
+        self.keyring = keyring(settings.encryption_keys)
+        self.blobs = open_blob_store(settings.blob_store, settings.data_dir, settings.s3_endpoint)
         self.redis = aioredis.from_url(settings.redis_url)
         self.hub = TopicHub(settings.redis_url, prepare=self._arrived)
         self.metrics = metrics or GatewayMetrics()
@@ -67,6 +72,7 @@ class GatewayCore:
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False
         self._background: list[asyncio.Task] = []  # control listener, drain watcher
+        self._tasks: set[asyncio.Task] = set()  # short jobs started from callbacks
         self.draining = False
 
     # -- a socket's life ----------------------------------------------------------------------
@@ -155,6 +161,7 @@ class GatewayCore:
     async def _close_session(self, conn: Connection) -> None:
         for topic in list(conn.positions):
             await self.hub.remove(conn.identity.tenant, topic, conn.deliver)
+            self._presence(conn, topic, present=False)
         try:
             await self.session(conn.identity).ask(
                 "session.disconnect", {"connection_id": conn.id,
@@ -200,6 +207,7 @@ class GatewayCore:
         if record:
             self.session(conn.identity).tell("session.follow",
                                              {"connection_id": conn.id, "topic": topic})
+        self._presence(conn, topic, present=True)
         return where
 
     async def unfollow(self, conn: Connection, topic: str) -> None:
@@ -207,6 +215,37 @@ class GatewayCore:
             await self.hub.remove(conn.identity.tenant, topic, conn.deliver)
             self.session(conn.identity).tell("session.unfollow",
                                              {"connection_id": conn.id, "topic": topic})
+            self._presence(conn, topic, present=False)
+
+    def removed(self, conn: Connection, topic: str) -> None:
+        """``conn``'s user left the room, here or on another device, or was removed."""
+        task = asyncio.get_running_loop().create_task(self.unfollow(conn, topic))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _presence(self, conn: Connection, topic: str, present: bool) -> None:
+        """A socket following a room is one of its user's devices there."""
+        kind, _, ident = topic.partition(":")
+        if kind != "room":
+            return
+        if present:
+            self.room(conn, ident).tell("presence.attach", {
+                "user": conn.identity.user, "device": conn.id, "name": conn.identity.name})
+        else:
+            self.room(conn, ident).tell("presence.detach", {"user": conn.identity.user,
+                                                            "device": conn.id})
+
+    def _refresh_presence(self) -> None:
+        """Renew the lease of every local device, one message per room: a room forgets the
+        devices of a gateway that died without detaching them."""
+        rooms: dict[tuple[str, str], list[list[str]]] = {}
+        for conn in self.connections.values():
+            for topic in conn.positions:
+                if topic.startswith("room:"):
+                    rooms.setdefault((conn.identity.tenant, topic[5:]), []).append(
+                        [conn.identity.user, conn.id, conn.identity.name])
+        for (tenant, room), devices in rooms.items():
+            self.system.ref("room", room, tenant).tell("presence.refresh", {"devices": devices})
 
     def _arrived(self, event: dict[str, Any]) -> Outgoing:
         """A live event reached this replica: its frame, built once for all local sockets."""
@@ -223,15 +262,12 @@ class GatewayCore:
     async def handle(self, conn: Connection, frame: dict[str, Any]) -> dict | None:
         return await handlers.dispatch(self, conn, frame)
 
-    async def history(self, tenant: str, room: str, before: int | None, limit: int
-                      ) -> list[asyncpg.Record]:
+    async def db(self) -> asyncpg.Pool:
+        """The replica's Postgres pool for reads (history, search, attachments, audit)."""
         if self._pool is None:
             self._pool = await asyncpg.create_pool(self.settings.postgres_url, min_size=1,
                                                    max_size=self.settings.pg_pool_size)
-        return await self._pool.fetch(
-            "SELECT message_id, sender, body, seq, sent_at, reply_to FROM chat_messages "
-            "WHERE tenant = $1 AND room_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4",
-            tenant, room, before or 2**62, limit)
+        return self._pool
 
     async def _evict(self, tenant: str, evicted: list[dict[str, str]], code: int = 4409,
                      reason: str = "replaced: too many connections for this user") -> None:
@@ -270,12 +306,16 @@ class GatewayCore:
         pinged every WS_HEARTBEAT_INTERVAL from its connect time, and closed (4408) after
         two intervals without a word from the client."""
         tick = min(1.0, self.settings.ws_heartbeat_interval / 4)
+        next_refresh = time.monotonic() + self.settings.ws_heartbeat_interval
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
             for conn in list(self.connections.values()):
                 if conn.next_beat <= now:
                     conn.beat(now)
+            if now >= next_refresh:
+                next_refresh = now + self.settings.ws_heartbeat_interval
+                self._refresh_presence()
 
     async def drain(self) -> None:
         """Graceful shutdown: every socket gets 1012 and resumes elsewhere (idempotent)."""

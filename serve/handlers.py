@@ -8,12 +8,10 @@ The user on every entity message comes from the token, never from the client's c
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from actors.kinds.chat_room import Authorize, Create, Join, Leave, Send, message_view
 from rthub.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -23,8 +21,7 @@ if TYPE_CHECKING:
 Handler = Callable[["GatewayCore", "Connection", dict[str, Any]], Awaitable[dict | None]]
 HANDLERS: dict[str, Handler] = {}
 
-_ROOM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-HISTORY_MAX = 100
+ROOM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 def handles(message_type: str) -> Callable[[Handler], Handler]:
@@ -35,14 +32,14 @@ def handles(message_type: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def _room(content: dict[str, Any]) -> str:
+def room_of(content: dict[str, Any]) -> str:
     room = content.get("room")
-    if not isinstance(room, str) or not _ROOM_ID.match(room):
+    if not isinstance(room, str) or not ROOM_ID.match(room):
         raise BadRequest("'room' must be 1 to 128 letters, digits or '_.:-'")
     return room
 
 
-def _entity_fields(content: dict[str, Any], user: str, *drop: str) -> dict[str, Any]:
+def entity_fields(content: dict[str, Any], user: str, *drop: str) -> dict[str, Any]:
     """The client's content as an entity message payload: routing keys out, user in."""
     if "user" in content:
         raise BadRequest("'user' comes from your token; do not send it")
@@ -102,63 +99,8 @@ async def unsubscribe(core: GatewayCore, conn: Connection, frame: dict[str, Any]
     return {"topic": topic}
 
 
-# -- chat (the minimal path; the chat issue completes it) -----------------------------------
-@handles("room.create")
-async def room_create(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
-    content = dict(frame["content"])
-    room = content.pop("room_id", None) or secrets.token_urlsafe(9)
-    if not isinstance(room, str) or not _ROOM_ID.match(room):
-        raise BadRequest("'room_id' must be 1 to 128 letters, digits or '_.:-'")
-    payload = Create.decode(_entity_fields(content, conn.identity.user))
-    reply = await core.room(conn, room).ask(payload)
-    position = await core.follow(conn, f"room:{room}", None, None, answer=False)
-    return {**reply, "topic": f"room:{room}", "epoch": position.epoch, "seq": position.seq}
-
-
-@handles("room.join")
-async def room_join(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
-    room = _room(frame["content"])
-    await core.room(conn, room).ask(Join(conn.identity.user))
-    position = await core.follow(conn, f"room:{room}", None, None, answer=False)
-    return {"room_id": room, "topic": f"room:{room}", "epoch": position.epoch,
-            "seq": position.seq}
-
-
-@handles("room.leave")
-async def room_leave(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
-    room = _room(frame["content"])
-    await core.room(conn, room).ask(Leave(conn.identity.user))
-    await core.unfollow(conn, f"room:{room}")
-    return {"room_id": room}
-
-
-@handles("chat.send")
-async def chat_send(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
-    content = frame["content"]
-    room = _room(content)
-    payload = Send.decode(_entity_fields(content, conn.identity.user, "room"))
-    return await core.room(conn, room).ask(payload)
-
-
-@handles("chat.history")
-async def chat_history(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
-    content = frame["content"]
-    room = _room(content)
-    limit = content.get("limit", 50)
-    before = content.get("before_seq")
-    if not isinstance(limit, int) or not 1 <= limit <= HISTORY_MAX:
-        raise BadRequest(f"'limit' must be an integer from 1 to {HISTORY_MAX}")
-    if before is not None and (not isinstance(before, int) or before < 1):
-        raise BadRequest("'before_seq' must be a positive integer")
-    await core.room(conn, room).ask(Authorize(conn.identity.user))
-    rows = await core.history(conn.identity.tenant, room, before, limit + 1)
-    messages = [message_view(room, r["message_id"], r["sender"], r["body"], r["seq"],
-                             int(r["sent_at"].timestamp() * 1000), r["reply_to"])
-                for r in rows[:limit]]
-    return {"messages": messages[::-1], "more": len(rows) > limit}
-
-
 async def dispatch(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict | None:
+    """Run the handler of ``frame['type']`` (``serve.chat`` registers the chat ones)."""
     handler = HANDLERS.get(frame["type"])
     if handler is None:
         raise BadRequest(f"unknown message type {frame['type']!r}")

@@ -40,12 +40,13 @@ def frame(payload: bytes, binary: bool) -> bytes:
 class Outgoing:
     """One server frame shared by many sockets, encoded at most once per encoding."""
 
-    __slots__ = ("_frames", "_payloads", "envelope", "seq", "topic")
+    __slots__ = ("_frames", "_payloads", "envelope", "removes", "seq", "topic")
 
-    def __init__(self, envelope: dict[str, Any]) -> None:
+    def __init__(self, envelope: dict[str, Any], removes: str | None = None) -> None:
         self.envelope = envelope
         self.topic: str | None = envelope.get("topic")
         self.seq: int | None = envelope.get("seq")
+        self.removes = removes  # a user who loses this topic once it is delivered (room.left)
         self._payloads: dict[str, bytes] = {}
         self._frames: dict[str, bytes] = {}
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +21,8 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (tenant, kind, entity_id)
 LogRow = tuple[str, str, str, int, str, bytes]  # key + (version, event_type, payload)
-Projection = tuple[str, dict[str, Any]]  # (table, column -> value)
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+Projection = tuple[str, dict[str, Any]]  # (projector name, row)
+Projector = Callable[[asyncpg.Connection, list[dict[str, Any]]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -92,8 +91,10 @@ class LogWriter:
     bad append never fails the others.
     """
 
-    def __init__(self, pool: asyncpg.Pool, max_rows: int = 10_000) -> None:
+    def __init__(self, pool: asyncpg.Pool, projectors: Mapping[str, Projector] | None = None,
+                 max_rows: int = 10_000) -> None:
         self._pool = pool
+        self._projectors = projectors or {}
         self._max_rows = max_rows
         self._queue: deque[tuple[list[LogRow], list[Projection], asyncio.Future[None]]] = deque()
         self._wakeup = asyncio.Event()
@@ -135,8 +136,8 @@ class LogWriter:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(_APPEND, *_columns(rows, 6))
-                await _insert_projections(conn, projections)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, ValueError) as exc:
+                await _project(conn, self._projectors, projections)
+        except Exception as exc:  # one bad append (or projector) must not stop the writer
             if len(group) == 1:
                 _settle(group[0][2], exc)
                 return
@@ -151,17 +152,21 @@ class LogWriter:
             _settle(future, None)
 
 
-async def _insert_projections(conn: asyncpg.Connection, projections: list[Projection]) -> None:
-    """Insert projection rows, one prepared statement per (table, columns) shape."""
-    shapes: dict[tuple[str, tuple[str, ...]], list[tuple]] = {}
-    for table, row in projections:
-        shapes.setdefault((table, tuple(row)), []).append(tuple(row.values()))
-    for (table, columns), values in shapes.items():
-        if not all(_IDENTIFIER.match(name) for name in (table, *columns)):
-            raise ValueError(f"bad projection identifier in {table}{columns}")
-        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        await conn.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
+async def _project(conn: asyncpg.Connection, projectors: Mapping[str, Projector],
+                   projections: list[Projection]) -> None:
+    """Hand projection rows to their projectors in log order, a run of one kind at a time
+    (a message posted then deleted in one commit must be inserted before it is deleted)."""
+    start = 0
+    while start < len(projections):
+        name = projections[start][0]
+        end = start
+        while end < len(projections) and projections[end][0] == name:
+            end += 1
+        projector = projectors.get(name)
+        if projector is None:
+            raise ValueError(f"no projector {name!r} is registered with the journal")
+        await projector(conn, [row for _, row in projections[start:end]])
+        start = end
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
@@ -176,9 +181,10 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
 class Journal:
     """The Postgres store an entity table runs on: loads, group-committed appends, checkpoints."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, projectors: Mapping[str, Projector] | None = None
+                 ) -> None:
         self.pool = pool
-        self.writer = LogWriter(pool)
+        self.writer = LogWriter(pool, projectors)
 
     async def load(self, keys: Sequence[Key]) -> dict[Key, Loaded]:
         return await load(self.pool, keys)

@@ -30,6 +30,7 @@ if os.environ.get("RTHUB_TEST_INGRESS", "direct") == "direct":
 from actors.client import ActorSystem
 from rthub import config
 from rthub.config import Settings
+from storage.crypto import new_key
 from storage.embedded import EmbeddedPostgres
 
 EXTERNAL_PG = os.environ.get("RTHUB_TEST_POSTGRES_URL")
@@ -100,6 +101,9 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
+TEST_KEYS = new_key("test1")
+
+
 def make_settings(pg_url: str, **env: str) -> Settings:
     """Settings for a test hub: its own Ray namespace, so hosts never leak between tests."""
     base = {
@@ -107,6 +111,7 @@ def make_settings(pg_url: str, **env: str) -> Settings:
         "RTHUB_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
         "RTHUB_HOSTS": "2",
         "RTHUB_LOG_LEVEL": "WARNING",
+        "RTHUB_ENCRYPTION_KEYS": TEST_KEYS,
     }
     return config.load({**base, **env})
 

@@ -1,118 +1,80 @@
-"""ChatRoom: one per room. Membership, and the room's message stream (``room:<id>``).
+"""ChatRoom: one per room. Membership and roles, the message stream (``room:<id>``), presence,
+typing, receipts and limits. Messages and events are in ``chat_types``.
 
-The minimal path of issue 3: create, join, leave, send (durable before the ack, idempotent by
-``client_msg_id``), and the read check the gateway makes before serving history from the
-``chat_messages`` projection. ``user`` on every message is set by the gateway from the token,
-never by the client.
+* Visibility: ``public`` (anyone in the tenant joins), ``private`` (invite only), ``direct``
+  (exactly two users; the gateway derives the room id from the pair, so creating it twice
+  lands on the same room).
+* Every change a client can observe later is a durable event, and each one that goes on the
+  stream takes the next ``seq``. Message text is a private field: it goes to the sealed
+  ``chat_messages`` projection, never into the append-only log.
+* Presence, typing and rate buckets live in memory only (transient state, changed through
+  non-durable events): lost on a restart, rebuilt by the gateways' presence refresh.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
-from actors.entity import Context, Entity, applies, handles
-from actors.messages import Event, Message
-from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
+from actors.entity import Context, Entity, applies, handles, transient
+from actors.kinds.chat_types import (
+    ROLES,
+    Attach,
+    Authorize,
+    Create,
+    Created,
+    Delete,
+    Deleted,
+    Detach,
+    DeviceGone,
+    DeviceSeen,
+    Edit,
+    Edited,
+    FlushOccupancy,
+    Invite,
+    Invited,
+    Join,
+    Joined,
+    Kick,
+    Leave,
+    Left,
+    ListPresence,
+    OccupancyPending,
+    Posted,
+    Read,
+    ReadUpTo,
+    Refresh,
+    RoleSet,
+    Send,
+    SetRole,
+    Spent,
+    Sweep,
+    Typing,
+    TypingState,
+    TypingTimer,
+    Update,
+    Updated,
+    iso,
+    message_view,
+)
+from rthub.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 
-MAX_TEXT = 4000
-REMEMBERED_SENDS = 1000  # client_msg_ids remembered for idempotent resends
-VISIBILITIES = ("public", "private")
-
-
-@dataclass(frozen=True, slots=True)
-class Create(Message):
-    type: ClassVar[str] = "room.create"
-    user: str
-    name: str
-    visibility: str = "public"
-    members: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Join(Message):
-    type: ClassVar[str] = "room.join"
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
-class Leave(Message):
-    type: ClassVar[str] = "room.leave"
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
-class Authorize(Message):
-    """May ``user`` read this room's stream and history?"""
-
-    type: ClassVar[str] = "room.authorize"
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
-class Send(Message):
-    type: ClassVar[str] = "chat.send"
-    user: str
-    text: str
-    client_msg_id: str
-    reply_to: str | None = None
-    attachments: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Created(Event):
-    name: str
-    visibility: str
-    owner: str
-    invited: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Joined(Event):
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
-class Left(Event):
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
-class Posted(Event):
-    projection: ClassVar[str] = "chat_messages"
-    message_id: str
-    seq: int
-    sender: str
-    client_msg_id: str
-    text: str
-    reply_to: str | None
-    at_ms: int
-
-    def projected(self, key: tuple[str, str, str]) -> dict[str, Any]:
-        return {"tenant": key[0], "room_id": key[2], "seq": self.seq,
-                "message_id": self.message_id, "sender": self.sender,
-                "client_msg_id": self.client_msg_id, "body": self.text,
-                "reply_to": self.reply_to,
-                "sent_at": datetime.fromtimestamp(self.at_ms / 1000, UTC)}
-
-
-def message_view(room: str, message_id: str, sender: str, text: str, seq: int, at_ms: int,
-                 reply_to: str | None) -> dict[str, Any]:
-    """``chat.message`` content (PROTOCOL.md "Chat"), from the event or a history row."""
-    view = {"message_id": message_id, "room": room, "sender": sender, "text": text,
-            "attachments": [], "seq": seq,
-            "ts": datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z")}
-    if reply_to:
-        view["reply_to"] = reply_to
-    return view
+VISIBILITIES = ("public", "private", "direct")
+REMEMBERED = 1000  # client_msg_ids (idempotent resends) and deletions remembered
+TYPING_THROTTLE_MS = 2000  # at most one typing event per user per room in this time
+TYPING_EXPIRES_MS = 6000
+OCCUPANCY_EVERY_S = 1.0  # big rooms: at most one occupancy count a second
+RETENTION_RANGE = (60, 10 * 365 * 86_400)
 
 
 class ChatRoom(Entity):
     kind = "room"
-    messages = (Create, Join, Leave, Authorize, Send)
-    events = (Created, Joined, Left, Posted)
+    messages = (Create, Update, Join, Leave, Invite, Kick, SetRole, Authorize, Send, Edit,
+                Delete, Typing, Read, ListPresence, Attach, Detach, Refresh, Sweep,
+                FlushOccupancy, TypingTimer)
+    events = (Created, Updated, Joined, Left, Invited, RoleSet, Posted, Edited, Deleted,
+              ReadUpTo, DeviceSeen, DeviceGone, OccupancyPending, TypingState, Spent)
     __slots__ = ()
 
     @dataclass(slots=True)
@@ -120,11 +82,25 @@ class ChatRoom(Entity):
         name: str = ""
         visibility: str = ""
         owner: str = ""
+        search: bool = True
+        retention_s: int | None = None
         invited: list[str] = field(default_factory=list)
-        members: dict[str, None] = field(default_factory=dict)
+        members: dict[str, str] = field(default_factory=dict)  # user -> role
         seq: int = 0  # last seq of the room:<id> stream
+        reads: dict[str, int] = field(default_factory=dict)  # user -> last message seq read
         # "sender\x1fclient_msg_id" -> [message_id, seq], oldest first, bounded
         sends: dict[str, list[Any]] = field(default_factory=dict)
+        deleted: dict[str, None] = field(default_factory=dict)  # recent deletions, bounded
+        # transient: user -> {"name", "since", "devices": {device: expires_ms}}
+        present: dict[str, dict[str, Any]] = transient(dict)
+        typing: dict[str, list[Any]] = transient(dict)
+        buckets: dict[str, list[float]] = transient(dict)  # user -> [tokens, at_ms]
+        occupancy_pending: list[bool] = transient(lambda: [False])
+
+    # -- helpers -------------------------------------------------------------------------------
+    @property
+    def room_id(self) -> str:
+        return self.key[2]
 
     @property
     def topic(self) -> str:
@@ -132,49 +108,156 @@ class ChatRoom(Entity):
 
     def _require_room(self) -> None:
         if not self.state.owner:
-            raise NotFound(f"room {self.key[2]!r} does not exist")
+            raise NotFound(f"room {self.room_id!r} does not exist")
 
-    def _require_member(self, user: str) -> None:
+    def _require_member(self, user: str) -> str:
         self._require_room()
-        if user not in self.state.members:
-            raise Forbidden(f"{user} is not a member of room {self.key[2]!r}")
+        role = self.state.members.get(user)
+        if role is None:
+            raise Forbidden(f"{user} is not a member of room {self.room_id!r}")
+        return role
 
+    def _require_moderator(self, user: str) -> str:
+        role = self._require_member(user)
+        if role == "member":
+            raise Forbidden("only the room's owner or a moderator may do this")
+        return role
+
+    def _big(self, ctx: Context) -> bool:
+        return len(self.state.members) > ctx.settings.presence_limit
+
+    def _stream(self, ctx: Context, event_type: str, content: dict[str, Any], seq: int) -> None:
+        ctx.publish(self.topic, event_type, {"room": self.room_id, **content}, seq=seq)
+
+    # -- rooms and membership ------------------------------------------------------------------
     @handles(Create)
     def create(self, msg: Create, ctx: Context) -> None:
-        if self.state.owner:
-            raise Conflict(f"room {self.key[2]!r} already exists")
+        state = self.state
         if msg.visibility not in VISIBILITIES:
             raise BadRequest(f"visibility must be one of {', '.join(VISIBILITIES)}")
+        if state.owner:
+            pair = {state.owner, *state.invited}
+            if state.visibility == "direct" == msg.visibility and msg.user in pair \
+                    and set(msg.members) | {msg.user} == pair:
+                if msg.user not in state.members:  # a direct room is created once: rejoin
+                    ctx.emit(Joined(msg.user, "member", state.seq + 1, ctx.now_ms, msg.ip))
+                    self._stream(ctx, "room.joined", {"user": msg.user}, state.seq + 1)
+                ctx.reply({"room_id": self.room_id, "existing": True})
+                return
+            raise Conflict(f"room {self.room_id!r} already exists")
         if not msg.name.strip() or len(msg.name) > 200:
             raise BadRequest("name must be 1 to 200 characters")
-        ctx.emit(Created(msg.name, msg.visibility, msg.user, sorted(set(msg.members))))
-        ctx.emit(Joined(msg.user))
-        ctx.reply({"room_id": self.key[2]})
+        _check_retention(msg.retention_s)
+        others = sorted(set(msg.members) - {msg.user})
+        if msg.visibility == "direct" and len(others) != 1:
+            raise BadRequest("a direct room has exactly two members: name the other one")
+        ctx.emit(Created(msg.name, msg.visibility, msg.user, others, msg.search,
+                         msg.retention_s, ctx.now_ms, msg.ip))
+        role = "member" if msg.visibility == "direct" else "owner"
+        joining = [(msg.user, role)] + ([(others[0], "member")] if msg.visibility == "direct"
+                                        else [])
+        for user, user_role in joining:  # the room's founders: before its stream starts
+            ctx.emit(Joined(user, user_role, 0, ctx.now_ms, msg.ip))
+        ctx.reply({"room_id": self.room_id, "seq": 0})
+
+    @handles(Update)
+    def update(self, msg: Update, ctx: Context) -> None:
+        role = self._require_member(msg.user)
+        state = self.state
+        if role != "owner" and state.visibility != "direct":
+            raise Forbidden("only the room's owner may change its settings")
+        name = state.name if msg.name is None else msg.name
+        if not name.strip() or len(name) > 200:
+            raise BadRequest("name must be 1 to 200 characters")
+        retention = None if msg.forever else (
+            state.retention_s if msg.retention_s is None else msg.retention_s)
+        _check_retention(retention)
+        search = state.search if msg.search is None else msg.search
+        ctx.emit(Updated(msg.user, name, search, retention, state.visibility, state.owner,
+                         ctx.now_ms, msg.ip))
+        ctx.reply({"room_id": self.room_id, "name": name, "search": search,
+                   "retention_s": retention})
 
     @handles(Join)
     def join(self, msg: Join, ctx: Context) -> None:
         self._require_room()
         state = self.state
-        if state.visibility == "private" and msg.user not in state.invited \
-                and msg.user not in state.members:
-            raise Forbidden(f"room {self.key[2]!r} is private; ask a member for an invite")
         if msg.user not in state.members:
-            ctx.emit(Joined(msg.user))
-            ctx.publish(self.topic, "presence.join", {"room": self.key[2], "user": msg.user})
-        ctx.reply({"room_id": self.key[2], "seq": state.seq})
+            allowed = (state.visibility == "public"
+                       or msg.user in state.invited or msg.user == state.owner)
+            if not allowed:
+                what = "a direct room" if state.visibility == "direct" else "private"
+                raise Forbidden(f"room {self.room_id!r} is {what}; "
+                                + ("only its two members may join" if what != "private"
+                                   else "ask a member for an invite"))
+            seq = state.seq + 1
+            ctx.emit(Joined(msg.user, "member", seq, ctx.now_ms, msg.ip))
+            self._stream(ctx, "room.joined", {"user": msg.user}, seq)
+            seq_now = seq
+        else:
+            seq_now = state.seq
+        ctx.reply({"room_id": self.room_id, "seq": seq_now, "role":
+                   state.members.get(msg.user, "member"), "name": state.name,
+                   "visibility": state.visibility})
 
     @handles(Leave)
     def leave(self, msg: Leave, ctx: Context) -> None:
         self._require_member(msg.user)
-        ctx.emit(Left(msg.user))
-        ctx.publish(self.topic, "presence.leave", {"room": self.key[2], "user": msg.user})
-        ctx.reply({"room_id": self.key[2]})
+        self._remove(msg.user, msg.user, msg.ip, ctx)
+        ctx.reply({"room_id": self.room_id})
+
+    @handles(Kick)
+    def kick(self, msg: Kick, ctx: Context) -> None:
+        role = self._require_moderator(msg.user)
+        target = self.state.members.get(msg.target)
+        if target is None:
+            raise NotFound(f"{msg.target} is not a member of room {self.room_id!r}")
+        if target == "owner" or (target == "moderator" and role != "owner"):
+            raise Forbidden(f"a {role} cannot remove a {target}")
+        self._remove(msg.target, msg.user, msg.ip, ctx)
+        ctx.reply({"room_id": self.room_id, "removed": msg.target})
+
+    def _remove(self, user: str, by: str, ip: str, ctx: Context) -> None:
+        """Leave or kick: the member goes, gateways drop the user's sockets from the topic
+        when ``room.left`` reaches them, and their presence ends."""
+        seq = self.state.seq + 1
+        ctx.emit(Left(user, by, seq, ctx.now_ms, ip))
+        self._stream(ctx, "room.left", {"user": user, "by": by}, seq)
+        self._devices_gone(user, list(self.state.present.get(user, {}).get("devices", {})), ctx)
+
+    @handles(Invite)
+    def invite(self, msg: Invite, ctx: Context) -> None:
+        self._require_member(msg.user)
+        if self.state.visibility == "direct":
+            raise Forbidden("a direct room has exactly two members; start a room instead")
+        if not msg.target or len(msg.target) > 200:
+            raise BadRequest("'user' to invite must be 1 to 200 characters")
+        if msg.target not in self.state.invited and msg.target not in self.state.members:
+            ctx.emit(Invited(msg.target, msg.user, ctx.now_ms, msg.ip))
+        ctx.reply({"room_id": self.room_id, "invited": msg.target})
+
+    @handles(SetRole)
+    def set_role(self, msg: SetRole, ctx: Context) -> None:
+        if self._require_member(msg.user) != "owner":
+            raise Forbidden("only the room's owner may change roles")
+        if msg.role not in ROLES[1:]:
+            raise BadRequest("role must be moderator or member")
+        if msg.target not in self.state.members:
+            raise NotFound(f"{msg.target} is not a member of room {self.room_id!r}")
+        if msg.target == msg.user:
+            raise Forbidden("the owner's own role cannot change")
+        if self.state.members[msg.target] != msg.role:
+            seq = self.state.seq + 1
+            ctx.emit(RoleSet(msg.target, msg.role, msg.user, seq, ctx.now_ms, msg.ip))
+            self._stream(ctx, "room.role", {"user": msg.target, "role": msg.role}, seq)
+        ctx.reply({"room_id": self.room_id, "user": msg.target, "role": msg.role})
 
     @handles(Authorize)
     def authorize(self, msg: Authorize, ctx: Context) -> None:
-        self._require_member(msg.user)
-        ctx.reply({"room_id": self.key[2], "seq": self.state.seq})
+        role = self._require_member(msg.user)
+        ctx.reply({"room_id": self.room_id, "seq": self.state.seq, "role": role})
 
+    # -- messages ------------------------------------------------------------------------------
     @handles(Send)
     def send(self, msg: Send, ctx: Context) -> None:
         self._require_member(msg.user)
@@ -184,36 +267,280 @@ class ChatRoom(Entity):
         if earlier is not None:  # a resend: same answer, nothing new
             ctx.reply({"message_id": earlier[0], "seq": earlier[1]})
             return
+        limits = ctx.settings
         if not msg.text.strip() and not msg.attachments:
             raise BadRequest("a message needs text or attachments")
-        if len(msg.text) > MAX_TEXT:
-            raise BadRequest(f"text is {len(msg.text)} characters; the limit is {MAX_TEXT}")
+        if len(msg.text) > limits.chat_max_text:
+            raise BadRequest(f"text is {len(msg.text)} characters; the limit is "
+                             f"{limits.chat_max_text}")
+        if len(msg.attachments) > limits.chat_max_attachments:
+            raise BadRequest(f"{len(msg.attachments)} attachments; the limit is "
+                             f"{limits.chat_max_attachments}")
+        self._spend(msg.user, ctx)
         seq = self.state.seq + 1
         message_id = ctx.new_token(12)
-        ctx.emit(Posted(message_id, seq, msg.user, msg.client_msg_id, msg.text, msg.reply_to,
-                        ctx.now_ms))
+        attachments = list(dict.fromkeys(msg.attachments))
+        ctx.emit(Posted(message_id, seq, msg.user, msg.client_msg_id, msg.reply_to,
+                        attachments, self.state.search, ctx.now_ms, msg.text))
         ctx.publish(self.topic, "chat.message",
-                    message_view(self.key[2], message_id, msg.user, msg.text, seq, ctx.now_ms,
-                                 msg.reply_to), seq=seq)
+                    message_view(self.room_id, message_id, msg.user, msg.text, seq, ctx.now_ms,
+                                 msg.reply_to, attachments), seq=seq)
+        if self.state.typing.get(msg.user, [False, 0, False])[2]:
+            self._typing(msg.user, False, 0, ctx)  # sending ends typing
         ctx.reply({"message_id": message_id, "seq": seq})
 
+    def _spend(self, user: str, ctx: Context) -> None:
+        """Token bucket per user: CHAT_RATE a second, CHAT_BURST at once."""
+        rate, burst = ctx.settings.chat_rate, ctx.settings.chat_burst
+        tokens, at_ms = self.state.buckets.get(user, (burst, ctx.now_ms))
+        tokens = min(burst, tokens + (ctx.now_ms - at_ms) * rate / 1000)
+        if tokens < 1:
+            wait = math.ceil((1 - tokens) * 1000 / rate)
+            raise RateLimited(f"sending too fast in this room; retry in {wait} ms", wait)
+        ctx.emit(Spent(user, tokens - 1, ctx.now_ms))
+
+    def _editable(self, user: str, message_id: str, author: str) -> None:
+        role = self._require_member(user)
+        if message_id in self.state.deleted:
+            raise NotFound(f"message {message_id!r} was deleted")
+        if user != author and role == "member":
+            raise Forbidden("only the author or a moderator may change this message")
+
+    @handles(Edit)
+    def edit(self, msg: Edit, ctx: Context) -> None:
+        self._editable(msg.user, msg.message_id, msg.author)
+        if not msg.text.strip():
+            raise BadRequest("an edit needs text; delete the message instead")
+        if len(msg.text) > ctx.settings.chat_max_text:
+            raise BadRequest(f"text is {len(msg.text)} characters; the limit is "
+                             f"{ctx.settings.chat_max_text}")
+        seq = self.state.seq + 1
+        ctx.emit(Edited(msg.message_id, seq, msg.user, self.state.search, ctx.now_ms, msg.ip,
+                        msg.text))
+        self._stream(ctx, "chat.edited", {"message_id": msg.message_id, "text": msg.text,
+                                          "edited_by": msg.user, "ts": iso(ctx.now_ms)}, seq)
+        ctx.reply({"message_id": msg.message_id, "seq": seq})
+
+    @handles(Delete)
+    def delete(self, msg: Delete, ctx: Context) -> None:
+        self._editable(msg.user, msg.message_id, msg.author)
+        seq = self.state.seq + 1
+        ctx.emit(Deleted(msg.message_id, seq, msg.user, ctx.now_ms, msg.ip))
+        self._stream(ctx, "chat.deleted", {"message_id": msg.message_id,
+                                           "deleted_by": msg.user}, seq)
+        ctx.reply({"message_id": msg.message_id, "seq": seq})
+
+    @handles(Read)
+    def read(self, msg: Read, ctx: Context) -> None:
+        self._require_member(msg.user)
+        if not 0 < msg.seq <= self.state.seq:
+            raise BadRequest(f"seq must be from 1 to the room's current seq {self.state.seq}")
+        current = self.state.reads.get(msg.user, 0)
+        if msg.seq > current:  # receipts only move forward
+            seq = self.state.seq + 1
+            ctx.emit(ReadUpTo(msg.user, msg.seq, seq))
+            self._stream(ctx, "chat.read", {"user": msg.user, "seq": msg.seq}, seq)
+        ctx.reply({"room_id": self.room_id, "read_seq": max(current, msg.seq)})
+
+    # -- typing --------------------------------------------------------------------------------
+    @handles(Typing)
+    def typing(self, msg: Typing, ctx: Context) -> None:
+        self._require_member(msg.user)
+        self._typing(msg.user, msg.typing, ctx.now_ms + TYPING_EXPIRES_MS if msg.typing else 0,
+                     ctx)
+        if msg.typing:
+            ctx.schedule(TYPING_EXPIRES_MS / 1000, TypingTimer(msg.user))
+        ctx.reply({})
+
+    @handles(TypingTimer)
+    def typing_timer(self, msg: TypingTimer, ctx: Context) -> None:
+        entry = self.state.typing.get(msg.user)
+        if entry is None:
+            return
+        wanted, expires = entry[2], entry[3]
+        if wanted and expires <= ctx.now_ms:
+            wanted, expires = False, 0
+        self._typing(msg.user, wanted, expires, ctx, from_timer=True)
+
+    def _typing(self, user: str, wanted: bool, expires_ms: int, ctx: Context,
+                from_timer: bool = False) -> None:
+        """Show ``wanted`` now if the user's last typing event is 2 s old, else once it is."""
+        shown, shown_at, _, _, pending = self.state.typing.get(user, [False, 0, False, 0, False])
+        if from_timer:
+            pending = False
+        if wanted != shown:
+            wait_ms = shown_at + TYPING_THROTTLE_MS - ctx.now_ms
+            if wait_ms <= 0:
+                ctx.publish(self.topic, "chat.typing",
+                            {"room": self.room_id, "user": user, "typing": wanted})
+                shown, shown_at = wanted, ctx.now_ms
+            elif not pending:
+                ctx.schedule(wait_ms / 1000, TypingTimer(user))
+                pending = True
+        ctx.emit(TypingState(user, [shown, shown_at, wanted, expires_ms, pending]))
+
+    # -- presence ------------------------------------------------------------------------------
+    def _lease_ms(self, ctx: Context) -> int:
+        return int(ctx.settings.ws_heartbeat_interval * 2500)  # 2.5 refresh intervals
+
+    @handles(Attach)
+    def attach(self, msg: Attach, ctx: Context) -> None:
+        if msg.user not in self.state.members:
+            return  # not (or no longer) a member: no presence
+        self._device_seen(msg.user, msg.device, msg.name, ctx)
+        ctx.schedule(self._lease_ms(ctx) / 1000 + 0.1, Sweep())
+
+    @handles(Refresh)
+    def refresh(self, msg: Refresh, ctx: Context) -> None:
+        announced: set[str] = set()
+        for item in msg.devices:
+            if len(item) == 3 and item[0] in self.state.members:
+                self._device_seen(item[0], item[1], item[2], ctx, announced)
+        ctx.schedule(self._lease_ms(ctx) / 1000 + 0.1, Sweep())
+
+    @handles(Detach)
+    def detach(self, msg: Detach, ctx: Context) -> None:
+        if msg.device in self.state.present.get(msg.user, {}).get("devices", {}):
+            self._devices_gone(msg.user, [msg.device], ctx)
+
+    @handles(Sweep)
+    def sweep(self, msg: Sweep, ctx: Context) -> None:
+        for user, entry in list(self.state.present.items()):
+            expired = [d for d, expires in entry["devices"].items() if expires <= ctx.now_ms]
+            self._devices_gone(user, expired, ctx)
+
+    def _device_seen(self, user: str, device: str, name: str, ctx: Context,
+                     announced: set[str] | None = None) -> None:
+        """Several tabs are one presence: only a user's first device announces them."""
+        announced = set() if announced is None else announced
+        ctx.emit(DeviceSeen(user, device, name, ctx.now_ms + self._lease_ms(ctx), ctx.now_ms))
+        if user not in self.state.present and user not in announced:
+            announced.add(user)
+            self._presence_changed("presence.join", user, name, ctx)
+
+    def _devices_gone(self, user: str, devices: list[str], ctx: Context) -> None:
+        """... and only their last device leaving ends it."""
+        entry = self.state.present.get(user)
+        if entry is None or not devices:
+            return
+        for device in devices:
+            ctx.emit(DeviceGone(user, device))
+        if set(entry["devices"]) <= set(devices):
+            self._presence_changed("presence.leave", user, entry["name"], ctx)
+
+    def _presence_changed(self, event_type: str, user: str, name: str, ctx: Context) -> None:
+        if not self._big(ctx):
+            ctx.publish(self.topic, event_type, {"room": self.room_id, "user": user,
+                                                 "name": name})
+        elif not self.state.occupancy_pending[0]:
+            ctx.emit(OccupancyPending(True))
+            ctx.schedule(OCCUPANCY_EVERY_S, FlushOccupancy())
+
+    @handles(FlushOccupancy)
+    def flush_occupancy(self, msg: FlushOccupancy, ctx: Context) -> None:
+        ctx.emit(OccupancyPending(False))
+        ctx.publish(self.topic, "presence.occupancy",
+                    {"room": self.room_id, "online": len(self.state.present),
+                     "members": len(self.state.members)})
+
+    @handles(ListPresence)
+    def list_presence(self, msg: ListPresence, ctx: Context) -> None:
+        self._require_member(msg.user)
+        members = [{"user": user, "name": entry["name"], "since": iso(entry["since"]),
+                    "devices": len(entry["devices"])}
+                   for user, entry in sorted(self.state.present.items())]
+        ctx.reply({"members": members, "online": len(members),
+                   "total": len(self.state.members)})
+
+    # -- appliers ------------------------------------------------------------------------------
     @applies(Created)
     def _created(self, ev: Created) -> None:
-        self.state.name, self.state.visibility = ev.name, ev.visibility
-        self.state.owner, self.state.invited = ev.owner, list(ev.invited)
+        s = self.state
+        s.name, s.visibility, s.owner, s.invited = ev.name, ev.visibility, ev.owner, ev.invited
+        s.search, s.retention_s = ev.search, ev.retention_s
+
+    @applies(Updated)
+    def _updated(self, ev: Updated) -> None:
+        self.state.name, self.state.search = ev.name, ev.search
+        self.state.retention_s = ev.retention_s
 
     @applies(Joined)
     def _joined(self, ev: Joined) -> None:
-        self.state.members[ev.user] = None
+        self.state.members[ev.user] = ev.role
+        self.state.seq = max(self.state.seq, ev.seq)
 
     @applies(Left)
     def _left(self, ev: Left) -> None:
         self.state.members.pop(ev.user, None)
+        if ev.user != ev.by and ev.user in self.state.invited:  # removed: the invite is spent
+            self.state.invited.remove(ev.user)
+        self.state.seq = ev.seq
+
+    @applies(Invited)
+    def _invited(self, ev: Invited) -> None:
+        self.state.invited.append(ev.user)
+
+    @applies(RoleSet)
+    def _role_set(self, ev: RoleSet) -> None:
+        self.state.members[ev.user] = ev.role
+        self.state.seq = ev.seq
 
     @applies(Posted)
     def _posted(self, ev: Posted) -> None:
         self.state.seq = ev.seq
-        sends = self.state.sends
-        sends[f"{ev.sender}\x1f{ev.client_msg_id}"] = [ev.message_id, ev.seq]
-        while len(sends) > REMEMBERED_SENDS:
-            del sends[next(iter(sends))]
+        _remember(self.state.sends, f"{ev.sender}\x1f{ev.client_msg_id}", [ev.message_id, ev.seq])
+
+    @applies(Edited)
+    def _edited(self, ev: Edited) -> None:
+        self.state.seq = ev.seq
+
+    @applies(Deleted)
+    def _deleted(self, ev: Deleted) -> None:
+        self.state.seq = ev.seq
+        _remember(self.state.deleted, ev.message_id, None)
+
+    @applies(ReadUpTo)
+    def _read_up_to(self, ev: ReadUpTo) -> None:
+        self.state.reads[ev.user] = ev.read_seq
+        self.state.seq = ev.seq
+
+    @applies(DeviceSeen)
+    def _device_seen_applied(self, ev: DeviceSeen) -> None:
+        entry = self.state.present.setdefault(
+            ev.user, {"name": ev.name, "since": ev.at_ms, "devices": {}})
+        entry["devices"][ev.device] = ev.expires_ms
+
+    @applies(DeviceGone)
+    def _device_gone_applied(self, ev: DeviceGone) -> None:
+        entry = self.state.present.get(ev.user)
+        if entry is not None:
+            entry["devices"].pop(ev.device, None)
+            if not entry["devices"]:
+                del self.state.present[ev.user]
+
+    @applies(OccupancyPending)
+    def _occupancy_pending(self, ev: OccupancyPending) -> None:
+        self.state.occupancy_pending[0] = ev.pending
+
+    @applies(TypingState)
+    def _typing_state(self, ev: TypingState) -> None:
+        if not ev.state[0] and not ev.state[2] and not ev.state[4]:
+            self.state.typing.pop(ev.user, None)
+        else:
+            self.state.typing[ev.user] = ev.state
+
+    @applies(Spent)
+    def _spent(self, ev: Spent) -> None:
+        self.state.buckets[ev.user] = [ev.tokens, ev.at_ms]
+
+
+def _check_retention(retention_s: int | None) -> None:
+    low, high = RETENTION_RANGE
+    if retention_s is not None and not low <= retention_s <= high:
+        raise BadRequest(f"retention_s must be from {low} to {high} seconds (or unset: forever)")
+
+
+def _remember(bounded: dict[str, Any], key: str, value: Any) -> None:
+    bounded[key] = value
+    while len(bounded) > REMEMBERED:
+        del bounded[next(iter(bounded))]

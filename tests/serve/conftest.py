@@ -27,6 +27,8 @@ from tests.conftest import create_database, make_settings
 
 EXTERNAL_REDIS = os.environ.get("RTHUB_TEST_REDIS_URL")
 SECRET = "test-secret-" + uuid.uuid4().hex
+# Tests send faster than a person types; the rate limit has tests of its own.
+FAST_SENDERS = {"RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000"}
 
 
 @dataclass
@@ -74,8 +76,10 @@ async def deployed(request: pytest.FixtureRequest, serve_port: int
     else:
         pg = request.getfixturevalue("embedded_pg")
         redis_url = request.getfixturevalue("embedded_redis")
+    data_dir = str(request.getfixturevalue("tmp_path_factory").mktemp("hub-data"))
     settings = make_settings(await create_database(pg), REDIS_URL=redis_url,
-                             RTHUB_JWT_SECRET=SECRET, RTHUB_GATEWAY_REPLICAS="2")
+                             RTHUB_JWT_SECRET=SECRET, RTHUB_GATEWAY_REPLICAS="2",
+                             RTHUB_DATA_DIR=data_dir, **FAST_SENDERS)
     system = ActorSystem(settings)
     system.start()
     name = f"gw-{request.param}"
@@ -92,13 +96,15 @@ def hub(deployed: tuple[str, Settings, ActorSystem]) -> Hub:
 
 
 @pytest.fixture
-async def deploy(serve_port: int, embedded_pg: str, embedded_redis: str) -> AsyncIterator:
+async def deploy(serve_port: int, embedded_pg: str, embedded_redis: str, tmp_path: Path
+                 ) -> AsyncIterator:
     """Deploy a one-replica gateway with environment overrides (embedded backends)."""
     made: list[tuple[str, ActorSystem]] = []
 
     async def make(**env: str) -> tuple[str, Hub]:
         settings = make_settings(await create_database(embedded_pg), REDIS_URL=embedded_redis,
-                                 RTHUB_JWT_SECRET=SECRET, **env)
+                                 RTHUB_JWT_SECRET=SECRET,
+                                 **{"RTHUB_DATA_DIR": str(tmp_path), **FAST_SENDERS, **env})
         system = ActorSystem(settings)
         system.start()
         name = f"gw-{uuid.uuid4().hex[:8]}"
