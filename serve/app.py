@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 
 from rthub.config import Settings
 from serve.gateway import GatewayCore
+from serve.http_api import HttpApi
 
 GRACEFUL_SHUTDOWN_S = 5.0
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -46,6 +47,7 @@ class Gateway:
             Route("/healthz", self.healthz),
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
+            *HttpApi(self.core).routes(),
         ])
 
     async def ws(self, websocket: WebSocket) -> None:

@@ -33,6 +33,7 @@ from serve.replica_hooks import when_draining
 from serve.wire import Batcher, Outgoing
 from storage.blobs import open_blob_store
 from storage.crypto import keyring
+from storage.postgres import open_pool
 
 log = logging.getLogger(__name__)
 
@@ -264,9 +265,8 @@ class GatewayCore:
 
     async def db(self) -> asyncpg.Pool:
         """The replica's Postgres pool for reads (history, search, attachments, audit)."""
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(self.settings.postgres_url, min_size=1,
-                                                   max_size=self.settings.pg_pool_size)
+        if self._pool is None:  # migrated here too: an upload may come before any entity runs
+            self._pool = await open_pool(self.settings.postgres_url, self.settings.pg_pool_size)
         return self._pool
 
     async def _evict(self, tenant: str, evicted: list[dict[str, str]], code: int = 4409,

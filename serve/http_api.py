@@ -1,0 +1,160 @@
+"""The HTTP side of chat: search, attachment upload and download, and the audit log.
+
+Same tokens as the WebSocket (``Authorization: Bearer`` or ``?token=``), same error codes
+(PROTOCOL.md), as JSON ``{"error": {"code", "message"}}`` with the matching HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from rthub.errors import BadRequest, Forbidden, HubError, NotFound, TooLarge, Unauthorized
+from serve import chat
+from serve.auth import Identity
+from storage import attachments, audit
+from storage.sniff import UnsupportedType, check_type
+
+if TYPE_CHECKING:
+    from serve.gateway import GatewayCore
+
+log = logging.getLogger(__name__)
+
+STATUS = {"bad_request": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404,
+          "conflict": 409, "too_large": 413, "rate_limited": 429, "unavailable": 503}
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and headers around the file part
+_ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+AUDIT_MAX = 500
+
+
+class UnsupportedMedia(BadRequest):
+    """An upload whose bytes are not an allowed type (HTTP 415, code ``bad_request``)."""
+
+
+def _error(err: HubError) -> JSONResponse:
+    status = 415 if isinstance(err, UnsupportedMedia) else STATUS.get(err.code, 500)
+    return JSONResponse({"error": err.to_content()}, status_code=status)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class HttpApi:
+    """Routes of ``/v1``; every one checks the token first."""
+
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/search", self._guard(self.search), methods=["GET"]),
+            Route("/v1/attachments", self._guard(self.upload), methods=["POST"]),
+            Route("/v1/attachments/{attachment_id}", self._guard(self.download),
+                  methods=["GET"]),
+            Route("/v1/audit", self._guard(self.audit), methods=["GET"]),
+        ]
+
+    def _guard(self, endpoint: Callable[[Request, Identity], Awaitable[Response]]) -> Endpoint:
+        async def run(request: Request) -> Response:
+            try:
+                return await endpoint(request, self._identify(request))
+            except HubError as err:
+                return _error(err)
+
+        return run
+
+    def _identify(self, request: Request) -> Identity:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        token = token or request.query_params.get("token")
+        if not token:
+            raise Unauthorized("no token: send 'Authorization: Bearer <jwt>' or '?token='")
+        return self.core.verifier.verify(token)
+
+    # -- search ----------------------------------------------------------------------------
+    async def search(self, request: Request, who: Identity) -> Response:
+        params = request.query_params
+        limit = _int_param(params.get("limit", "20"), "limit")
+        found = await chat.search(self.core, who.tenant, who.user, params.get("q"),
+                                  params.get("room"), limit)
+        return JSONResponse(found)
+
+    # -- attachments -----------------------------------------------------------------------
+    async def upload(self, request: Request, who: Identity) -> Response:
+        limit = self.core.settings.attachment_max_bytes
+        length = request.headers.get("content-length")
+        if length is None:
+            raise BadRequest("send the upload with a Content-Length")
+        if not length.isdigit() or int(length) > limit + MULTIPART_OVERHEAD:
+            raise TooLarge(f"the upload is over the {limit}-byte attachment limit")
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise BadRequest("upload a multipart/form-data body with a 'file' part")
+        async with request.form(max_files=1, max_fields=4) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise BadRequest("the form has no 'file' part")
+            data = await upload.read()
+            filename = _filename(upload.filename)
+        if len(data) > limit:
+            raise TooLarge(f"the file is {len(data)} bytes; the limit is {limit}")
+        if not data:
+            raise BadRequest("the file is empty")
+        try:
+            content_type = check_type(data, self.core.settings.attachment_types)
+        except UnsupportedType as err:
+            raise UnsupportedMedia(str(err)) from None
+        core = self.core
+        stored = await attachments.store(await core.db(), core.blobs, core.keyring, who.tenant,
+                                         who.user, filename, content_type, data)
+        log.info("attachment %s stored (%s, %d bytes)", stored["attachment_id"], content_type,
+                 len(data))
+        return JSONResponse(stored, status_code=201)
+
+    async def download(self, request: Request, who: Identity) -> Response:
+        attachment_id = request.path_params["attachment_id"]
+        if not _ATTACHMENT_ID.match(attachment_id):
+            raise BadRequest("not an attachment id")
+        core = self.core
+        found = await attachments.fetch(await core.db(), core.blobs, core.keyring, who.tenant,
+                                        who.user, attachment_id)
+        if found is None:
+            raise NotFound(f"no attachment {attachment_id!r} that you may read")
+        meta, data = found
+        return Response(data, media_type=meta["content_type"], headers={
+            "content-disposition": f"attachment; filename*=UTF-8''{quote(meta['filename'])}",
+            "x-content-type-options": "nosniff", "cache-control": "private, no-store"})
+
+    # -- audit -----------------------------------------------------------------------------
+    async def audit(self, request: Request, who: Identity) -> Response:
+        if "admin" not in who.scopes:
+            raise Forbidden("the audit log needs the 'admin' scope")
+        params = request.query_params
+        limit = _int_param(params.get("limit", "100"), "limit")
+        if not 1 <= limit <= AUDIT_MAX:
+            raise BadRequest(f"'limit' must be from 1 to {AUDIT_MAX}")
+        rows = await audit.query(await self.core.db(), who.tenant,
+                                 _int_param(params.get("after", "0"), "after"),
+                                 params.get("room"), params.get("actor"), params.get("action"),
+                                 limit)
+        return JSONResponse({"entries": rows, "next_after": rows[-1]["id"] if rows else None})
+
+
+def _int_param(raw: str, name: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"'{name}' must be a non-negative integer")
+    return int(raw)
+
+
+def _filename(raw: Any) -> str:
+    """The client's file name, reduced to a harmless base name."""
+    name = str(raw or "file").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable() and c not in "\"'<>")[:200]
+    return name or "file"
