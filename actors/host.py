@@ -18,10 +18,12 @@ from actors.residency import EntityTable, Envelope, Outcome
 from fanout.publisher import StreamPublisher
 from rthub.config import Settings
 from storage import audit
+from storage.blobs import open_blob_store
 from storage.chat import ChatProjections
 from storage.crypto import keyring
 from storage.journal import Journal
 from storage.postgres import open_pool
+from storage.retention import purge_expired
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ class Host:
         if self.settings.redis_url is not None:
             publisher = StreamPublisher(self.settings.redis_url,
                                         self.settings.stream_retention_events)
+        blobs = open_blob_store(self.settings.blob_store, self.settings.data_dir,
+                                self.settings.s3_endpoint)
         projections = ChatProjections(keyring(self.settings.encryption_keys),
                                       self.settings.search_language)
         journal = Journal(pool, {**projections.projectors(), "audit": audit.project})
@@ -73,6 +77,7 @@ class Host:
             self._every(min(self.settings.checkpoint_interval_s / 2, 1.0),
                         self._table.flush_checkpoints),
             self._every(min(self.settings.entity_idle_s / 4, 10.0), self._table.passivate_idle),
+            self._every(self.settings.retention_sweep_s, lambda: purge_expired(pool, blobs)),
         )]
         log.info("host %s ready (pid %d)", self.name, os.getpid())
 

@@ -44,6 +44,8 @@ class LocalHub:
     def start(self) -> Settings:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Ray workers (hosts, gateway replicas) do not share the launcher's directory.
+        settings = settings.replace(data_dir=settings.data_dir.resolve())
         if settings.postgres_url is None:
             self.postgres = EmbeddedPostgres(settings.data_dir)
             settings = settings.replace(postgres_url=self.postgres.url)

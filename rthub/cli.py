@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--scope", default="", help="space separated, e.g. 'notify:send admin'")
     token.add_argument("--ttl", type=_ttl, default=3600, help="lifetime: 90s, 15m, 1h, 7d")
     token.add_argument("--name", default=None, help="display name (default: the user id)")
+    keys = commands.add_parser("keys", help="encryption keys of chat text and attachments")
+    keys.add_argument("action", choices=["generate", "rotate", "status"],
+                      help="generate: print a new key entry; rotate: re-seal everything under "
+                           "the first key of RTHUB_ENCRYPTION_KEYS (the hub may keep running); "
+                           "status: how many rows are not under it yet")
+    keys.add_argument("--id", default=None, help="id of the generated key")
     args = parser.parse_args(argv)
     try:
         settings = config.load()
@@ -51,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             secret = dev_secret(settings.data_dir)
         sys.stdout.write(issue_token(secret, args.user, args.tenant, args.scope, args.ttl,
                                      args.name) + "\n")
+    elif args.command == "keys":
+        _keys(settings, args.action, args.id)
     elif args.command == "up":
         from cluster.local import run_until_stopped  # imports Ray: only when needed
 
@@ -58,6 +66,42 @@ def main(argv: list[str] | None = None) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         run_until_stopped(settings, stop)
+
+
+def _keys(settings: config.Settings, action: str, key_id: str | None) -> None:
+    import asyncio
+
+    from storage import rotation
+    from storage.blobs import open_blob_store
+    from storage.crypto import keyring, new_key
+    from storage.postgres import open_pool
+
+    if action == "generate":
+        sys.stdout.write(new_key(key_id) + "\n")
+        return
+    if settings.postgres_url is None:
+        sys.exit("rthub: keys rotate/status need POSTGRES_URL (the hub's database)")
+    try:
+        ring = keyring(settings.encryption_keys)
+    except ConfigError as err:
+        sys.exit(f"rthub: {err}")
+
+    async def run() -> str:
+        pool = await open_pool(settings.postgres_url, 2)
+        try:
+            if action == "rotate":
+                blobs = open_blob_store(settings.blob_store, settings.data_dir,
+                                        settings.s3_endpoint)
+                done = await rotation.rotate(pool, blobs, ring)
+                await blobs.close()
+                return (f"re-sealed under {ring.active}: {done.messages} messages, "
+                        f"{done.attachments} attachments, {done.failed} failed; "
+                        f"{await rotation.remaining(pool, ring)} rows left on other keys")
+            return f"{await rotation.remaining(pool, ring)} rows not under key {ring.active}"
+        finally:
+            await pool.close()
+
+    sys.stdout.write(asyncio.run(run()) + "\n")
 
 
 if __name__ == "__main__":
