@@ -102,7 +102,10 @@ class Rthub(Target):
                "RTHUB_HTTP_PORT": str(self.port), "RTHUB_JWT_SECRET": self.secret,
                "RTHUB_NAMESPACE": f"fan{uuid.uuid4().hex[:6]}", "RAY_ADDRESS": "",
                "WS_HEARTBEAT_INTERVAL": "600", "RTHUB_MAX_SOCKETS_PER_REPLICA": "50000",
-               "MAX_WS_CONNECTIONS_PER_USER": "1000", **self.extra_env}
+               "MAX_WS_CONNECTIONS_PER_USER": "1000",
+               # S1's one publisher sends up to 100 msgs/s into one room; the per-user send
+               # rate limit (5/s by default) is for people, not load generators.
+               "RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000", **self.extra_env}
         self.proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "rthub.cli",
                                       "up"], env=env, stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None

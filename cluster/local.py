@@ -8,6 +8,8 @@ import logging
 import os
 import secrets
 import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import ray
@@ -76,6 +78,7 @@ class LocalHub:
         from serve.app import start as start_gateway  # imports Serve: only when running it
 
         start_gateway(settings)
+        wait_until_ready(settings)
         return settings
 
     def stop(self) -> None:
@@ -100,6 +103,25 @@ class LocalHub:
         for server in (self.redis, self.postgres):
             if server is not None:
                 server.stop()
+
+
+def wait_until_ready(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Until ``/readyz`` answers 200 on the public port. Serve reports the app running a
+    moment before HAProxy routes to its replicas (until then its fallback answers 500), and
+    the URLs printed next must work when they are printed."""
+    host = settings.http_host if settings.http_host not in (None, "0.0.0.0", "::") else "127.0.0.1"
+    url = f"http://{host}:{settings.http_port}/readyz"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (OSError, ValueError):
+            pass  # not routed yet (connection refused, or the fallback's 500)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway did not become ready at {url} in {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
