@@ -135,6 +135,7 @@ def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
         log.info("rthub is up")
         log.info("  websocket: ws://%s/ws", base)
         log.info("  metrics:   http://%s/metrics", base)
+        log.info("  http api:  http://%s/v1/ (search, attachments, audit)", base)
         if resolved.jwt_secret:
             log.info("  dev token: %s  (user 'alice'; `rthub token --user NAME` for more)",
                      issue_token(resolved.jwt_secret, "alice", ttl_s=86_400))
