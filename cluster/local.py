@@ -4,6 +4,7 @@ on exit."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -106,22 +107,28 @@ class LocalHub:
 
 
 def wait_until_ready(settings: Settings, timeout_s: float = 60.0) -> None:
-    """Until ``/readyz`` answers 200 on the public port. Serve reports the app running a
-    moment before HAProxy routes to its replicas (until then its fallback answers 500), and
-    the URLs printed next must work when they are printed."""
+    """Until ``/readyz`` answers 200 on the public port, from the replica's own server under
+    direct ingress. Serve reports the app running a moment before HAProxy routes to its
+    replicas (until then its fallback proxy answers, or fails with 500), and the URLs printed
+    next must work, at full speed, when they are printed."""
     host = settings.http_host if settings.http_host not in (None, "0.0.0.0", "::") else "127.0.0.1"
     url = f"http://{host}:{settings.http_port}/readyz"
+    if not ready_at(url, settings.ingress == "direct", timeout_s):
+        raise RuntimeError(f"the gateway did not become ready at {url} in {timeout_s:.0f} s")
+
+
+def ready_at(url: str, direct: bool, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while True:
+    while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
+                state = json.loads(answer.read())
+                if answer.status == 200 and (state.get("direct") or not direct):
+                    return True
         except (OSError, ValueError):
             pass  # not routed yet (connection refused, or the fallback's 500)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the gateway did not become ready at {url} in {timeout_s:.0f} s")
-        time.sleep(0.2)
+        time.sleep(0.2)  # HAProxy's next reload; nothing to wait on from here
+    return False
 
 
 def run_until_stopped(settings: Settings, stop: threading.Event) -> None:

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 from rthub.config import Settings
 from serve.gateway import GatewayCore
 from serve.http_api import HttpApi
+from serve.wire import served_directly
 
 GRACEFUL_SHUTDOWN_S = 5.0
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -62,7 +63,10 @@ class Gateway:
             ready = not self.core.draining
         except Exception as exc:
             return JSONResponse({"ready": False, "reason": f"redis: {exc}"}, status_code=503)
-        return JSONResponse({"ready": ready, "connections": len(self.core.connections)},
+        # ``direct``: this answer came over the replica's own server (HAProxy routes to it),
+        # not through Serve's fallback proxy; `rthub up` and the tests wait for it.
+        return JSONResponse({"ready": ready, "connections": len(self.core.connections),
+                             "direct": served_directly(request._send)},
                             status_code=200 if ready else 503)
 
     async def metrics(self, request: Request) -> Response:

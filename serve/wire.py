@@ -64,6 +64,39 @@ class Outgoing:
         return data
 
 
+def uvicorn_owner(send: Callable[..., Any] | None, module_prefix: str) -> Any:
+    """The uvicorn protocol object an ASGI ``send`` ends in, or None (Serve's proxy path).
+
+    Follows bound methods and closure cells (Starlette's and Serve's wrappers of ``send``
+    are closures) at most a few levels deep.
+    """
+    seen: set[int] = set()
+    stack = [(send, 0)] if send is not None else []
+    while stack:
+        fn, depth = stack.pop()
+        if id(fn) in seen or depth > _SEARCH_DEPTH:
+            continue
+        seen.add(id(fn))
+        owner = getattr(fn, "__self__", None)
+        if owner is not None and type(owner).__module__.startswith(module_prefix):
+            return owner
+        func = getattr(fn, "__func__", fn)
+        for cell in getattr(func, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if callable(value):
+                stack.append((value, depth + 1))
+    return None
+
+
+def served_directly(send: Callable[..., Any] | None) -> bool:
+    """Whether an HTTP request reached this replica's own server (direct ingress) rather
+    than through Serve's proxy."""
+    return uvicorn_owner(send, "uvicorn.protocols.http.") is not None
+
+
 class Batcher:
     """Coalesces what each socket gets within one event-loop turn into one write.
 
@@ -113,28 +146,11 @@ class RawWriter:
         Serve's wrappers of ``send`` are closures) to a uvicorn WebSocket protocol, at most a
         few levels deep.
         """
-        send: Callable[..., Any] | None = getattr(ws, "_send", None)
-        seen: set[int] = set()
-        stack = [(send, 0)] if send is not None else []
-        while stack:
-            fn, depth = stack.pop()
-            if id(fn) in seen or depth > _SEARCH_DEPTH:
-                continue
-            seen.add(id(fn))
-            owner = getattr(fn, "__self__", None)
-            if owner is not None and type(owner).__module__.startswith(_UVICORN_WS):
-                transport = getattr(owner, "transport", None)
-                if all(hasattr(transport, name) for name in
-                       ("write", "is_closing", "get_write_buffer_size", "abort")):
-                    return cls(transport, owner, batcher, limit, on_full)
-            func = getattr(fn, "__func__", fn)
-            for cell in getattr(func, "__closure__", None) or ():
-                try:
-                    value = cell.cell_contents
-                except ValueError:  # an empty cell
-                    continue
-                if callable(value):
-                    stack.append((value, depth + 1))
+        owner = uvicorn_owner(getattr(ws, "_send", None), _UVICORN_WS)
+        transport = getattr(owner, "transport", None)
+        if owner is not None and all(hasattr(transport, name) for name in
+                                     ("write", "is_closing", "get_write_buffer_size", "abort")):
+            return cls(transport, owner, batcher, limit, on_full)
         return None
 
     def send(self, data: bytes) -> None:

@@ -46,6 +46,19 @@ def test_defaults_match_the_seed_names_and_values():
      '"max_replicas": 4, "target_ongoing_requests": 5000}, got \'{"max_replicas": "many"}\''),
     ("RTHUB_LOG_LEVEL", "loud",
      "RTHUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
+    ("RTHUB_ENCRYPTION_KEYS", "k1:c2hvcnQ=",  # 5 bytes, not 32; the value is never echoed
+     "RTHUB_ENCRYPTION_KEYS must be id:base64 entries of 32-byte keys, comma separated "
+     "(`rthub keys generate` makes one), got 11 characters"),
+    ("RTHUB_SEARCH_LANGUAGE", "english; drop table",
+     "RTHUB_SEARCH_LANGUAGE must be a PostgreSQL text search configuration name (english, "
+     "simple, french, ...), got 'english; drop table'"),
+    ("RTHUB_ATTACHMENT_TYPES", "png",
+     "RTHUB_ATTACHMENT_TYPES must be comma separated MIME types, got 'png'"),
+    ("RTHUB_BLOB_STORE", "/var/blobs",
+     "RTHUB_BLOB_STORE must be empty, file:///absolute/path or s3://bucket[/prefix], "
+     "got '/var/blobs'"),
+    ("RTHUB_CHAT_RATE", "0",
+     "RTHUB_CHAT_RATE must be a number from 0.01 to 10000, got '0'"),
 ])
 def test_a_wrong_value_names_the_variable_and_what_it_expects(name, value, message):
     with pytest.raises(ConfigError) as caught:

@@ -19,6 +19,7 @@ from ray import serve as rayserve
 
 from actors.client import ActorSystem
 from cluster.ingress import free_port
+from cluster.local import ready_at
 from fanout.embedded import EmbeddedRedis
 from rthub.config import Settings
 from serve.app import build
@@ -26,6 +27,7 @@ from serve.auth import issue_token
 from tests.conftest import create_database, make_settings
 
 EXTERNAL_REDIS = os.environ.get("RTHUB_TEST_REDIS_URL")
+DIRECT_INGRESS = os.environ.get("RTHUB_TEST_INGRESS", "direct") == "direct"
 SECRET = "test-secret-" + uuid.uuid4().hex
 # Tests send faster than a person types; the rate limit has tests of its own.
 FAST_SENDERS = {"RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000"}
@@ -48,6 +50,14 @@ class Hub:
         """Delete the app (graceful replica shutdown, as a redeploy does)."""
         assert self.app_name is not None
         await asyncio.to_thread(rayserve.delete, self.app_name)
+
+
+async def routed(port: int, app: str) -> None:
+    """Until HAProxy routes the app to its replicas (Serve reports it running a moment before;
+    meanwhile Serve's fallback proxy answers, and a socket through it is not on the fast
+    path). Under Serve's proxy, until the app answers at all."""
+    url = f"http://127.0.0.1:{port}/{app}/readyz"
+    assert await asyncio.to_thread(ready_at, url, DIRECT_INGRESS, 60), f"{app} never routed"
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +94,7 @@ async def deployed(request: pytest.FixtureRequest, serve_port: int
     system.start()
     name = f"gw-{request.param}"
     rayserve.run(build(settings), name=name, route_prefix=f"/{name}")
+    await routed(serve_port, name)
     yield f"ws://127.0.0.1:{serve_port}/{name}/ws", settings, system
     rayserve.delete(name)
     system.shutdown_hosts()
@@ -110,6 +121,7 @@ async def deploy(serve_port: int, embedded_pg: str, embedded_redis: str, tmp_pat
         name = f"gw-{uuid.uuid4().hex[:8]}"
         await asyncio.to_thread(rayserve.run, build(settings), name=name,
                                 route_prefix=f"/{name}")
+        await routed(serve_port, name)
         made.append((name, system))
         url = f"ws://127.0.0.1:{serve_port}/{name}/ws"
         return url, Hub(url, settings, system, f"t{uuid.uuid4().hex[:8]}", app_name=name)

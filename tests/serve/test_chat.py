@@ -387,3 +387,28 @@ async def test_a_room_keeps_members_roles_and_receipts_when_its_host_is_killed(h
     assert kicked["message"] == "a moderator cannot remove a owner"
     for client in (olga, bob, eve):
         await client.close()
+
+
+async def test_the_hosts_retention_sweep_purges_a_rooms_expired_messages(deploy):
+    _, hub = await deploy(RTHUB_RETENTION_SWEEP_S="1")
+    olga = await Client.connect(hub.url, hub.token("olga"))
+    await olga.ask("room.create", {"room_id": "brief", "name": "b"})
+    updated = await olga.ask("room.update", {"room": "brief", "retention_s": 60})
+    assert updated["retention_s"] == 60
+    await olga.ask("chat.send", {"room": "brief", "text": "old news", "client_msg_id": "1"})
+    await olga.ask("chat.send", {"room": "brief", "text": "fresh", "client_msg_id": "2"})
+    conn = await db(hub)
+    try:  # age the first message past the room's retention
+        await conn.execute("UPDATE chat_messages SET sent_at = now() - interval '2 minutes' "
+                           "WHERE tenant = $1 AND client_msg_id = '1'", hub.tenant)
+    finally:
+        await conn.close()
+    texts: list[str] = []
+    for _ in range(100):
+        texts = [m["text"] for m in (await olga.ask("chat.history", {"room": "brief"}))[
+            "messages"]]
+        if texts == ["fresh"]:
+            break
+        await asyncio.sleep(0.1)  # the sweep runs on a 1 s timer; nothing to await
+    assert texts == ["fresh"]
+    await olga.close()
