@@ -1,0 +1,118 @@
+"""Playlist OT: TP1 and the documented conflict rules, as properties (Hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors.kinds.playlist_ot import apply, merge, transform, transform_against
+
+BASE_IDS = [f"i{n}" for n in range(7)]
+
+
+@st.composite
+def bases(draw) -> list[tuple[str, str]]:
+    ids = draw(st.lists(st.sampled_from(BASE_IDS), unique=True, max_size=6))
+    return [(i, f"track-{i}") for i in ids]
+
+
+def ops(base: list[tuple[str, str]], new_id: str):
+    size = len(base)
+    known = st.sampled_from([i for i, _ in base] + ["gone"])
+    return st.one_of(
+        st.none(),
+        st.builds(lambda i: {"insert": {"index": i, "track": f"t-{new_id}", "item_id": new_id}},
+                  st.integers(0, size)),
+        st.builds(lambda x: {"remove": {"item_id": x}}, known),
+        st.builds(lambda x, j: {"move": {"item_id": x, "to_index": j}}, known,
+                  st.integers(0, max(size - 1, 0))),
+        st.builds(lambda keep: {"reset": {"items": [list(p) for p in keep]}},
+                  st.lists(st.sampled_from(base), unique=True) if base else st.just([])),
+    )
+
+
+@st.composite
+def cases(draw):
+    base = draw(bases())
+    return base, draw(ops(base, "new-a")), draw(ops(base, "new-b"))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(cases())
+def test_tp1_both_orders_reach_the_same_list(case):
+    base, a, b = case
+    left = apply(apply(base, a), transform(b, a, base))
+    right = apply(apply(base, b), transform(a, b, base))
+    assert left == right == merge(base, a, b)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(cases())
+def test_an_op_alone_merges_to_itself(case):
+    base, a, _ = case
+    assert merge(base, a, None) == apply(base, a)
+    assert apply(base, transform(a, None, base)) == apply(base, a)
+
+
+@settings(max_examples=300, deadline=None)
+@given(bases(), st.data())
+def test_transforming_past_a_sequence_converges(base, data):
+    """A client op made on version v, transformed past three committed ops, ends where the
+    committed ops transformed past it end (the server and the client agree)."""
+    committed = [data.draw(ops(base, f"new-c{n}")) for n in range(3)]
+    mine = data.draw(ops(base, "new-mine"))
+    server_op, server_state = transform_against(mine, committed, base)
+    server_list = apply(server_state, server_op)
+    client_state, op = list(base), mine
+    client_list = apply(base, mine)
+    for other in committed:  # what the client does with each op the server broadcasts
+        other_for_client = transform(other, op, client_state)
+        op = transform(op, other, client_state)
+        client_state = apply(client_state, other)
+        client_list = apply(client_list, other_for_client)
+    assert client_list == server_list
+
+
+BASE = [("a", "A"), ("b", "B"), ("c", "C")]
+
+
+def ids(items):
+    return [i for i, _ in items]
+
+
+def test_concurrent_inserts_at_one_index_are_ordered_by_item_id():
+    x = {"insert": {"index": 1, "track": "X", "item_id": "x"}}
+    w = {"insert": {"index": 1, "track": "W", "item_id": "w"}}
+    assert ids(merge(BASE, x, w)) == ["a", "w", "x", "b", "c"]
+
+
+def test_a_remove_beats_a_concurrent_move_of_the_same_item():
+    move = {"move": {"item_id": "b", "to_index": 0}}
+    remove = {"remove": {"item_id": "b"}}
+    assert transform(move, remove, BASE) is None
+    assert ids(apply(apply(BASE, move), transform(remove, move, BASE))) == ["a", "c"]
+
+
+def test_two_removes_of_one_item_remove_it_once():
+    remove = {"remove": {"item_id": "b"}}
+    assert transform(remove, remove, BASE) is None
+
+
+def test_of_two_moves_of_one_item_the_lower_target_wins():
+    first = {"move": {"item_id": "c", "to_index": 0}}
+    second = {"move": {"item_id": "c", "to_index": 1}}
+    assert ids(merge(BASE, first, second)) == ["c", "a", "b"]
+    assert transform(second, first, BASE) is None
+
+
+def test_an_op_on_an_item_that_no_longer_exists_is_a_no_op():
+    assert transform({"move": {"item_id": "zz", "to_index": 0}}, None, BASE) is None
+    assert apply(BASE, {"move": {"item_id": "zz", "to_index": 0}}) == BASE
+    assert apply(BASE, {"remove": {"item_id": "zz"}}) == BASE
+
+
+def test_a_revert_wins_over_anything_concurrent():
+    reset = {"reset": {"items": [["a", "A"]]}}
+    insert = {"insert": {"index": 0, "track": "X", "item_id": "x"}}
+    assert transform(insert, reset, BASE) is None
+    assert ids(apply(apply(BASE, insert), transform(reset, insert, BASE))) == ["a"]
