@@ -17,7 +17,7 @@ from actors.kinds import KINDS
 from actors.residency import EntityTable, Envelope, Outcome
 from fanout.publisher import StreamPublisher
 from rthub.config import Settings
-from storage import audit
+from storage import audit, playlists
 from storage.blobs import open_blob_store
 from storage.chat import ChatProjections
 from storage.crypto import keyring
@@ -71,7 +71,8 @@ class Host:
                                 self.settings.s3_endpoint)
         projections = ChatProjections(keyring(self.settings.encryption_keys),
                                       self.settings.search_language)
-        journal = Journal(pool, {**projections.projectors(), "audit": audit.project})
+        journal = Journal(pool, {**projections.projectors(), **playlists.projectors(),
+                                 "audit": audit.project})
         self._table = EntityTable(self.settings, KINDS, journal, publisher)
         self._loops = [asyncio.get_running_loop().create_task(coro) for coro in (
             self._every(min(self.settings.checkpoint_interval_s / 2, 1.0),

@@ -25,7 +25,12 @@ from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from rthub.config import Settings
 from rthub.errors import Conflict, Forbidden, HubError, NotFound, Unauthorized
-from serve import chat, handlers, protocol  # noqa: F401 (chat registers its handlers)
+from serve import (  # noqa: F401 (chat and playlists register their handlers)
+    chat,
+    handlers,
+    playlists,
+    protocol,
+)
 from serve.auth import Identity, TokenVerifier
 from serve.connection import Connection
 from serve.metrics import GatewayMetrics
@@ -175,11 +180,15 @@ class GatewayCore:
         kind, _, ident = topic.partition(":")
         if kind == "room" and ident:
             await self.room(conn, ident).ask("room.authorize", {"user": conn.identity.user})
+        elif kind == "playlist" and ident:
+            await self.playlist(conn, ident).ask("playlist.authorize",
+                                                 {"user": conn.identity.user})
         elif kind == "user" and ident:
             if ident != conn.identity.user:
                 raise Forbidden("you may only follow your own user topic")
         else:
-            raise NotFound(f"no topic {topic!r}: follow room:<id> or user:<your id>")
+            raise NotFound(f"no topic {topic!r}: follow room:<id>, playlist:<id> or "
+                           "user:<your id>")
 
     async def follow(self, conn: Connection, topic: str, since: tuple[str, int] | None,
                      frame_id: Any, answer: bool = True, record: bool = True) -> Position:
@@ -259,6 +268,9 @@ class GatewayCore:
 
     def room(self, conn: Connection, room: str) -> EntityRef:
         return self.system.ref("room", room, conn.identity.tenant)
+
+    def playlist(self, conn: Connection, playlist: str) -> EntityRef:
+        return self.system.ref("playlist", playlist, conn.identity.tenant)
 
     async def handle(self, conn: Connection, frame: dict[str, Any]) -> dict | None:
         return await handlers.dispatch(self, conn, frame)

@@ -1,0 +1,257 @@
+"""Playlist: one per collaboratively edited playlist. The authority of its order.
+
+ShareDB's model: a client op carries the version it was made on; the playlist transforms it
+past every op committed since (``playlist_ot``), applies it, makes it durable before the ack,
+and broadcasts the transformed op as ``playlist.op {version, op, author}``. Every accepted
+op takes a version, even when nothing is left of it (a remove of a removed item, a duplicate
+refused by the playlist's policy), so a client's count of versions never drifts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.entity import Context, Entity, applies, handles
+from actors.kinds import playlist_ot as ot
+from actors.kinds.playlist_types import (
+    MILESTONE_EVERY,
+    ROLES,
+    Authorize,
+    Committed,
+    Create,
+    Created,
+    Milestone,
+    Open,
+    Revert,
+    Share,
+    Shared,
+    Submit,
+)
+from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
+
+RECENT = 1000  # committed ops kept for transforming ops made on older versions
+REMEMBERED = 5000  # (client_id, client_seq) answers kept for resends
+MAX_ITEMS = 10_000
+
+
+def check_op(op: dict[str, Any]) -> dict[str, Any]:
+    """A client op, well formed (PROTOCOL.md): one of insert, remove, move."""
+    if len(op) != 1:
+        raise BadRequest("op must be exactly one of insert, remove, move")
+    (what, body), = op.items()
+    if not isinstance(body, dict):
+        raise BadRequest(f"op.{what} must be an object")
+    fields = {"insert": {"index": int, "track": object, "item_id": str},
+              "remove": {"item_id": str}, "move": {"item_id": str, "to_index": int}}.get(what)
+    if fields is None:
+        raise BadRequest(f"unknown op {what!r}: use insert, remove or move")
+    if set(body) != set(fields):
+        raise BadRequest(f"op.{what} takes exactly {', '.join(sorted(fields))}")
+    for name, kind in fields.items():
+        value = body[name]
+        if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise BadRequest(f"op.{what}.{name} must be an integer >= 0")
+        if kind is str and (not isinstance(value, str) or not 1 <= len(value) <= 64):
+            raise BadRequest(f"op.{what}.{name} must be 1 to 64 characters")
+    if what == "insert" and (body["track"] is None or len(repr(body["track"])) > 1000):
+        raise BadRequest("op.insert.track must be a track id or a small object")
+    if what == "insert" and not body["item_id"].isprintable():
+        raise BadRequest("op.insert.item_id must be printable characters")
+    return op
+
+
+class Playlist(Entity):
+    kind = "playlist"
+    messages = (Create, Open, Submit, Revert, Share, Authorize)
+    events = (Created, Committed, Milestone, Shared)
+    __slots__ = ()
+
+    @dataclass(slots=True)
+    class State:
+        name: str = ""
+        owner: str = ""
+        allow_duplicates: bool = False
+        roles: dict[str, str] = field(default_factory=dict)
+        items: list[list[Any]] = field(default_factory=list)  # [item_id, track]
+        added_by: dict[str, str] = field(default_factory=dict)
+        version: int = 0
+        seq: int = 0  # of the playlist:<id> stream
+        recent: list[list[Any]] = field(default_factory=list)  # [version, op, undo]
+        answers: dict[str, list[Any]] = field(default_factory=dict)  # client op -> reply
+
+    @property
+    def topic(self) -> str:
+        return f"playlist:{self.key[2]}"
+
+    def _role(self, user: str) -> str:
+        if not self.state.owner:
+            raise NotFound(f"playlist {self.key[2]!r} does not exist")
+        role = self.state.roles.get(user)
+        if role is None:
+            raise Forbidden(f"{user} may not open playlist {self.key[2]!r}; ask its owner")
+        return role
+
+    def _pairs(self) -> ot.Items:
+        return [(item_id, track) for item_id, track in self.state.items]
+
+    # -- handlers ------------------------------------------------------------------------------
+    @handles(Create)
+    def create(self, msg: Create, ctx: Context) -> None:
+        if self.state.owner:
+            raise Conflict(f"playlist {self.key[2]!r} already exists")
+        if not msg.name.strip() or len(msg.name) > 200:
+            raise BadRequest("name must be 1 to 200 characters")
+        ctx.emit(Created(msg.name, msg.user, msg.allow_duplicates, ctx.now_ms))
+        ctx.reply({"playlist_id": self.key[2], "version": 0})
+
+    @handles(Open)
+    def open(self, msg: Open, ctx: Context) -> None:
+        role = self._role(msg.user)
+        ctx.reply({"playlist_id": self.key[2], "name": self.state.name, "role": role,
+                   "version": self.state.version, "items": self._view(),
+                   "collaborators": [{"user": u, "role": r}
+                                     for u, r in sorted(self.state.roles.items())],
+                   "allow_duplicates": self.state.allow_duplicates})
+
+    def _view(self) -> list[dict[str, Any]]:
+        return [{"item_id": i, "track": t, "added_by": self.state.added_by.get(i, "")}
+                for i, t in self.state.items]
+
+    @handles(Authorize)
+    def authorize(self, msg: Authorize, ctx: Context) -> None:
+        ctx.reply({"role": self._role(msg.user), "version": self.state.version})
+
+    @handles(Submit)
+    def submit(self, msg: Submit, ctx: Context) -> None:
+        if self._role(msg.user) == "viewer":
+            raise Forbidden("viewers cannot change the playlist")
+        if not 1 <= len(msg.client_id) <= 64:
+            raise BadRequest("client_id must be 1 to 64 characters")
+        answered = self.state.answers.get(f"{msg.client_id}\x1f{msg.client_seq}")
+        if answered is not None:  # a resend after a reconnect: the first result
+            ctx.reply({"version": answered[0], "op": answered[1], "duplicate": True})
+            return
+        op = check_op(msg.op)
+        if not 0 <= msg.base_version <= self.state.version:
+            raise BadRequest(f"base_version must be from 0 to {self.state.version}")
+        base, newer = self._since(msg.base_version)
+        op, _ = ot.transform_against(op, newer, base)
+        conflict = ""
+        if ot.kind(op) == "insert":
+            if op["insert"]["item_id"] in self.state.added_by or any(
+                    i == op["insert"]["item_id"] for i, _ in self.state.items):
+                op, conflict = None, "item_id is already used in this playlist"
+            elif not self.state.allow_duplicates and any(
+                    t == op["insert"]["track"] for _, t in self.state.items):
+                op, conflict = None, "the track is already in the playlist (no duplicates)"
+            elif len(self.state.items) >= MAX_ITEMS:
+                op, conflict = None, f"the playlist is full ({MAX_ITEMS} items)"
+        self._commit(op, msg.user, msg.client_id, msg.client_seq, ctx, conflict)
+
+    def _since(self, version: int) -> tuple[ot.Items, list[ot.Op]]:
+        """The list at ``version`` and the ops committed after it (undone from now)."""
+        behind = self.state.version - version
+        if behind > len(self.state.recent):
+            raise Conflict(f"base_version {version} is too old (more than {len(self.state.recent)}"
+                           " versions behind); open the playlist again")
+        recent = self.state.recent[len(self.state.recent) - behind:] if behind else []
+        items = self._pairs()
+        for _, _, undo in reversed(recent):
+            items = ot.apply(items, undo)
+        return items, [op for _, op, _ in recent]
+
+    def _commit(self, op: ot.Op, author: str, client_id: str, client_seq: int, ctx: Context,
+                conflict: str = "") -> None:
+        before = self._pairs()
+        after = ot.apply(before, op)
+        version, seq = self.state.version + 1, self.state.seq + 1
+        ctx.emit(Committed(version, op, _undo(before, op), author, client_id, client_seq, seq,
+                           ctx.now_ms, conflict))
+        if version % MILESTONE_EVERY == 0:
+            ctx.emit(Milestone(version, [[i, t] for i, t in after]))
+        content: dict[str, Any] = {"playlist": self.key[2], "version": version, "op": op,
+                                   "author": author, "client_id": client_id,
+                                   "client_seq": client_seq}
+        ctx.publish(self.topic, "playlist.op", content, seq=seq)
+        reply: dict[str, Any] = {"version": version, "op": op}
+        if conflict:
+            reply["conflict"] = conflict
+        ctx.reply(reply)
+
+    @handles(Revert)
+    def revert(self, msg: Revert, ctx: Context) -> None:
+        if self._role(msg.user) == "viewer":
+            raise Forbidden("viewers cannot change the playlist")
+        if not 0 <= msg.to_version <= self.state.version:
+            raise BadRequest(f"to_version must be from 0 to {self.state.version}")
+        op = {"reset": {"items": [[item[0], item[1]] for item in msg.items]}}
+        self._commit(op, msg.user, msg.client_id or "revert", msg.client_seq, ctx)
+
+    @handles(Share)
+    def share(self, msg: Share, ctx: Context) -> None:
+        if self._role(msg.user) != "owner":
+            raise Forbidden("only the playlist's owner may share it")
+        if msg.role not in ROLES[1:]:
+            raise BadRequest("role must be editor or viewer")
+        if msg.target == self.state.owner:
+            raise Forbidden("the owner's role cannot change")
+        if not 1 <= len(msg.target) <= 200:
+            raise BadRequest("'user' must be a user id of 1 to 200 characters")
+        seq = self.state.seq + 1
+        ctx.emit(Shared(msg.target, msg.role, msg.user, seq))
+        ctx.publish(self.topic, "playlist.shared",
+                    {"playlist": self.key[2], "user": msg.target, "role": msg.role}, seq=seq)
+        ctx.reply({"playlist_id": self.key[2], "user": msg.target, "role": msg.role})
+
+    # -- appliers ------------------------------------------------------------------------------
+    @applies(Created)
+    def _created(self, ev: Created) -> None:
+        self.state.name, self.state.owner = ev.name, ev.owner
+        self.state.allow_duplicates = ev.allow_duplicates
+        self.state.roles[ev.owner] = "owner"
+
+    @applies(Committed)
+    def _committed(self, ev: Committed) -> None:
+        s = self.state
+        s.items = [[i, t] for i, t in ot.apply(self._pairs(), ev.op)]
+        if ot.kind(ev.op) == "insert":
+            s.added_by[ev.op["insert"]["item_id"]] = ev.author
+        live = {i for i, _ in s.items}
+        if len(s.added_by) > 2 * len(live) + 100:  # forget who added long-gone items
+            s.added_by = {i: u for i, u in s.added_by.items() if i in live}
+        s.version, s.seq = ev.version, ev.seq
+        s.recent.append([ev.version, ev.op, ev.undo])
+        del s.recent[:-RECENT]
+        s.answers[f"{ev.client_id}\x1f{ev.client_seq}"] = [ev.version, ev.op]
+        while len(s.answers) > REMEMBERED:
+            del s.answers[next(iter(s.answers))]
+
+    @applies(Milestone)
+    def _milestone(self, ev: Milestone) -> None:
+        """Nothing to change: the snapshot is for readers of old versions."""
+
+    @applies(Shared)
+    def _shared(self, ev: Shared) -> None:
+        self.state.roles[ev.user] = ev.role
+        self.state.seq = ev.seq
+
+
+def _undo(before: ot.Items, op: ot.Op) -> ot.Op:
+    """The op that takes ``before·op`` back to ``before``."""
+    what = ot.kind(op)
+    if what is None:
+        return None
+    assert op is not None
+    if what == "reset":
+        return {"reset": {"items": [[i, t] for i, t in before]}}
+    ids = [i for i, _ in before]
+    item_id = op[what]["item_id"]
+    if what == "insert":
+        return None if item_id in ids else {"remove": {"item_id": item_id}}
+    if item_id not in ids:
+        return None
+    at = ids.index(item_id)
+    if what == "remove":
+        return {"insert": {"index": at, "track": before[at][1], "item_id": item_id}}
+    return {"move": {"item_id": item_id, "to_index": at}}

@@ -1,0 +1,1 @@
+"""The Python client SDK: sans-I/O helpers a client application drives with its own socket."""

@@ -1,0 +1,171 @@
+"""The Playlist entity and the client library together, without Ray: rules, permissions,
+and randomized convergence with reordered delivery."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from actors import Context
+from actors.kinds.playlist import Playlist
+from client.playlist import PlaylistDoc
+from rthub import config
+from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
+
+SETTINGS = config.load({})
+
+
+def run(entity: Playlist, message_type: str, **payload) -> Context:
+    ctx = Context(entity.key, 1_000, SETTINGS)
+    entity.handle(message_type, payload, ctx)
+    for event in ctx.events:
+        entity.apply(event)
+    return ctx
+
+
+def ins(index: int, track: str, item_id: str) -> dict:
+    return {"insert": {"index": index, "track": track, "item_id": item_id}}
+
+
+@pytest.fixture
+def playlist() -> Playlist:
+    entity = Playlist(("t", "playlist", "p1"))
+    run(entity, "playlist.create", user="olga", name="Road trip")
+    run(entity, "playlist.share", user="olga", target="ed", role="editor")
+    run(entity, "playlist.share", user="olga", target="vic", role="viewer")
+    return entity
+
+
+def submit(entity: Playlist, user: str, op: dict, base: int, seq: int, cid: str = "c1"):
+    return run(entity, "playlist.op", user=user, base_version=base, client_id=cid,
+               client_seq=seq, op=op).reply_content
+
+
+def test_viewers_read_but_cannot_edit_and_strangers_cannot_open(playlist):
+    assert run(playlist, "playlist.open", user="vic").reply_content["role"] == "viewer"
+    with pytest.raises(Forbidden, match="viewers cannot change the playlist"):
+        submit(playlist, "vic", ins(0, "t1", "a"), 0, 1)
+    with pytest.raises(Forbidden, match="eve may not open playlist 'p1'"):
+        run(playlist, "playlist.open", user="eve")
+    with pytest.raises(Forbidden, match="only the playlist's owner may share it"):
+        run(playlist, "playlist.share", user="ed", target="eve", role="editor")
+
+
+def test_a_missing_playlist_is_not_found():
+    with pytest.raises(NotFound):
+        run(Playlist(("t", "playlist", "nope")), "playlist.open", user="olga")
+
+
+def test_a_resent_op_gets_its_first_result(playlist):
+    first = submit(playlist, "ed", ins(0, "t1", "a"), 0, 1)
+    again = submit(playlist, "ed", ins(0, "t1", "a"), 0, 1)
+    assert again == {**first, "duplicate": True}
+    assert playlist.state.version == 1
+
+
+def test_a_stale_op_is_transformed_and_broadcast_transformed(playlist):
+    submit(playlist, "olga", ins(0, "t1", "a"), 0, 1, "o")
+    submit(playlist, "olga", ins(1, "t2", "b"), 1, 2, "o")
+    ctx = run(playlist, "playlist.op", user="ed", base_version=0, client_id="e", client_seq=1,
+              op=ins(0, "t3", "c"))  # made before a and b existed
+    (broadcast,) = ctx.broadcasts
+    # aimed at the head of an empty list, like "a" and then "b": same place, item_id order
+    assert broadcast.content["op"] == ins(2, "t3", "c")
+    assert [i for i, _ in playlist.state.items] == ["a", "b", "c"]
+    assert broadcast.content["version"] == 3
+
+
+def test_a_second_insert_of_a_track_is_a_no_op_with_a_conflict_unless_allowed(playlist):
+    submit(playlist, "ed", ins(0, "song", "a"), 0, 1)
+    reply = submit(playlist, "ed", ins(0, "song", "b"), 1, 2)
+    assert reply == {"version": 2, "op": None,
+                     "conflict": "the track is already in the playlist (no duplicates)"}
+    loose = Playlist(("t", "playlist", "p2"))
+    run(loose, "playlist.create", user="olga", name="x", allow_duplicates=True)
+    submit(loose, "olga", ins(0, "song", "a"), 0, 1)
+    assert submit(loose, "olga", ins(0, "song", "b"), 1, 2)["op"] is not None
+
+
+@pytest.mark.parametrize(("op", "message"), [
+    ({"insert": {"index": 0, "track": "t"}}, "op.insert takes exactly index, item_id, track"),
+    ({"shuffle": {}}, "unknown op 'shuffle': use insert, remove or move"),
+    ({"move": {"item_id": "a", "to_index": -1}}, "op.move.to_index must be an integer >= 0"),
+    ({"remove": {"item_id": "a"}, "move": {}}, "op must be exactly one of insert, remove, move"),
+])
+def test_malformed_ops_are_refused_with_the_reason(playlist, op, message):
+    with pytest.raises(BadRequest, match=message.replace("(", r"\(")):
+        submit(playlist, "ed", op, 0, 1)
+
+
+def test_an_op_on_a_version_out_of_the_window_asks_to_reopen(playlist):
+    playlist.state.recent.clear()  # as if a thousand ops went by
+    playlist.state.version = 5
+    with pytest.raises(Conflict, match="base_version 2 is too old"):
+        submit(playlist, "ed", ins(0, "t", "a"), 2, 1)
+
+
+def random_op(rng: random.Random, doc: PlaylistDoc, name: str, n: int) -> dict:
+    ids = [i for i, _ in doc.items]
+    choice = rng.random()
+    if not ids or choice < 0.45:
+        return ins(rng.randint(0, len(ids)), f"{name}-t{n}", f"{name}-{n}")
+    if choice < 0.7:
+        return {"remove": {"item_id": rng.choice(ids)}}
+    return {"move": {"item_id": rng.choice(ids), "to_index": rng.randint(0, len(ids) - 1)}}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_clients_converge_under_reordered_delivery(seed):
+    """Ops reach the server in any interleaving; broadcasts and acks reach each client in any
+    relative order (the stream and the reply travel separately); everyone ends equal."""
+    rng = random.Random(seed)
+    server = Playlist(("t", "playlist", "p"))
+    run(server, "playlist.create", user="u0", name="p", allow_duplicates=True)
+    names = [f"u{i}" for i in range(4)]
+    for name in names[1:]:
+        run(server, "playlist.share", user="u0", target=name, role="editor")
+    docs = {name: PlaylistDoc("p", name) for name in names}
+    for doc in docs.values():
+        doc.opened({"version": server.state.version, "items": []})
+    to_server: list[tuple[str, dict]] = []
+    inbox: dict[str, list[tuple[str, dict]]] = {name: [] for name in names}
+    for step in range(600):
+        name = rng.choice(names)
+        doc = docs[name]
+        action = rng.random()
+        if action < 0.35:
+            doc.local(random_op(rng, doc, name, step))
+        elif action < 0.55 and (frame := doc.next_frame()) is not None:
+            to_server.append((name, frame))
+        elif action < 0.75 and to_server:
+            sender, frame = to_server.pop(rng.randrange(len(to_server)))
+            ctx = run(server, "playlist.op", user=sender, **{
+                k: v for k, v in frame.items() if k != "playlist"})
+            inbox[sender].append(("ack", ctx.reply_content))
+            for broadcast in ctx.broadcasts:
+                for other in names:
+                    inbox[other].append(("op", broadcast.content))
+        elif inbox[name]:
+            kind, content = inbox[name].pop(rng.randrange(len(inbox[name])))
+            (doc.acked if kind == "ack" else doc.broadcast)(content)
+    while any(not d.idle for d in docs.values()) or to_server or any(inbox.values()):
+        for name, doc in docs.items():
+            if (frame := doc.next_frame()) is not None:
+                to_server.append((name, frame))
+        while to_server:
+            sender, frame = to_server.pop(0)
+            ctx = run(server, "playlist.op", user=sender, **{
+                k: v for k, v in frame.items() if k != "playlist"})
+            inbox[sender].append(("ack", ctx.reply_content))
+            for broadcast in ctx.broadcasts:
+                for other in names:
+                    inbox[other].append(("op", broadcast.content))
+        for name, doc in docs.items():
+            while inbox[name]:
+                kind, content = inbox[name].pop(rng.randrange(len(inbox[name])))
+                (doc.acked if kind == "ack" else doc.broadcast)(content)
+    expected = [(i, t) for i, t in server.state.items]
+    for name, doc in docs.items():
+        assert doc.items == expected, (seed, name)
+        assert doc.version == server.state.version
