@@ -20,7 +20,6 @@ from actors.kinds.chat_types import (
     Join,
     Kick,
     Leave,
-    ListPresence,
     Read,
     Send,
     SetRole,
@@ -28,6 +27,7 @@ from actors.kinds.chat_types import (
     Update,
     message_view,
 )
+from actors.kinds.presence import ListPresence
 from rthub.errors import BadRequest, NotFound
 from serve.handlers import ROOM_ID, entity_fields, handles, room_of
 from storage import attachments
@@ -247,7 +247,8 @@ async def chat_search(core: GatewayCore, conn: Connection, frame: dict[str, Any]
 @handles("presence.list")
 async def presence_list(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     topic = frame["content"].get("topic", frame.get("topic"))
-    kind, _, room = topic.partition(":") if isinstance(topic, str) else ("", "", "")
-    if kind != "room" or not ROOM_ID.match(room):
-        raise BadRequest("presence.list needs a 'topic' room:<id>")
-    return await core.room(conn, room).ask(ListPresence(conn.identity.user))
+    kind, _, ident = topic.partition(":") if isinstance(topic, str) else ("", "", "")
+    if kind not in ("room", "playlist") or not ROOM_ID.match(ident):
+        raise BadRequest("presence.list needs a 'topic' room:<id> or playlist:<id>")
+    entity = core.system.ref(kind, ident, conn.identity.tenant)
+    return await entity.ask(ListPresence(conn.identity.user))

@@ -42,6 +42,7 @@ from storage.postgres import open_pool
 
 log = logging.getLogger(__name__)
 
+PRESENCE_KINDS = ("room", "playlist")  # topic kinds whose entity tracks who is here
 RESUME_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # waits for an old socket to be recorded
 
 
@@ -236,26 +237,27 @@ class GatewayCore:
     def _presence(self, conn: Connection, topic: str, present: bool) -> None:
         """A socket following a room is one of its user's devices there."""
         kind, _, ident = topic.partition(":")
-        if kind != "room":
+        if kind not in PRESENCE_KINDS:
             return
+        entity = self.system.ref(kind, ident, conn.identity.tenant)
         if present:
-            self.room(conn, ident).tell("presence.attach", {
+            entity.tell("presence.attach", {
                 "user": conn.identity.user, "device": conn.id, "name": conn.identity.name})
         else:
-            self.room(conn, ident).tell("presence.detach", {"user": conn.identity.user,
-                                                            "device": conn.id})
+            entity.tell("presence.detach", {"user": conn.identity.user, "device": conn.id})
 
     def _refresh_presence(self) -> None:
         """Renew the lease of every local device, one message per room: a room forgets the
         devices of a gateway that died without detaching them."""
-        rooms: dict[tuple[str, str], list[list[str]]] = {}
+        entities: dict[tuple[str, str, str], list[list[str]]] = {}
         for conn in self.connections.values():
             for topic in conn.positions:
-                if topic.startswith("room:"):
-                    rooms.setdefault((conn.identity.tenant, topic[5:]), []).append(
+                kind, _, ident = topic.partition(":")
+                if kind in PRESENCE_KINDS:
+                    entities.setdefault((conn.identity.tenant, kind, ident), []).append(
                         [conn.identity.user, conn.id, conn.identity.name])
-        for (tenant, room), devices in rooms.items():
-            self.system.ref("room", room, tenant).tell("presence.refresh", {"devices": devices})
+        for (tenant, kind, ident), devices in entities.items():
+            self.system.ref(kind, ident, tenant).tell("presence.refresh", {"devices": devices})
 
     def _arrived(self, event: dict[str, Any]) -> Outgoing:
         """A live event reached this replica: its frame, built once for all local sockets."""

@@ -20,18 +20,13 @@ from typing import Any
 from actors.entity import Context, Entity, applies, handles, transient
 from actors.kinds.chat_types import (
     ROLES,
-    Attach,
     Authorize,
     Create,
     Created,
     Delete,
     Deleted,
-    Detach,
-    DeviceGone,
-    DeviceSeen,
     Edit,
     Edited,
-    FlushOccupancy,
     Invite,
     Invited,
     Join,
@@ -39,17 +34,13 @@ from actors.kinds.chat_types import (
     Kick,
     Leave,
     Left,
-    ListPresence,
-    OccupancyPending,
     Posted,
     Read,
     ReadUpTo,
-    Refresh,
     RoleSet,
     Send,
     SetRole,
     Spent,
-    Sweep,
     Typing,
     TypingState,
     TypingTimer,
@@ -58,23 +49,22 @@ from actors.kinds.chat_types import (
     iso,
     message_view,
 )
+from actors.kinds.presence import PRESENCE_EVENTS, PRESENCE_MESSAGES, Presence
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 
 VISIBILITIES = ("public", "private", "direct")
 REMEMBERED = 1000  # client_msg_ids (idempotent resends) and deletions remembered
 TYPING_THROTTLE_MS = 2000  # at most one typing event per user per room in this time
 TYPING_EXPIRES_MS = 6000
-OCCUPANCY_EVERY_S = 1.0  # big rooms: at most one occupancy count a second
 RETENTION_RANGE = (60, 10 * 365 * 86_400)
 
 
-class ChatRoom(Entity):
+class ChatRoom(Presence, Entity):
     kind = "room"
     messages = (Create, Update, Join, Leave, Invite, Kick, SetRole, Authorize, Send, Edit,
-                Delete, Typing, Read, ListPresence, Attach, Detach, Refresh, Sweep,
-                FlushOccupancy, TypingTimer)
+                Delete, Typing, Read, TypingTimer, *PRESENCE_MESSAGES)
     events = (Created, Updated, Joined, Left, Invited, RoleSet, Posted, Edited, Deleted,
-              ReadUpTo, DeviceSeen, DeviceGone, OccupancyPending, TypingState, Spent)
+              ReadUpTo, TypingState, Spent, *PRESENCE_EVENTS)
     __slots__ = ()
 
     @dataclass(slots=True)
@@ -122,9 +112,6 @@ class ChatRoom(Entity):
         if role == "member":
             raise Forbidden("only the room's owner or a moderator may do this")
         return role
-
-    def _big(self, ctx: Context) -> bool:
-        return len(self.state.members) > ctx.settings.presence_limit
 
     def _stream(self, ctx: Context, event_type: str, content: dict[str, Any], seq: int) -> None:
         ctx.publish(self.topic, event_type, {"room": self.room_id, **content}, seq=seq)
@@ -379,78 +366,18 @@ class ChatRoom(Entity):
                 pending = True
         ctx.emit(TypingState(user, [shown, shown_at, wanted, expires_ms, pending]))
 
-    # -- presence ------------------------------------------------------------------------------
-    def _lease_ms(self, ctx: Context) -> int:
-        return int(ctx.settings.ws_heartbeat_interval * 2500)  # 2.5 refresh intervals
+    # -- presence (the Presence mixin asks) -----------------------------------------------
+    def _may_be_present(self, user: str) -> bool:
+        return user in self.state.members
 
-    @handles(Attach)
-    def attach(self, msg: Attach, ctx: Context) -> None:
-        if msg.user not in self.state.members:
-            return  # not (or no longer) a member: no presence
-        self._device_seen(msg.user, msg.device, msg.name, ctx)
-        ctx.schedule(self._lease_ms(ctx) / 1000 + 0.1, Sweep())
+    def _require_reader(self, user: str) -> str:
+        return self._require_member(user)
 
-    @handles(Refresh)
-    def refresh(self, msg: Refresh, ctx: Context) -> None:
-        announced: set[str] = set()
-        for item in msg.devices:
-            if len(item) == 3 and item[0] in self.state.members:
-                self._device_seen(item[0], item[1], item[2], ctx, announced)
-        ctx.schedule(self._lease_ms(ctx) / 1000 + 0.1, Sweep())
+    def _member_count(self) -> int:
+        return len(self.state.members)
 
-    @handles(Detach)
-    def detach(self, msg: Detach, ctx: Context) -> None:
-        if msg.device in self.state.present.get(msg.user, {}).get("devices", {}):
-            self._devices_gone(msg.user, [msg.device], ctx)
-
-    @handles(Sweep)
-    def sweep(self, msg: Sweep, ctx: Context) -> None:
-        for user, entry in list(self.state.present.items()):
-            expired = [d for d, expires in entry["devices"].items() if expires <= ctx.now_ms]
-            self._devices_gone(user, expired, ctx)
-
-    def _device_seen(self, user: str, device: str, name: str, ctx: Context,
-                     announced: set[str] | None = None) -> None:
-        """Several tabs are one presence: only a user's first device announces them."""
-        announced = set() if announced is None else announced
-        ctx.emit(DeviceSeen(user, device, name, ctx.now_ms + self._lease_ms(ctx), ctx.now_ms))
-        if user not in self.state.present and user not in announced:
-            announced.add(user)
-            self._presence_changed("presence.join", user, name, ctx)
-
-    def _devices_gone(self, user: str, devices: list[str], ctx: Context) -> None:
-        """... and only their last device leaving ends it."""
-        entry = self.state.present.get(user)
-        if entry is None or not devices:
-            return
-        for device in devices:
-            ctx.emit(DeviceGone(user, device))
-        if set(entry["devices"]) <= set(devices):
-            self._presence_changed("presence.leave", user, entry["name"], ctx)
-
-    def _presence_changed(self, event_type: str, user: str, name: str, ctx: Context) -> None:
-        if not self._big(ctx):
-            ctx.publish(self.topic, event_type, {"room": self.room_id, "user": user,
-                                                 "name": name})
-        elif not self.state.occupancy_pending[0]:
-            ctx.emit(OccupancyPending(True))
-            ctx.schedule(OCCUPANCY_EVERY_S, FlushOccupancy())
-
-    @handles(FlushOccupancy)
-    def flush_occupancy(self, msg: FlushOccupancy, ctx: Context) -> None:
-        ctx.emit(OccupancyPending(False))
-        ctx.publish(self.topic, "presence.occupancy",
-                    {"room": self.room_id, "online": len(self.state.present),
-                     "members": len(self.state.members)})
-
-    @handles(ListPresence)
-    def list_presence(self, msg: ListPresence, ctx: Context) -> None:
-        self._require_member(msg.user)
-        members = [{"user": user, "name": entry["name"], "since": iso(entry["since"]),
-                    "devices": len(entry["devices"])}
-                   for user, entry in sorted(self.state.present.items())]
-        ctx.reply({"members": members, "online": len(members),
-                   "total": len(self.state.members)})
+    def _scope(self) -> dict[str, str]:
+        return {"room": self.room_id}
 
     # -- appliers ------------------------------------------------------------------------------
     @applies(Created)
@@ -503,24 +430,6 @@ class ChatRoom(Entity):
     def _read_up_to(self, ev: ReadUpTo) -> None:
         self.state.reads[ev.user] = ev.read_seq
         self.state.seq = ev.seq
-
-    @applies(DeviceSeen)
-    def _device_seen_applied(self, ev: DeviceSeen) -> None:
-        entry = self.state.present.setdefault(
-            ev.user, {"name": ev.name, "since": ev.at_ms, "devices": {}})
-        entry["devices"][ev.device] = ev.expires_ms
-
-    @applies(DeviceGone)
-    def _device_gone_applied(self, ev: DeviceGone) -> None:
-        entry = self.state.present.get(ev.user)
-        if entry is not None:
-            entry["devices"].pop(ev.device, None)
-            if not entry["devices"]:
-                del self.state.present[ev.user]
-
-    @applies(OccupancyPending)
-    def _occupancy_pending(self, ev: OccupancyPending) -> None:
-        self.state.occupancy_pending[0] = ev.pending
 
     @applies(TypingState)
     def _typing_state(self, ev: TypingState) -> None:

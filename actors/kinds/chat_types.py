@@ -8,17 +8,12 @@ the socket, and the stored message), never by the client.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from actors.kinds.times import iso
 from actors.messages import Event, Message
 
 ROLES = ("owner", "moderator", "member")
-
-
-def iso(ms: int) -> str:
-    return (datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"))
 
 
 # -- messages from clients (through the gateway) -------------------------------------------------
@@ -135,50 +130,7 @@ class Read(Message):
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class ListPresence(Message):
-    type: ClassVar[str] = "presence.list"
-    user: str
-
-
-# -- messages from the gateway's connection tracking, and the room's own timers -----------------
-@dataclass(frozen=True, slots=True)
-class Attach(Message):
-    """A device (connection) of ``user`` follows the room."""
-
-    type: ClassVar[str] = "presence.attach"
-    user: str
-    device: str
-    name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Detach(Message):
-    type: ClassVar[str] = "presence.detach"
-    user: str
-    device: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refresh(Message):
-    """A gateway's devices still here ([user, device, name] each): renews their lease."""
-
-    type: ClassVar[str] = "presence.refresh"
-    devices: list[list[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Sweep(Message):
-    """Timer: drop devices whose lease ran out (their gateway died without detaching)."""
-
-    type: ClassVar[str] = "presence.sweep"
-
-
-@dataclass(frozen=True, slots=True)
-class FlushOccupancy(Message):
-    type: ClassVar[str] = "presence.flush"
-
-
+# -- the room's own timers ----------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class TypingTimer(Message):
     """Timer: publish a throttled typing change, or expire a typing state."""
@@ -356,29 +308,6 @@ class ReadUpTo(Event):
 
 
 # -- live-only events (never logged) -------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DeviceSeen(Event):
-    durable: ClassVar[bool] = False
-    user: str
-    device: str
-    name: str
-    expires_ms: int
-    at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceGone(Event):
-    durable: ClassVar[bool] = False
-    user: str
-    device: str
-
-
-@dataclass(frozen=True, slots=True)
-class OccupancyPending(Event):
-    durable: ClassVar[bool] = False
-    pending: bool
-
-
 @dataclass(frozen=True, slots=True)
 class TypingState(Event):
     """[shown, shown_at_ms, wanted, expires_ms, timer_pending] of one user."""

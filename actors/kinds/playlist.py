@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.entity import Context, Entity, applies, handles
+from actors.entity import Context, Entity, applies, handles, transient
 from actors.kinds import playlist_ot as ot
 from actors.kinds.playlist_types import (
     MILESTONE_EVERY,
@@ -28,6 +28,7 @@ from actors.kinds.playlist_types import (
     Shared,
     Submit,
 )
+from actors.kinds.presence import PRESENCE_EVENTS, PRESENCE_MESSAGES, Presence
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
 
 RECENT = 1000  # committed ops kept for transforming ops made on older versions
@@ -61,10 +62,10 @@ def check_op(op: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
-class Playlist(Entity):
+class Playlist(Presence, Entity):
     kind = "playlist"
-    messages = (Create, Open, Submit, Revert, Share, Authorize)
-    events = (Created, Committed, Milestone, Shared)
+    messages = (Create, Open, Submit, Revert, Share, Authorize, *PRESENCE_MESSAGES)
+    events = (Created, Committed, Milestone, Shared, *PRESENCE_EVENTS)
     __slots__ = ()
 
     @dataclass(slots=True)
@@ -79,6 +80,9 @@ class Playlist(Entity):
         seq: int = 0  # of the playlist:<id> stream
         recent: list[list[Any]] = field(default_factory=list)  # [version, op, undo]
         answers: dict[str, list[Any]] = field(default_factory=dict)  # client op -> reply
+        # transient: collaborators here now (see actors.kinds.presence)
+        present: dict[str, dict[str, Any]] = transient(dict)
+        occupancy_pending: list[bool] = transient(lambda: [False])
 
     @property
     def topic(self) -> str:
@@ -91,6 +95,19 @@ class Playlist(Entity):
         if role is None:
             raise Forbidden(f"{user} may not open playlist {self.key[2]!r}; ask its owner")
         return role
+
+    # -- presence of collaborators (the Presence mixin asks) --------------------------------
+    def _may_be_present(self, user: str) -> bool:
+        return user in self.state.roles
+
+    def _require_reader(self, user: str) -> str:
+        return self._role(user)
+
+    def _member_count(self) -> int:
+        return len(self.state.roles)
+
+    def _scope(self) -> dict[str, str]:
+        return {"playlist": self.key[2]}
 
     def _pairs(self) -> ot.Items:
         return [(item_id, track) for item_id, track in self.state.items]

@@ -221,3 +221,20 @@ async def test_concurrent_editors_converge_through_disconnects_and_a_killed_host
         assert editor.client is not None
         await editor.client.close()
     await owner.close()
+
+
+async def test_collaborators_see_who_is_on_the_playlist(hub):
+    olga = await Client.connect(hub.url, hub.token("olga", name="Olga"))
+    await olga.ask("playlist.create", {"playlist_id": "here", "name": "Here"})
+    await olga.ask("playlist.share", {"playlist": "here", "user": "ed", "role": "editor"})
+    ed = await Client.connect(hub.url, hub.token("ed", name="Ed"))
+    await ed.ask("playlist.open", {"playlist": "here"})
+    joined = await olga.expect("presence.join", topic="playlist:here",
+                               content={"playlist": "here", "user": "ed", "name": "Ed"})
+    assert "seq" not in joined
+    listed = await ed.ask("presence.list", {"topic": "playlist:here"})
+    assert {m["user"] for m in listed["members"]} >= {"ed"}
+    await ed.close()
+    await olga.expect("presence.leave", topic="playlist:here",
+                      content={"playlist": "here", "user": "ed", "name": "Ed"})
+    await olga.close()
