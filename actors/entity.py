@@ -79,11 +79,21 @@ class Timer:
     message: Message
 
 
+@dataclasses.dataclass(slots=True)
+class Call:
+    """A request to a host service whose answer comes back as a message."""
+
+    service: str
+    request: dict[str, Any]
+    reply_to: type[Message]
+    fields: dict[str, Any]
+
+
 class Context:
     """Effects of one handler call. The runtime executes them; tests read them directly."""
 
-    __slots__ = ("broadcasts", "events", "key", "now_ms", "reply_content", "settings", "stopping",
-                 "timers")
+    __slots__ = ("broadcasts", "calls", "events", "key", "now_ms", "reply_content", "settings",
+                 "stopping", "timers")
 
     def __init__(self, key: EntityKey, now_ms: int, settings: Settings) -> None:
         self.key = key
@@ -93,6 +103,7 @@ class Context:
         self.reply_content: dict[str, Any] | None = None
         self.timers: list[Timer] = []
         self.broadcasts: list[Broadcast] = []
+        self.calls: list[Call] = []
         self.stopping = False
 
     @property
@@ -123,6 +134,13 @@ class Context:
     def schedule(self, delay_s: float, message: Message) -> None:
         """Deliver ``message`` to this entity after ``delay_s`` (not durable: lost on restart)."""
         self.timers.append(Timer(delay_s, message))
+
+    def call(self, service: str, request: dict[str, Any], reply_to: type[Message],
+             **fields: Any) -> None:
+        """Ask a host service (recommendations, say) and get its answer later as the message
+        ``reply_to(**fields, result=...)``; the handler never waits on I/O. Not durable: a
+        call in flight when the host dies is lost."""
+        self.calls.append(Call(service, request, reply_to, fields))
 
     def stop(self) -> None:
         """Checkpoint and unload this entity once the current message is done."""

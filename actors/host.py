@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from actors.kinds import KINDS
+from actors.recommend import SERVICES
 from actors.residency import EntityTable, Envelope, Outcome
 from fanout.publisher import StreamPublisher
 from rthub.config import Settings
@@ -73,7 +74,8 @@ class Host:
                                       self.settings.search_language)
         journal = Journal(pool, {**projections.projectors(), **playlists.projectors(),
                                  "audit": audit.project})
-        self._table = EntityTable(self.settings, KINDS, journal, publisher)
+        self._table = EntityTable(self.settings, KINDS, journal, publisher,
+                                  services=dict(SERVICES))
         self._loops = [asyncio.get_running_loop().create_task(coro) for coro in (
             self._every(min(self.settings.checkpoint_interval_s / 2, 1.0),
                         self._table.flush_checkpoints),

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgpack
 
-from actors.entity import Broadcast, Context, Deactivation, Entity, EntityKey
+from actors.entity import Broadcast, Call, Context, Deactivation, Entity, EntityKey
 from actors.messages import Message
 from rthub.config import Settings
 from rthub.errors import BadRequest, HubError, NotFound, Unavailable
@@ -45,6 +45,10 @@ class Store(Protocol):
     def append(self, rows: list[tuple], projections: list[tuple[str, dict[str, Any]]]
                ) -> asyncio.Future[None]: ...
     async def save_checkpoints(self, rows: list[tuple]) -> None: ...
+
+
+Service = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""A host service an entity may ``ctx.call``: (tenant, request) -> result."""
 
 
 class Publisher(Protocol):
@@ -88,8 +92,9 @@ class EntityTable:
     """The entities one host runs."""
 
     def __init__(self, settings: Settings, kinds: dict[str, type[Entity]], store: Store,
-                 publisher: Publisher | None = None, clock: Callable[[], float] = time.time
-                 ) -> None:
+                 publisher: Publisher | None = None, clock: Callable[[], float] = time.time,
+                 services: dict[str, Service] | None = None) -> None:
+        self.services = services or {}
         self.settings = settings
         self.kinds = kinds
         self.store = store
@@ -243,6 +248,8 @@ class EntityTable:
                 self.publisher.publish(key[0], broadcasts)
         for ctx in ctxs:
             self._start_timers(key, ctx)
+            for call in ctx.calls:
+                self._spawn(self._call(key, call))
             if ctx.stopping:
                 self._spawn(self.passivate(resident, Deactivation.STOPPED))
 
@@ -264,6 +271,20 @@ class EntityTable:
     def _start_timers(self, key: EntityKey, ctx: Context) -> None:
         for timer in ctx.timers:
             self._loop.call_later(timer.delay_s, self._fire, key, timer.message)
+
+    async def _call(self, key: EntityKey, call: Call) -> None:
+        """Run a service call off the turn; its answer (or error) returns as a message."""
+        service = self.services.get(call.service)
+        try:
+            if service is None:
+                raise LookupError(f"no service {call.service!r} on this host")
+            result = await service(key[0], call.request)
+            answer = {"result": result, "error": ""}
+        except Exception as exc:
+            log.warning("%s %s: service %s failed: %s", key[1], key[2], call.service, exc)
+            answer = {"result": {}, "error": str(exc) or type(exc).__name__}
+        message = call.reply_to(**call.fields, **answer)
+        self.deliver([(*key, message.type, message, False)])
 
     def _fire(self, key: EntityKey, message: Message) -> None:
         self.deliver([(*key, message.type, message, False)])

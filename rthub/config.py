@@ -156,6 +156,13 @@ ALLOWED_ATTACHMENTS = ("image/png,image/jpeg,image/gif,image/webp,audio/mpeg,aud
                        "audio/mp4,audio/x-wav,video/mp4,application/pdf,text/plain")
 
 
+def _ladder(raw: str) -> tuple[int, ...]:
+    tiers = tuple(int(part) for part in raw.split(","))
+    if not tiers or any(t <= 0 for t in tiers) or list(tiers) != sorted(set(tiers)):
+        raise ValueError
+    return tiers
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -291,6 +298,19 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_RETENTION_SWEEP_S", "retention_sweep_s", "3600", _seconds(1, 86_400),
         "a number of seconds from 1 to 86400",
         "How often expired chat messages (per-room retention) are purged."),
+    Var("RTHUB_PARTY_LEAD_MS", "party_lead_ms", "150", _int_between(0, 10_000),
+        "an integer from 0 to 10000",
+        "How far in the future a listening party's new state takes effect, so every device "
+        "can start together."),
+    Var("RTHUB_PARTY_DRIFT_TOLERANCE_MS", "party_drift_tolerance_ms", "20",
+        _int_between(1, 10_000), "an integer from 1 to 10000",
+        "Drift a device may have before the party answers its report with a correction."),
+    Var("RTHUB_PARTY_IDLE_S", "party_idle_s", "600", _seconds(1, 604_800),
+        "a number of seconds from 1 to 604800",
+        "A party with nobody present ends after this long."),
+    Var("RTHUB_QUALITY_LADDER", "quality_ladder", "24,96,160,320", _ladder,
+        "increasing bitrates in kbps, comma separated",
+        "Bitrate tiers a party member may be given (`party.quality`)."),
     Var("RTHUB_LOG_LEVEL", "log_level", "INFO", _log_level,
         "one of DEBUG, INFO, WARNING, ERROR", "Log level of every rthub process."),
 )
@@ -341,6 +361,10 @@ class Settings:
     blob_store: str | None
     s3_endpoint: str | None
     retention_sweep_s: float
+    party_lead_ms: int
+    party_drift_tolerance_ms: int
+    party_idle_s: float
+    quality_ladder: tuple[int, ...]
     log_level: str
 
     def replace(self, **changes: Any) -> Settings:

@@ -248,7 +248,8 @@ async def chat_search(core: GatewayCore, conn: Connection, frame: dict[str, Any]
 async def presence_list(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     topic = frame["content"].get("topic", frame.get("topic"))
     kind, _, ident = topic.partition(":") if isinstance(topic, str) else ("", "", "")
-    if kind not in ("room", "playlist") or not ROOM_ID.match(ident):
-        raise BadRequest("presence.list needs a 'topic' room:<id> or playlist:<id>")
+    if kind not in ("room", "party", "playlist") or not ROOM_ID.match(ident):
+        raise BadRequest("presence.list needs a 'topic' room:<id>, party:<id> or "
+                         "playlist:<id>")
     entity = core.system.ref(kind, ident, conn.identity.tenant)
     return await entity.ask(ListPresence(conn.identity.user))

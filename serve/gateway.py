@@ -24,10 +24,11 @@ from actors.client import ActorSystem, EntityRef
 from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from rthub.config import Settings
-from rthub.errors import Conflict, Forbidden, HubError, NotFound, Unauthorized
+from rthub.errors import Conflict, Forbidden, HubError, NotFound, Unauthorized, Unavailable
 from serve import (  # noqa: F401 (chat and playlists register their handlers)
     chat,
     handlers,
+    parties,
     playlists,
     protocol,
 )
@@ -42,7 +43,9 @@ from storage.postgres import open_pool
 
 log = logging.getLogger(__name__)
 
-PRESENCE_KINDS = ("room", "playlist")  # topic kinds whose entity tracks who is here
+PRESENCE_KINDS = ("room", "party", "playlist")  # topic kinds whose entity tracks who is here
+LEAVING = ("room.left", "party.left")  # the user named loses the topic on every device
+CONNECT_RETRY_S = (0.1, 0.3, 1.0)  # while a restarted host comes back
 RESUME_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # waits for an old socket to be recorded
 
 
@@ -52,7 +55,7 @@ def outgoing(event: dict[str, Any]) -> Outgoing:
                 "timestamp": protocol.timestamp(event["ts"])}
     if "seq" in event:
         envelope["seq"] = event["seq"]
-    removes = event["content"].get("user") if event["type"] == "room.left" else None
+    removes = event["content"].get("user") if event["type"] in LEAVING else None
     return Outgoing(envelope, removes)
 
 
@@ -138,7 +141,7 @@ class GatewayCore:
             reply = await self._resume(session, {**base, "resume_token": resume},
                                        conn.identity.tenant)
         else:
-            reply = await session.ask("session.connect", base)
+            reply = await self._connect(session, base)
         conn.session_id = reply["session_id"]
         await self._evict(conn.identity.tenant, reply["evicted"])
         welcome = {"type": "session.welcome", "content": {
@@ -148,6 +151,16 @@ class GatewayCore:
             "resume_token": reply["resume_token"], "connection_id": conn.id,
             "gateway": self.gateway_id, "resumed": bool(resume)}}
         return welcome, reply.get("positions", {})
+
+    async def _connect(self, session: EntityRef, request: dict[str, Any]) -> dict[str, Any]:
+        """``session.connect``, tried again while the session's host restarts (the request
+        names this connection, so a repeat registers it once)."""
+        for delay in CONNECT_RETRY_S:
+            try:
+                return await session.ask("session.connect", request)
+            except Unavailable:
+                await asyncio.sleep(delay)
+        return await session.ask("session.connect", request)
 
     async def _resume(self, session: EntityRef, request: dict[str, Any], tenant: str
                       ) -> dict[str, Any]:
@@ -181,6 +194,8 @@ class GatewayCore:
         kind, _, ident = topic.partition(":")
         if kind == "room" and ident:
             await self.room(conn, ident).ask("room.authorize", {"user": conn.identity.user})
+        elif kind == "party" and ident:
+            await self.party(conn, ident).ask("party.authorize", {"user": conn.identity.user})
         elif kind == "playlist" and ident:
             await self.playlist(conn, ident).ask("playlist.authorize",
                                                  {"user": conn.identity.user})
@@ -188,8 +203,8 @@ class GatewayCore:
             if ident != conn.identity.user:
                 raise Forbidden("you may only follow your own user topic")
         else:
-            raise NotFound(f"no topic {topic!r}: follow room:<id>, playlist:<id> or "
-                           "user:<your id>")
+            raise NotFound(f"no topic {topic!r}: follow room:<id>, party:<id>, "
+                           "playlist:<id> or user:<your id>")
 
     async def follow(self, conn: Connection, topic: str, since: tuple[str, int] | None,
                      frame_id: Any, answer: bool = True, record: bool = True) -> Position:
@@ -270,6 +285,9 @@ class GatewayCore:
 
     def room(self, conn: Connection, room: str) -> EntityRef:
         return self.system.ref("room", room, conn.identity.tenant)
+
+    def party(self, conn: Connection, party: str) -> EntityRef:
+        return self.system.ref("party", party, conn.identity.tenant)
 
     def playlist(self, conn: Connection, playlist: str) -> EntityRef:
         return self.system.ref("playlist", playlist, conn.identity.tenant)

@@ -53,6 +53,14 @@ class GatewayMetrics:
             "Stream event age when it reaches this replica's fan-out (once per event)",
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry)
+        self.party_drift = Histogram(
+            "rthub_party_drift_seconds",
+            "How far a listening party device's reported position was from the party's",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 1, 5),
+            registry=self.registry)
+        self.tier_changes = Counter("rthub_party_tier_changes_total",
+                                    "Bitrate tier changes given to party devices",
+                                    registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

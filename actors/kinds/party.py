@@ -1,0 +1,428 @@
+"""ListeningParty: one per party. The authoritative playback state, the shared queue, the
+host and the mode, and each device's quality tier.
+
+Playback is a statement about time: ``party.state {track, position_ms, playing, volume,
+at_server_ms, queue_version}`` means "at server time ``at_server_ms`` the track is at
+``position_ms``". Each control sets ``at_server_ms`` RTHUB_PARTY_LEAD_MS in the future, so
+every device, converting with its own clock offset (``client.clock``), starts together.
+Controls are applied in the party's order; the later one wins and everyone sees the same
+final state. The queue uses the playlist's rules (stable item ids; an op on a missing item
+is a no-op) and its version is in every state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.entity import Context, Entity, applies, handles, transient
+from actors.kinds import playlist_ot as ot
+from actors.kinds.party_types import (
+    ACTIONS,
+    MODES,
+    Authorize,
+    Control,
+    Create,
+    Created,
+    End,
+    Ended,
+    HandOver,
+    HostChanged,
+    IdleCheck,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Played,
+    Quality,
+    Queued,
+    QueueOp,
+    RecommendationsShown,
+    Recommended,
+    Remove,
+    Report,
+    TierSet,
+)
+from actors.kinds.presence import PRESENCE_EVENTS, PRESENCE_MESSAGES, Presence
+from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
+
+MAX_QUEUE = 500
+LOW_QUEUE = 2  # fewer items than this after a change: ask for recommendations
+HEADROOM = 1.25  # a tier needs this much more bandwidth than its bitrate
+HYSTERESIS = 0.2  # ... and this much more again to step up to it
+RATE_WINDOW_MS = 2000  # a rate nudge corrects the drift over this long
+MAX_NUDGE = 0.05
+
+
+def pick_tier(ladder: tuple[int, ...], current: int | None, bandwidth_kbps: float) -> int:
+    """The bitrate tier for a measured bandwidth: down at once when the current tier no
+    longer fits with headroom, up only with headroom and hysteresis (no flapping near a
+    boundary)."""
+    fitting = [t for t in ladder if bandwidth_kbps >= t * HEADROOM] or [ladder[0]]
+    best = fitting[-1]
+    if current is None or best < current:
+        return best
+    climbing = [t for t in ladder
+                if t > current and bandwidth_kbps >= t * HEADROOM * (1 + HYSTERESIS)]
+    return climbing[-1] if climbing else current
+
+
+class ListeningParty(Presence, Entity):
+    kind = "party"
+    messages = (Create, Join, Leave, Authorize, Control, QueueOp, Quality, Report, HandOver,
+                Remove, End, IdleCheck, Recommended, *PRESENCE_MESSAGES)
+    events = (Created, Joined, Left, Played, Queued, HostChanged, Ended, RecommendationsShown,
+              TierSet, *PRESENCE_EVENTS)
+    __slots__ = ()
+
+    @dataclass(slots=True)
+    class State:
+        name: str = ""
+        mode: str = ""
+        host: str = ""
+        vote_order: bool = False
+        ended: bool = False
+        members: dict[str, None] = field(default_factory=dict)
+        track: Any = None
+        item_id: str | None = None
+        position_ms: int = 0
+        playing: bool = False
+        volume: int = 80
+        at_server_ms: int = 0
+        queue: list[list[Any]] = field(default_factory=list)  # [item_id, track, by, voters]
+        queue_version: int = 0
+        seq: int = 0
+        played: list[Any] = field(default_factory=list)  # recent tracks, for recommendations
+        present: dict[str, dict[str, Any]] = transient(dict)
+        occupancy_pending: list[bool] = transient(lambda: [False])
+        tiers: dict[str, int] = transient(dict)  # device -> bitrate tier
+
+    @property
+    def topic(self) -> str:
+        return f"party:{self.key[2]}"
+
+    # -- permissions ---------------------------------------------------------------------------
+    def _member(self, user: str) -> None:
+        if not self.state.host:
+            raise NotFound(f"party {self.key[2]!r} does not exist")
+        if self.state.ended:
+            raise Conflict(f"party {self.key[2]!r} has ended")
+        if user not in self.state.members:
+            raise Forbidden(f"{user} is not in party {self.key[2]!r}; join it first")
+
+    def _host(self, user: str, what: str) -> None:
+        self._member(user)
+        if user != self.state.host:
+            raise Forbidden(f"only the host may {what}")
+
+    def _may_control(self, user: str) -> None:
+        self._member(user)
+        if self.state.mode == "host_only" and user != self.state.host:
+            raise Forbidden("in a host_only party only the host controls playback")
+
+    # -- presence (mixin) ----------------------------------------------------------------------
+    def _may_be_present(self, user: str) -> bool:
+        return user in self.state.members and not self.state.ended
+
+    def _require_reader(self, user: str) -> None:
+        self._member(user)
+
+    def _member_count(self) -> int:
+        return len(self.state.members)
+
+    def _scope(self) -> dict[str, str]:
+        return {"party": self.key[2]}
+
+    def _presence_changed(self, event_type: str, user: str, name: str, ctx: Context) -> None:
+        super()._presence_changed(event_type, user, name, ctx)
+        if event_type == "presence.leave" and set(self.state.present) <= {user}:
+            ctx.schedule(ctx.settings.party_idle_s, IdleCheck(ctx.now_ms))
+
+    # -- views ---------------------------------------------------------------------------------
+    def view(self) -> dict[str, Any]:
+        s = self.state
+        return {"party": self.key[2], "track": s.track, "item_id": s.item_id,
+                "position_ms": s.position_ms, "playing": s.playing, "volume": s.volume,
+                "at_server_ms": s.at_server_ms, "queue_version": s.queue_version,
+                "host": s.host, "mode": s.mode}
+
+    def _queue_view(self) -> list[dict[str, Any]]:
+        return [{"item_id": i, "track": t, "added_by": by, "votes": len(voters)}
+                for i, t, by, voters in self.state.queue]
+
+    def position_at(self, server_ms: float) -> float:
+        """Where the track is at ``server_ms`` by the current state."""
+        s = self.state
+        if s.playing and server_ms > s.at_server_ms:
+            return s.position_ms + (server_ms - s.at_server_ms)
+        return s.position_ms
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @handles(Create)
+    def create(self, msg: Create, ctx: Context) -> None:
+        if self.state.host:
+            raise Conflict(f"party {self.key[2]!r} already exists")
+        if msg.mode not in MODES:
+            raise BadRequest(f"mode must be one of {', '.join(MODES)}")
+        if not msg.name.strip() or len(msg.name) > 200:
+            raise BadRequest("name must be 1 to 200 characters")
+        ctx.emit(Created(msg.name, msg.mode, msg.user, msg.vote_order, ctx.now_ms))
+        ctx.emit(Joined(msg.user, 0))
+        ctx.reply({"party_id": self.key[2]})
+
+    @handles(Join)
+    def join(self, msg: Join, ctx: Context) -> None:
+        if not self.state.host:
+            raise NotFound(f"party {self.key[2]!r} does not exist")
+        if self.state.ended:
+            raise Conflict(f"party {self.key[2]!r} has ended")
+        if msg.user not in self.state.members:
+            seq = self.state.seq + 1
+            ctx.emit(Joined(msg.user, seq))
+            ctx.publish(self.topic, "party.joined", {"party": self.key[2], "user": msg.user},
+                        seq=seq)
+        ctx.reply({"state": self.view(), "queue": self._queue_view()})
+
+    @handles(Authorize)
+    def authorize(self, msg: Authorize, ctx: Context) -> None:
+        self._member(msg.user)
+        ctx.reply({"state": self.view()})
+
+    @handles(Leave)
+    def leave(self, msg: Leave, ctx: Context) -> None:
+        self._member(msg.user)
+        self._remove(msg.user, msg.user, ctx)
+        ctx.reply({"party": self.key[2]})
+
+    @handles(Remove)
+    def remove(self, msg: Remove, ctx: Context) -> None:
+        self._host(msg.user, "remove guests")
+        if msg.target == self.state.host or msg.target not in self.state.members:
+            raise BadRequest(f"{msg.target} is not a guest of this party")
+        self._remove(msg.target, msg.user, ctx)
+        ctx.reply({"party": self.key[2], "removed": msg.target})
+
+    def _remove(self, user: str, by: str, ctx: Context) -> None:
+        seq = self.state.seq + 1
+        ctx.emit(Left(user, by, seq))
+        ctx.publish(self.topic, "party.left", {"party": self.key[2], "user": user, "by": by},
+                    seq=seq)
+        self._devices_gone(user, list(self.state.present.get(user, {}).get("devices", {})),
+                           ctx)
+
+    @handles(HandOver)
+    def hand_over(self, msg: HandOver, ctx: Context) -> None:
+        self._host(msg.user, "hand the party over")
+        if msg.target not in self.state.members:
+            raise BadRequest(f"{msg.target} is not in this party")
+        seq = self.state.seq + 1
+        ctx.emit(HostChanged(msg.target, seq))
+        ctx.publish(self.topic, "party.host", {"party": self.key[2], "host": msg.target},
+                    seq=seq)
+        ctx.reply({"party": self.key[2], "host": msg.target})
+
+    @handles(End)
+    def end(self, msg: End, ctx: Context) -> None:
+        self._host(msg.user, "end the party")
+        self._end(msg.user, ctx)
+        ctx.reply({"party": self.key[2], "ended": True})
+
+    @handles(IdleCheck)
+    def idle_check(self, msg: IdleCheck, ctx: Context) -> None:
+        if not self.state.ended and self.state.host and not self.state.present:
+            self._end("", ctx)
+
+    def _end(self, by: str, ctx: Context) -> None:
+        seq = self.state.seq + 1
+        ctx.emit(Ended(by, seq))
+        ctx.publish(self.topic, "party.ended", {"party": self.key[2], "by": by or "idle"},
+                    seq=seq)
+
+    # -- playback ------------------------------------------------------------------------------
+    @handles(Control)
+    def control(self, msg: Control, ctx: Context) -> None:
+        self._may_control(msg.user)
+        if msg.action not in ACTIONS:
+            raise BadRequest(f"action must be one of {', '.join(ACTIONS)}")
+        s = self.state
+        at = ctx.now_ms + ctx.settings.party_lead_ms
+        track, item_id, playing, volume = s.track, s.item_id, s.playing, s.volume
+        position = int(self.position_at(at))
+        queue_after = None
+        if msg.action == "play":
+            if track is None:
+                if not s.queue:
+                    raise Conflict("nothing to play: add a track to the queue")
+                item_id, track = s.queue[0][0], s.queue[0][1]
+                queue_after, position = s.queue[1:], 0
+            playing = True
+        elif msg.action == "pause":
+            playing = False
+        elif msg.action == "seek":
+            if msg.position_ms is None or msg.position_ms < 0:
+                raise BadRequest("seek needs 'position_ms' >= 0")
+            position = msg.position_ms
+        elif msg.action == "volume_change":
+            if msg.volume is None or not 0 <= msg.volume <= 100:
+                raise BadRequest("volume_change needs 'volume' from 0 to 100")
+            volume = msg.volume
+        else:  # skip
+            if s.queue:
+                item_id, track = s.queue[0][0], s.queue[0][1]
+                queue_after, playing = s.queue[1:], True
+            else:
+                item_id, track, playing = None, None, False
+            position = 0
+        if queue_after is not None:
+            self._queue_changed(queue_after, msg.user, "next", ctx)
+        seq = self.state.seq + 1 + (1 if queue_after is not None else 0)
+        ctx.emit(Played(track, item_id, position, playing, volume, at, msg.user, msg.action,
+                        seq))
+        state = {**self.view(), "track": track, "item_id": item_id, "position_ms": position,
+                 "playing": playing, "volume": volume, "at_server_ms": at,
+                 "queue_version": s.queue_version + (1 if queue_after is not None else 0),
+                 "by": msg.user, "action": msg.action}
+        ctx.publish(self.topic, "party.state", state, seq=seq)
+        ctx.reply({"state": state})
+
+    @handles(Report)
+    def report(self, msg: Report, ctx: Context) -> None:
+        """A device says where it is; past the tolerance it gets a correction: a rate nudge
+        under 400 ms of drift (inaudible), a seek above."""
+        self._member(msg.user)
+        s = self.state
+        if msg.track is not None and msg.track != s.track:
+            ctx.reply({"drift_ms": None, "correction": {"mode": "reload", "state": self.view()}})
+            return
+        drift = msg.position_ms - self.position_at(msg.at_server_ms)
+        reply: dict[str, Any] = {"drift_ms": round(drift, 1)}
+        if s.playing and abs(drift) > ctx.settings.party_drift_tolerance_ms:
+            if abs(drift) < 400:
+                rate = max(1 - MAX_NUDGE, min(1 + MAX_NUDGE, 1 - drift / RATE_WINDOW_MS))
+                reply["correction"] = {"mode": "rate", "rate": round(rate, 4),
+                                       "for_ms": RATE_WINDOW_MS}
+            else:
+                at = ctx.now_ms + ctx.settings.party_lead_ms
+                reply["correction"] = {"mode": "seek", "position_ms": int(self.position_at(at)),
+                                       "at_server_ms": at}
+        ctx.reply(reply)
+
+    # -- queue ---------------------------------------------------------------------------------
+    @handles(QueueOp)
+    def queue_op(self, msg: QueueOp, ctx: Context) -> None:
+        self._member(msg.user)
+        s = self.state
+        queue = [list(item) for item in s.queue]
+        item_id = msg.item_id
+        if msg.op == "add":
+            if msg.track is None or len(repr(msg.track)) > 1000:
+                raise BadRequest("add needs a 'track'")
+            if len(queue) >= MAX_QUEUE:
+                raise Conflict(f"the queue is full ({MAX_QUEUE} tracks)")
+            item_id = item_id or ctx.new_token(8)
+            if any(item[0] == item_id for item in queue):  # a resend of an add: same answer
+                ctx.reply({"item_id": item_id, "queue_version": s.queue_version})
+                return
+            queue.append([item_id, msg.track, msg.user, []])
+        elif msg.op in ("remove", "move"):
+            if s.mode == "host_only" and msg.user != s.host:
+                raise Forbidden("in a host_only party guests may only add and vote")
+            if not msg.item_id:
+                raise BadRequest(f"{msg.op} needs an 'item_id'")
+            pairs = [(item[0], item) for item in queue]
+            op = ({"remove": {"item_id": msg.item_id}} if msg.op == "remove" else
+                  {"move": {"item_id": msg.item_id, "to_index": msg.to_index or 0}})
+            queue = [item for _, item in ot.apply(pairs, op)]  # missing item: no-op
+        elif msg.op == "vote":
+            for item in queue:
+                if item[0] == msg.item_id and msg.user not in item[3]:
+                    item[3] = [*item[3], msg.user]  # one vote per user per item
+        else:
+            raise BadRequest("op must be one of add, remove, move, vote")
+        if s.vote_order:
+            queue.sort(key=lambda item: -len(item[3]))  # stable: first added first on ties
+        self._queue_changed(queue, msg.user, msg.op, ctx)
+        ctx.reply({"item_id": item_id, "queue_version": s.queue_version + 1})
+
+    def _queue_changed(self, queue: list[list[Any]], by: str, op: str, ctx: Context) -> None:
+        s = self.state
+        seq, version = s.seq + 1, s.queue_version + 1
+        ctx.emit(Queued(queue, version, by, op, seq))
+        ctx.publish(self.topic, "party.queue", {
+            "party": self.key[2], "queue_version": version, "op": op, "by": by,
+            "queue": [{"item_id": i, "track": t, "added_by": a, "votes": len(v)}
+                      for i, t, a, v in queue]}, seq=seq)
+        if len(queue) < LOW_QUEUE and op != "add":
+            ctx.call("recommend", {"seed": [*s.played[-5:], *(t for _, t, _, _ in queue)],
+                                   "exclude": [t for _, t, _, _ in queue], "count": 5},
+                     Recommended, queue_version=version)
+
+    @handles(Recommended)
+    def recommended(self, msg: Recommended, ctx: Context) -> None:
+        tracks = msg.result.get("tracks", [])
+        if msg.error or not tracks or self.state.ended:
+            return
+        seq = self.state.seq + 1
+        ctx.emit(RecommendationsShown(seq))
+        ctx.publish(self.topic, "party.recommendations",
+                    {"party": self.key[2], "tracks": tracks}, seq=seq)
+
+    # -- quality -------------------------------------------------------------------------------
+    @handles(Quality)
+    def quality(self, msg: Quality, ctx: Context) -> None:
+        self._member(msg.user)
+        if not (isinstance(msg.bandwidth_kbps, int | float) and math.isfinite(msg.bandwidth_kbps)
+                and msg.bandwidth_kbps >= 0):
+            raise BadRequest("bandwidth_kbps must be a number >= 0")
+        current = self.state.tiers.get(msg.device)
+        tier = pick_tier(ctx.settings.quality_ladder, current, msg.bandwidth_kbps)
+        if tier != current:
+            ctx.emit(TierSet(msg.device, tier))
+        ctx.reply({"bitrate_kbps": tier, "changed": current is not None and tier != current})
+
+    # -- appliers ------------------------------------------------------------------------------
+    @applies(Created)
+    def _created(self, ev: Created) -> None:
+        s = self.state
+        s.name, s.mode, s.host, s.vote_order = ev.name, ev.mode, ev.host, ev.vote_order
+
+    @applies(Joined)
+    def _joined(self, ev: Joined) -> None:
+        self.state.members[ev.user] = None
+        self.state.seq = max(self.state.seq, ev.seq)
+
+    @applies(Left)
+    def _left(self, ev: Left) -> None:
+        self.state.members.pop(ev.user, None)
+        self.state.seq = ev.seq
+
+    @applies(Played)
+    def _played(self, ev: Played) -> None:
+        s = self.state
+        if ev.track is not None and ev.track != s.track:
+            s.played = [*s.played[-49:], ev.track]
+        s.track, s.item_id, s.position_ms, s.playing = (ev.track, ev.item_id, ev.position_ms,
+                                                        ev.playing)
+        s.volume, s.at_server_ms, s.seq = ev.volume, ev.at_server_ms, ev.seq
+
+    @applies(Queued)
+    def _queued(self, ev: Queued) -> None:
+        self.state.queue, self.state.queue_version = ev.queue, ev.queue_version
+        self.state.seq = ev.seq
+
+    @applies(HostChanged)
+    def _host_changed(self, ev: HostChanged) -> None:
+        self.state.host, self.state.seq = ev.host, ev.seq
+
+    @applies(Ended)
+    def _ended(self, ev: Ended) -> None:
+        self.state.ended, self.state.playing, self.state.seq = True, False, ev.seq
+
+    @applies(RecommendationsShown)
+    def _recommendations_shown(self, ev: RecommendationsShown) -> None:
+        self.state.seq = ev.seq
+
+    @applies(TierSet)
+    def _tier_set(self, ev: TierSet) -> None:
+        self.state.tiers[ev.device] = ev.tier

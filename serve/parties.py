@@ -1,0 +1,132 @@
+"""The listening party messages of PROTOCOL.md at the gateway: one handler per type.
+
+The party entity orders every control and owns the playback state; the gateway follows the
+party's topic for the socket, passes the socket's id as the device for quality tiers, and
+records each device's reported drift and tier changes in the metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from actors.kinds.party_types import (
+    Control,
+    Create,
+    End,
+    HandOver,
+    Join,
+    Leave,
+    Quality,
+    QueueOp,
+    Remove,
+    Report,
+)
+from rthub.errors import BadRequest
+from serve.handlers import entity_fields, handles
+
+if TYPE_CHECKING:
+    from serve.connection import Connection
+    from serve.gateway import GatewayCore
+
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def party_of(content: dict[str, Any]) -> str:
+    party = content.get("party")
+    if not isinstance(party, str) or not _ID.match(party):
+        raise BadRequest("'party' must be 1 to 128 letters, digits or '_.:-'")
+    return party
+
+
+def _fields(conn: Connection, content: dict[str, Any]) -> dict[str, Any]:
+    return entity_fields(content, conn.identity.user, "party")
+
+
+async def _follow(core: GatewayCore, conn: Connection, party: str) -> dict[str, Any]:
+    position = await core.follow(conn, f"party:{party}", None, None, answer=False)
+    return {"topic": f"party:{party}", "epoch": position.epoch, "seq": position.seq}
+
+
+@handles("party.create")
+async def party_create(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    content = dict(frame["content"])
+    party = content.pop("party_id", None) or secrets.token_urlsafe(9)
+    if not isinstance(party, str) or not _ID.match(party):
+        raise BadRequest("'party_id' must be 1 to 128 letters, digits or '_.:-'")
+    reply = await core.party(conn, party).ask(Create.decode(entity_fields(
+        content, conn.identity.user)))
+    return {**reply, **await _follow(core, conn, party)}
+
+
+@handles("party.join")
+async def party_join(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    party = party_of(frame["content"])
+    reply = await core.party(conn, party).ask(Join(conn.identity.user))
+    return {**reply, **await _follow(core, conn, party)}
+
+
+@handles("party.leave")
+async def party_leave(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    party = party_of(frame["content"])
+    reply = await core.party(conn, party).ask(Leave(conn.identity.user))
+    await core.unfollow(conn, f"party:{party}")
+    return reply
+
+
+@handles("party.control")
+async def party_control(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    content = frame["content"]
+    return await core.party(conn, party_of(content)).ask(
+        Control.decode(_fields(conn, content)))
+
+
+@handles("party.queue")
+async def party_queue(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    content = frame["content"]
+    return await core.party(conn, party_of(content)).ask(
+        QueueOp.decode(_fields(conn, content)))
+
+
+@handles("party.quality")
+async def party_quality(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    content = frame["content"]
+    reply = await core.party(conn, party_of(content)).ask(
+        Quality.decode({**_fields(conn, content), "device": conn.id}))
+    if reply.get("changed"):
+        core.metrics.tier_changes.inc()
+    return reply
+
+
+@handles("party.report")
+async def party_report(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    content = frame["content"]
+    reply = await core.party(conn, party_of(content)).ask(
+        Report.decode(_fields(conn, content)))
+    if reply.get("drift_ms") is not None:
+        core.metrics.party_drift.observe(abs(reply["drift_ms"]) / 1000)
+    return reply
+
+
+@handles("party.host")
+async def party_host(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    content = frame["content"]
+    target = content.get("user")
+    if not isinstance(target, str):
+        raise BadRequest("party.host needs the 'user' to hand over to")
+    return await core.party(conn, party_of(content)).ask(HandOver(conn.identity.user, target))
+
+
+@handles("party.kick")
+async def party_kick(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    content = frame["content"]
+    target = content.get("user")
+    if not isinstance(target, str):
+        raise BadRequest("party.kick needs the 'user' to remove")
+    return await core.party(conn, party_of(content)).ask(Remove(conn.identity.user, target))
+
+
+@handles("party.end")
+async def party_end(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    return await core.party(conn, party_of(frame["content"])).ask(End(conn.identity.user))

@@ -1,0 +1,164 @@
+"""ListeningParty without Ray: playback as a statement about time, modes, queue rules,
+corrections, quality tiers, hand-over, idle end. And the client clock estimator."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from actors import Context
+from actors.kinds.party import ListeningParty, pick_tier
+from client.clock import ClockEstimator
+from rthub import config
+from rthub.errors import Conflict, Forbidden
+
+SETTINGS = config.load({"RTHUB_PARTY_LEAD_MS": "150", "RTHUB_PARTY_IDLE_S": "60"})
+LADDER = SETTINGS.quality_ladder
+
+
+class Clock:
+    ms = 10_000
+
+
+def run(party: ListeningParty, clock: type[Clock], message_type: str, **payload) -> Context:
+    ctx = Context(party.key, clock.ms, SETTINGS)
+    party.handle(message_type, payload, ctx)
+    for event in ctx.events:
+        party.apply(event)
+    return ctx
+
+
+@pytest.fixture
+def party() -> ListeningParty:
+    Clock.ms = 10_000
+    p = ListeningParty(("t", "party", "p1"))
+    run(p, Clock, "party.create", user="dj", name="Friday", mode="host_only")
+    run(p, Clock, "party.join", user="gus")
+    for n in range(3):
+        run(p, Clock, "party.queue", user="dj", op="add", track=f"song{n}", item_id=f"q{n}")
+    return p
+
+
+def state(ctx: Context) -> dict:
+    return next(b.content for b in ctx.broadcasts if b.type == "party.state")
+
+
+def test_play_takes_effect_a_lead_ahead_and_position_follows_time(party):
+    played = state(run(party, Clock, "party.control", user="dj", action="play"))
+    assert (played["track"], played["position_ms"], played["playing"]) == ("song0", 0, True)
+    assert played["at_server_ms"] == 10_150
+    assert played["queue_version"] == 4  # the track left the queue
+    Clock.ms = 20_000
+    paused = state(run(party, Clock, "party.control", user="dj", action="pause"))
+    assert paused["position_ms"] == 10_000  # 20,150 - 10,150
+    assert paused["playing"] is False
+
+
+def test_in_a_host_only_party_guests_add_and_vote_but_do_not_control(party):
+    with pytest.raises(Forbidden, match="only the host controls playback"):
+        run(party, Clock, "party.control", user="gus", action="play")
+    run(party, Clock, "party.queue", user="gus", op="add", track="mine", item_id="g1")
+    run(party, Clock, "party.queue", user="gus", op="vote", item_id="q2")
+    with pytest.raises(Forbidden, match="guests may only add and vote"):
+        run(party, Clock, "party.queue", user="gus", op="remove", item_id="q0")
+
+
+def test_the_host_hands_over_and_the_new_host_controls(party):
+    run(party, Clock, "party.host", user="dj", target="gus")
+    run(party, Clock, "party.control", user="gus", action="play")
+    with pytest.raises(Forbidden):
+        run(party, Clock, "party.control", user="dj", action="pause")
+
+
+def test_concurrent_controls_end_in_the_partys_order(party):
+    run(party, Clock, "party.control", user="dj", action="play")
+    run(party, Clock, "party.control", user="dj", action="seek", position_ms=5_000)
+    last = state(run(party, Clock, "party.control", user="dj", action="volume_change",
+                     volume=30))
+    assert (last["position_ms"], last["volume"], last["playing"]) == (5_000, 30, True)
+
+
+def test_queue_ops_on_missing_items_are_no_ops_and_votes_count_once(party):
+    before = [i[0] for i in party.state.queue]
+    run(party, Clock, "party.queue", user="dj", op="remove", item_id="nope")
+    run(party, Clock, "party.queue", user="dj", op="move", item_id="nope", to_index=0)
+    assert [i[0] for i in party.state.queue] == before
+    run(party, Clock, "party.queue", user="gus", op="vote", item_id="q1")
+    run(party, Clock, "party.queue", user="gus", op="vote", item_id="q1")
+    assert party.state.queue[1][3] == ["gus"]
+
+
+def test_a_vote_ordered_queue_puts_the_most_voted_first():
+    p = ListeningParty(("t", "party", "v"))
+    run(p, Clock, "party.create", user="dj", name="v", mode="everyone", vote_order=True)
+    for n in range(3):
+        run(p, Clock, "party.queue", user="dj", op="add", track=f"s{n}", item_id=f"i{n}")
+    run(p, Clock, "party.queue", user="dj", op="vote", item_id="i2")
+    assert [i[0] for i in p.state.queue] == ["i2", "i0", "i1"]
+
+
+def test_drift_gets_a_rate_nudge_below_400_ms_and_a_seek_above(party):
+    run(party, Clock, "party.control", user="dj", action="play")  # position 0 at 10,150
+    at = 12_150  # the party says 2,000 ms there
+    fine = run(party, Clock, "party.report", user="gus", position_ms=2_010, at_server_ms=at)
+    assert fine.reply_content == {"drift_ms": 10.0}
+    ahead = run(party, Clock, "party.report", user="gus", position_ms=2_100, at_server_ms=at)
+    assert ahead.reply_content["correction"] == {"mode": "rate", "rate": 0.95, "for_ms": 2000}
+    behind = run(party, Clock, "party.report", user="gus", position_ms=1_000, at_server_ms=at)
+    assert behind.reply_content["correction"]["mode"] == "seek"
+
+
+def test_quality_tiers_step_down_at_once_and_up_only_with_room_to_spare():
+    assert pick_tier(LADDER, None, 500) == 320
+    assert pick_tier(LADDER, 320, 390) == 160  # 320 needs 400 with headroom
+    assert pick_tier(LADDER, 160, 410) == 160  # 400 would fit, but not with hysteresis
+    assert pick_tier(LADDER, 160, 480) == 320
+    assert pick_tier(LADDER, None, 10) == 24
+
+
+def test_a_bandwidth_hovering_at_a_boundary_does_not_flap(party):
+    tiers = []
+    for bandwidth in [405, 395, 405, 395, 405, 398, 402]:
+        reply = run(party, Clock, "party.quality", user="gus", device="d1",
+                    bandwidth_kbps=bandwidth).reply_content
+        tiers.append(reply["bitrate_kbps"])
+    assert tiers == [320, 160, 160, 160, 160, 160, 160]
+
+
+def test_a_low_queue_asks_the_recommendation_service(party):
+    ctx = run(party, Clock, "party.control", user="dj", action="skip")
+    ctx = run(party, Clock, "party.control", user="dj", action="skip")
+    (call,) = ctx.calls
+    assert call.service == "recommend"
+    shown = run(party, Clock, "party.recommended", queue_version=call.fields["queue_version"],
+                result={"tracks": ["song0"]})
+    assert shown.broadcasts[0].type == "party.recommendations"
+
+
+def test_a_party_nobody_attends_ends_after_the_idle_time(party):
+    run(party, Clock, "presence.attach", user="gus", device="d1")
+    left = run(party, Clock, "presence.detach", user="gus", device="d1")
+    (timer,) = [t for t in left.timers if t.message.type == "party.idle_check"]
+    assert timer.delay_s == 60
+    ended = run(party, Clock, timer.message.type, **timer.message.encode())
+    assert ended.broadcasts[0].type == "party.ended"
+    with pytest.raises(Conflict, match="has ended"):
+        run(party, Clock, "party.control", user="dj", action="play")
+
+
+def test_the_clock_estimate_keeps_the_fastest_samples():
+    rng = random.Random(3)
+    true_offset = 4_321.0
+    clock = ClockEstimator()
+    local = 1_000_000.0
+    for _ in range(16):
+        up, down = 1 + rng.uniform(0, 50), 1 + rng.uniform(0, 50)  # jitter each way
+        t0 = local
+        t1 = t0 + up + true_offset
+        t2 = t1 + 0.2
+        t3 = t2 - true_offset + down
+        clock.add(t0, t1, t2, t3)
+        local = t3 + 100
+    assert clock.error_bound_ms < 20
+    assert abs(clock.offset_ms - true_offset) < 20  # the sync target, with 0-50 ms jitter
