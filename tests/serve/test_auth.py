@@ -15,7 +15,9 @@ SECRET = "k" * 40
 
 
 def claims(**extra) -> dict:
-    return {"sub": "alice", "exp": int(time.time()) + 60, **extra}
+    """Valid for an hour: the parametrized tokens are made when the module is collected,
+    and the suite may reach them minutes later."""
+    return {"sub": "alice", "exp": int(time.time()) + 3600, **extra}
 
 
 @pytest.fixture
