@@ -29,7 +29,7 @@ from actors.kinds.chat_types import (
 )
 from actors.kinds.presence import ListPresence
 from rthub.errors import BadRequest, NotFound
-from serve.handlers import ROOM_ID, entity_fields, handles, room_of
+from serve.handlers import ROOM_ID, entity_fields, follow_topic, handles, room_of
 from storage import attachments
 from storage import chat as chat_store
 
@@ -57,9 +57,7 @@ def _user(content: dict[str, Any], field: str = "user") -> str:
 async def _joined(core: GatewayCore, conn: Connection, room: str, reply: dict[str, Any]
                   ) -> dict[str, Any]:
     """Follow the room's topic right away (a joiner wants its events) and say where it is."""
-    position = await core.follow(conn, f"room:{room}", None, None, answer=False)
-    return {**reply, "room_id": room, "topic": f"room:{room}", "epoch": position.epoch,
-            "seq": position.seq}
+    return {**reply, "room_id": room, **await follow_topic(core, conn, f"room:{room}")}
 
 
 @handles("room.create")
@@ -186,20 +184,22 @@ async def chat_delete(core: GatewayCore, conn: Connection, frame: dict[str, Any]
         Delete(conn.identity.user, content["message_id"], author, conn.ip))
 
 
+async def _as_is(core: GatewayCore, conn: Connection, frame: dict[str, Any],
+                 message: type[Typing] | type[Read]) -> dict:
+    """A message the room takes as the client sent it, with the user added."""
+    content = frame["content"]
+    payload = message.decode(entity_fields(content, conn.identity.user, "room"))
+    return await core.room(conn, room_of(content)).ask(payload)
+
+
 @handles("chat.typing")
 async def chat_typing(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
-    content = frame["content"]
-    room = room_of(content)
-    payload = Typing.decode(entity_fields(content, conn.identity.user, "room"))
-    return await core.room(conn, room).ask(payload)
+    return await _as_is(core, conn, frame, Typing)
 
 
 @handles("chat.read")
 async def chat_read(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
-    content = frame["content"]
-    room = room_of(content)
-    payload = Read.decode(entity_fields(content, conn.identity.user, "room"))
-    return await core.room(conn, room).ask(payload)
+    return await _as_is(core, conn, frame, Read)
 
 
 @handles("chat.history")

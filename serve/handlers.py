@@ -46,6 +46,13 @@ def entity_fields(content: dict[str, Any], user: str, *drop: str) -> dict[str, A
     return {**{k: v for k, v in content.items() if k not in drop}, "user": user}
 
 
+async def follow_topic(core: GatewayCore, conn: Connection, topic: str) -> dict[str, Any]:
+    """Follow ``topic`` for the socket (a create, join or open does it) and say where its
+    stream is, for the reply."""
+    position = await core.follow(conn, topic, None, None, answer=False)
+    return {"topic": topic, "epoch": position.epoch, "seq": position.seq}
+
+
 # -- connection-level -----------------------------------------------------------------------
 @handles("pong")
 async def pong(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from actors.kinds.party_types import (
     Report,
 )
 from rthub.errors import BadRequest
-from serve.handlers import entity_fields, handles
+from serve.handlers import entity_fields, follow_topic, handles
 
 if TYPE_CHECKING:
     from serve.connection import Connection
@@ -44,9 +44,6 @@ def _fields(conn: Connection, content: dict[str, Any]) -> dict[str, Any]:
     return entity_fields(content, conn.identity.user, "party")
 
 
-async def _follow(core: GatewayCore, conn: Connection, party: str) -> dict[str, Any]:
-    position = await core.follow(conn, f"party:{party}", None, None, answer=False)
-    return {"topic": f"party:{party}", "epoch": position.epoch, "seq": position.seq}
 
 
 @handles("party.create")
@@ -57,14 +54,14 @@ async def party_create(core: GatewayCore, conn: Connection, frame: dict[str, Any
         raise BadRequest("'party_id' must be 1 to 128 letters, digits or '_.:-'")
     reply = await core.party(conn, party).ask(Create.decode(entity_fields(
         content, conn.identity.user)))
-    return {**reply, **await _follow(core, conn, party)}
+    return {**reply, **await follow_topic(core, conn, f"party:{party}")}
 
 
 @handles("party.join")
 async def party_join(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     party = party_of(frame["content"])
     reply = await core.party(conn, party).ask(Join(conn.identity.user))
-    return {**reply, **await _follow(core, conn, party)}
+    return {**reply, **await follow_topic(core, conn, f"party:{party}")}
 
 
 @handles("party.leave")
@@ -109,22 +106,24 @@ async def party_report(core: GatewayCore, conn: Connection, frame: dict[str, Any
     return reply
 
 
-@handles("party.host")
-async def party_host(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+async def _to_member(core: GatewayCore, conn: Connection, frame: dict[str, Any],
+                     message: type[HandOver] | type[Remove], what: str) -> dict:
+    """A host's message about another member (``user`` in the content names them)."""
     content = frame["content"]
     target = content.get("user")
     if not isinstance(target, str):
-        raise BadRequest("party.host needs the 'user' to hand over to")
-    return await core.party(conn, party_of(content)).ask(HandOver(conn.identity.user, target))
+        raise BadRequest(f"{frame['type']} needs the 'user' {what}")
+    return await core.party(conn, party_of(content)).ask(message(conn.identity.user, target))
+
+
+@handles("party.host")
+async def party_host(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
+    return await _to_member(core, conn, frame, HandOver, "to hand over to")
 
 
 @handles("party.kick")
 async def party_kick(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
-    content = frame["content"]
-    target = content.get("user")
-    if not isinstance(target, str):
-        raise BadRequest("party.kick needs the 'user' to remove")
-    return await core.party(conn, party_of(content)).ask(Remove(conn.identity.user, target))
+    return await _to_member(core, conn, frame, Remove, "to remove")
 
 
 @handles("party.end")

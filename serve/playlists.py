@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from actors.kinds import playlist_ot as ot
 from actors.kinds.playlist_types import Authorize, Create, Open, Revert, Share, Submit
 from rthub.errors import BadRequest, NotFound
-from serve.handlers import entity_fields, handles
+from serve.handlers import entity_fields, follow_topic, handles
 from storage import playlists as store
 
 if TYPE_CHECKING:
@@ -38,11 +38,6 @@ def _version(content: dict[str, Any], name: str, default: int | None = None) -> 
     return value
 
 
-async def _follow(core: GatewayCore, conn: Connection, playlist: str) -> dict[str, Any]:
-    position = await core.follow(conn, f"playlist:{playlist}", None, None, answer=False)
-    return {"topic": f"playlist:{playlist}", "epoch": position.epoch, "seq": position.seq}
-
-
 @handles("playlist.create")
 async def playlist_create(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = dict(frame["content"])
@@ -51,7 +46,7 @@ async def playlist_create(core: GatewayCore, conn: Connection, frame: dict[str, 
         raise BadRequest("'playlist_id' must be 1 to 128 letters, digits or '_.:-'")
     payload = Create.decode(entity_fields(content, conn.identity.user))
     reply = await core.playlist(conn, playlist).ask(payload)
-    return {**reply, **await _follow(core, conn, playlist)}
+    return {**reply, **await follow_topic(core, conn, f"playlist:{playlist}")}
 
 
 @handles("playlist.open")
@@ -61,7 +56,7 @@ async def playlist_open(core: GatewayCore, conn: Connection, frame: dict[str, An
     playlist = playlist_of(frame["content"])
     ref = core.playlist(conn, playlist)
     await ref.ask(Authorize(conn.identity.user))
-    where = await _follow(core, conn, playlist)
+    where = await follow_topic(core, conn, f"playlist:{playlist}")
     return {**await ref.ask(Open(conn.identity.user)), **where}
 
 

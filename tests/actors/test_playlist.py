@@ -115,6 +115,16 @@ def random_op(rng: random.Random, doc: PlaylistDoc, name: str, n: int) -> dict:
     return {"move": {"item_id": rng.choice(ids), "to_index": rng.randint(0, len(ids) - 1)}}
 
 
+def serve(server: Playlist, sender: str, frame: dict, inbox: dict[str, list]) -> None:
+    """The server takes one client frame: the ack to the sender, the op to everyone."""
+    ctx = run(server, "playlist.op", user=sender,
+              **{k: v for k, v in frame.items() if k != "playlist"})
+    inbox[sender].append(("ack", ctx.reply_content))
+    for broadcast in ctx.broadcasts:
+        for name in inbox:
+            inbox[name].append(("op", broadcast.content))
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_clients_converge_under_reordered_delivery(seed):
     """Ops reach the server in any interleaving; broadcasts and acks reach each client in any
@@ -139,13 +149,7 @@ def test_clients_converge_under_reordered_delivery(seed):
         elif action < 0.55 and (frame := doc.next_frame()) is not None:
             to_server.append((name, frame))
         elif action < 0.75 and to_server:
-            sender, frame = to_server.pop(rng.randrange(len(to_server)))
-            ctx = run(server, "playlist.op", user=sender, **{
-                k: v for k, v in frame.items() if k != "playlist"})
-            inbox[sender].append(("ack", ctx.reply_content))
-            for broadcast in ctx.broadcasts:
-                for other in names:
-                    inbox[other].append(("op", broadcast.content))
+            serve(server, *to_server.pop(rng.randrange(len(to_server))), inbox)
         elif inbox[name]:
             kind, content = inbox[name].pop(rng.randrange(len(inbox[name])))
             (doc.acked if kind == "ack" else doc.broadcast)(content)
@@ -154,13 +158,7 @@ def test_clients_converge_under_reordered_delivery(seed):
             if (frame := doc.next_frame()) is not None:
                 to_server.append((name, frame))
         while to_server:
-            sender, frame = to_server.pop(0)
-            ctx = run(server, "playlist.op", user=sender, **{
-                k: v for k, v in frame.items() if k != "playlist"})
-            inbox[sender].append(("ack", ctx.reply_content))
-            for broadcast in ctx.broadcasts:
-                for other in names:
-                    inbox[other].append(("op", broadcast.content))
+            serve(server, *to_server.pop(0), inbox)
         for name, doc in docs.items():
             while inbox[name]:
                 kind, content = inbox[name].pop(rng.randrange(len(inbox[name])))
