@@ -28,7 +28,6 @@ import resource
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -37,8 +36,10 @@ from pathlib import Path
 import psutil
 import uvloop
 
+from benchmarks.hub import HubProcess
 from benchmarks.loadgen import Socket
 from cluster.ingress import free_port
+from serve.auth import issue_token
 
 log = logging.getLogger("benchmarks.fanout")
 HERE = Path(__file__).parent
@@ -93,27 +94,10 @@ class Rthub(Target):
     extra_env: dict[str, str] = {"RTHUB_INGRESS": "direct"}
 
     def start(self) -> None:
-        from serve.auth import issue_token
-
-        self.port = free_port()
-        self.secret = uuid.uuid4().hex * 2
+        self.hub = HubProcess("fanout", self.extra_env)
+        self.hub.start()
+        self.proc, self.port, self.secret = self.hub.proc, self.hub.port, self.hub.secret
         self.issue = issue_token
-        env = {**os.environ, "RTHUB_DATA_DIR": tempfile.mkdtemp(prefix="rthub-fanout-"),
-               "RTHUB_HTTP_PORT": str(self.port), "RTHUB_JWT_SECRET": self.secret,
-               "RTHUB_NAMESPACE": f"fan{uuid.uuid4().hex[:6]}", "RAY_ADDRESS": "",
-               "WS_HEARTBEAT_INTERVAL": "600", "RTHUB_MAX_SOCKETS_PER_REPLICA": "50000",
-               "MAX_WS_CONNECTIONS_PER_USER": "1000",
-               # S1's one publisher sends up to 100 msgs/s into one room; the per-user send
-               # rate limit (5/s by default) is for people, not load generators.
-               "RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000", **self.extra_env}
-        self.proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "rthub.cli",
-                                      "up"], env=env, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if "Ctrl-C stops everything" in line:
-                break
-        else:
-            raise RuntimeError("rthub up did not start")
 
     async def idle(self, user: str) -> Socket:
         token = self.issue(self.secret, user, ttl_s=7200)

@@ -76,6 +76,10 @@ class PlaylistDoc:
                 and content.get("client_seq") == self.inflight[0])
         if mine:  # the server applied our in-flight op (transformed) as this version
             self.confirmed = ot.apply(self.confirmed, op)
+            if op != self.inflight[1]:  # refused (a duplicate track, say): show the truth
+                self.items = self.confirmed
+                for local in self.pending:
+                    self.items = ot.apply(self.items, local)
             self.inflight = None
         else:
             self._remote(op)

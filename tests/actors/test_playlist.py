@@ -105,6 +105,24 @@ def test_an_op_on_a_version_out_of_the_window_asks_to_reopen(playlist):
         submit(playlist, "ed", ins(0, "t", "a"), 2, 1)
 
 
+def test_an_insert_the_server_refuses_disappears_from_the_client():
+    server = Playlist(("t", "playlist", "nodup"))
+    run(server, "playlist.create", user="a", name="x")  # no duplicates
+    run(server, "playlist.share", user="a", target="b", role="editor")
+    docs = {name: PlaylistDoc("nodup", name) for name in "ab"}
+    inbox: dict[str, list] = {"a": [], "b": []}
+    for name, doc in docs.items():
+        doc.opened({"version": 0, "items": []})
+        doc.local(ins(0, "same song", f"{name}1"))
+    for name in "ab":
+        serve(server, name, docs[name].next_frame(), inbox)
+    for name, doc in docs.items():
+        for kind, content in inbox[name]:
+            (doc.acked if kind == "ack" else doc.broadcast)(content)
+        assert doc.items == [("a1", "same song")], name
+        assert doc.idle
+
+
 def random_op(rng: random.Random, doc: PlaylistDoc, name: str, n: int) -> dict:
     ids = [i for i, _ in doc.items]
     choice = rng.random()
