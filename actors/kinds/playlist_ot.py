@@ -122,12 +122,96 @@ def _order(op: Op) -> str:
 
 
 def transform(a: Op, b: Op, base: Items) -> Op:
-    """``a`` (made on ``base``) rewritten to apply after ``b`` (also made on ``base``)."""
+    """``a`` (made on ``base``) rewritten to apply after ``b`` (also made on ``base``).
+
+    Computed with index arithmetic (two ops touch at most two items, so the merged list
+    never has to be built); ``transform_by_merge`` is the specification it must equal, and
+    the property tests hold the two together.
+    """
     what = kind(a)
     if what is None:
         return None
     assert a is not None
     if what == "reset":  # two reverts at once: the first in ``_order`` wins
+        return a if kind(b) != "reset" or _order(a) <= _order(b) else None
+    other = kind(b)
+    if other == "reset":
+        return None
+    ids = [i for i, _ in base]
+    x = a[what]["item_id"]
+    at_x = _find(ids, x)
+    b_body = b[other] if b is not None and other is not None else {}
+    y = b_body.get("item_id")
+    at_y = _find(ids, y) if y is not None else -1
+    if what == "remove":
+        return a if at_x >= 0 and not (other == "remove" and y == x) else None
+    if what == "insert":
+        if at_x >= 0 or (other == "insert" and y == x):
+            return None
+        index = min(max(a["insert"]["index"], 0), len(ids))
+        gap = index - (1 if _takes_out(other, b_body, at_y) and 0 <= at_y < index else 0)
+        return {"insert": {**a["insert"], "index": gap + _before(other, b_body, ids, at_y,
+                                                                  None, -1, gap, x)}}
+    # a moves x
+    if at_x < 0 or (other == "remove" and y == x):
+        return None
+    to = min(max(a["move"]["to_index"], 0), len(ids) - 1)
+    if other == "move" and y == x:
+        theirs = min(max(b_body["to_index"], 0), len(ids) - 1)
+        return None if a["move"]["to_index"] > b_body["to_index"] or to == theirs else a
+    frame_y = at_y - (1 if at_y >= 0 and at_x < at_y else 0)  # y's place without x
+    gap = to - (1 if _takes_out(other, b_body, at_y) and 0 <= frame_y < to else 0)
+    index = gap + _before(other, b_body, ids, at_y, x, at_x, gap, x)
+    return None if _index_after(other, b_body, at_x, at_y) == index else {
+        "move": {"item_id": x, "to_index": index}}
+
+
+def _find(ids: list[str], item_id: str) -> int:
+    try:
+        return ids.index(item_id)
+    except ValueError:
+        return -1
+
+
+def _takes_out(other: str | None, body: dict[str, Any], at_y: int) -> bool:
+    """Does the other op take an item of ``base`` out of the kept list (remove or move)?"""
+    return other in ("remove", "move") and at_y >= 0
+
+
+def _before(other: str | None, body: dict[str, Any], ids: list[str], at_y: int,
+            moved: str | None, at_moved: int, gap: int, item: str) -> int:
+    """1 if the other op places its item before ours (same gap: the smaller id first)."""
+    if other == "insert" and at_y < 0:
+        index = min(max(body["index"], 0), len(ids))
+        their_gap = index - (1 if moved is not None and 0 <= at_moved < index else 0)
+    elif other == "move" and at_y >= 0:
+        to = min(max(body["to_index"], 0), len(ids) - 1)
+        at_moved_in_frame = at_moved - (1 if at_moved >= 0 and at_y < at_moved else 0)
+        their_gap = to - (1 if moved is not None and 0 <= at_moved_in_frame < to else 0)
+    else:
+        return 0
+    return 1 if (their_gap, body["item_id"]) < (gap, item) else 0
+
+
+def _index_after(other: str | None, body: dict[str, Any], at_x: int, at_y: int) -> int:
+    """Where the item at ``at_x`` of ``base`` is after the other op (not the same item)."""
+    if other == "insert" and at_y < 0:
+        return at_x + (1 if min(max(body["index"], 0), 1 << 62) <= at_x else 0)
+    if other == "remove" and at_y >= 0:
+        return at_x - (1 if at_y < at_x else 0)
+    if other == "move" and at_y >= 0:
+        at = at_x - (1 if at_y < at_x else 0)
+        return at + (1 if body["to_index"] <= at else 0)
+    return at_x
+
+
+def transform_by_merge(a: Op, b: Op, base: Items) -> Op:
+    """The specification of ``transform``: the op that takes ``base·b`` to ``merge``."""
+    what = kind(a)
+    if what is None:
+        return None
+    assert a is not None
+    if what == "reset":
         return a if kind(b) != "reset" or _order(a) <= _order(b) else None
     if kind(b) == "reset":
         return None

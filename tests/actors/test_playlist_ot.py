@@ -5,7 +5,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.kinds.playlist_ot import apply, merge, transform, transform_against
+from actors.kinds.playlist_ot import (
+    apply,
+    merge,
+    transform,
+    transform_against,
+    transform_by_merge,
+)
 
 BASE_IDS = [f"i{n}" for n in range(7)]
 
@@ -44,6 +50,15 @@ def test_tp1_both_orders_reach_the_same_list(case):
     left = apply(apply(base, a), transform(b, a, base))
     right = apply(apply(base, b), transform(a, b, base))
     assert left == right == merge(base, a, b)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(cases())
+def test_the_fast_transform_does_what_the_merge_says(case):
+    """Index arithmetic (what runs) against the merged list (the specification)."""
+    base, a, b = case
+    after_b = apply(base, b)
+    assert apply(after_b, transform(a, b, base)) == apply(after_b, transform_by_merge(a, b, base))
 
 
 @settings(max_examples=300, deadline=None)
