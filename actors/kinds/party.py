@@ -178,10 +178,13 @@ class ListeningParty(Presence, Entity):
         if self.state.ended:
             raise Conflict(f"party {self.key[2]!r} has ended")
         if msg.user not in self.state.members:
-            seq = self.state.seq + 1
-            ctx.emit(Joined(msg.user, seq))
-            ctx.publish(self.topic, "party.joined", {"party": self.key[2], "user": msg.user},
-                        seq=seq)
+            if len(self.state.members) < ctx.settings.presence_limit:
+                seq = self.state.seq + 1
+                ctx.emit(Joined(msg.user, seq))
+                ctx.publish(self.topic, "party.joined", {"party": self.key[2],
+                                                         "user": msg.user}, seq=seq)
+            else:  # a concert: a join per listener to every listener would be quadratic;
+                ctx.emit(Joined(msg.user, 0))  # the occupancy counts say how many are here
         ctx.reply({"state": self.view(), "queue": self._queue_view()})
 
     @handles(Authorize)

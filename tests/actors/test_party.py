@@ -147,6 +147,19 @@ def test_a_party_nobody_attends_ends_after_the_idle_time(party):
         run(party, Clock, "party.control", user="dj", action="play")
 
 
+def test_joins_to_a_concert_sized_party_are_not_announced_one_by_one():
+    big = config.load({"RTHUB_PRESENCE_LIMIT": "3"})
+    p = ListeningParty(("t", "party", "concert"))
+    for n, user in enumerate(["dj", "a", "b", "c", "d"]):
+        ctx = Context(p.key, 0, big)
+        p.handle("party.create" if n == 0 else "party.join",
+                 {"user": user, "name": "x"} if n == 0 else {"user": user}, ctx)
+        for event in ctx.events:
+            p.apply(event)
+        assert bool(ctx.broadcasts) == (0 < n < 3), user
+    assert len(p.state.members) == 5
+
+
 def test_the_clock_estimate_keeps_the_fastest_samples():
     rng = random.Random(3)
     true_offset = 4_321.0
