@@ -7,10 +7,9 @@ import asyncio
 import random
 import time
 
-import ray
-
 from client.clock import ClockEstimator
 from tests.serve.client import Client, scrape
+from tests.serve.hosts import kill_and_restart
 
 
 class Device:
@@ -115,8 +114,7 @@ async def test_the_host_hands_over_and_guests_removed_lose_the_party(hub):
 async def test_a_party_keeps_its_state_and_queue_when_its_host_is_killed(hub):
     dj = await make_party(hub, party="tough")
     played = (await dj.ask("party.control", {"party": "tough", "action": "play"}))["state"]
-    host = hub.system.host(hub.system.host_for((hub.tenant, "party", "tough")))
-    ray.kill(host, no_restart=False)
+    await kill_and_restart(hub.system.host(hub.system.host_for((hub.tenant, "party", "tough"))))
     for _ in range(100):
         reply = await dj.expect_ref(await dj.send("party.join", {"party": "tough"}))
         if reply["type"] == "ack":
