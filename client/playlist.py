@@ -54,7 +54,8 @@ class PlaylistDoc:
             self._drain()
 
     def history_op(self, entry: dict[str, Any]) -> None:
-        """An op from ``playlist.history`` (after a gap): same as a broadcast."""
+        """An op from ``playlist.history`` (after a gap): same as a broadcast (it carries
+        ``client_id`` and ``client_seq`` too, so our own op is known as ours)."""
         self.broadcast(entry)
 
     def acked(self, ack: dict[str, Any]) -> None:

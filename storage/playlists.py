@@ -14,10 +14,10 @@ from storage.chat import Projector, at, ms
 
 async def _ops(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
     await conn.executemany(
-        "INSERT INTO playlist_ops (tenant, playlist_id, version, op, author, at) "
-        "VALUES ($1, $2, $3, $4::jsonb, $5, $6)",
-        [(r["tenant"], r["playlist_id"], r["version"], r["op"], r["author"], at(r["at_ms"]))
-         for r in rows])
+        "INSERT INTO playlist_ops (tenant, playlist_id, version, op, author, client_id, "
+        "client_seq, at) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)",
+        [(r["tenant"], r["playlist_id"], r["version"], r["op"], r["author"], r["client_id"],
+          r["client_seq"], at(r["at_ms"])) for r in rows])
 
 
 async def _snapshots(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
@@ -35,11 +35,13 @@ async def ops(pool: asyncpg.Pool, tenant: str, playlist: str, after: int, upto: 
               limit: int) -> list[dict[str, Any]]:
     """Committed ops with ``after < version <= upto``, oldest first."""
     rows = await pool.fetch(
-        "SELECT version, op, author, at FROM playlist_ops WHERE tenant = $1 AND playlist_id = $2"
+        "SELECT version, op, author, client_id, client_seq, at FROM playlist_ops "
+        "WHERE tenant = $1 AND playlist_id = $2"
         " AND version > $3 AND version <= $4 ORDER BY version LIMIT $5",
         tenant, playlist, after, upto, limit)
     return [{"version": r["version"], "op": json.loads(r["op"]) if r["op"] else None,
-             "author": r["author"], "ts_ms": ms(r["at"])} for r in rows]
+             "author": r["author"], "client_id": r["client_id"], "client_seq": r["client_seq"],
+             "ts_ms": ms(r["at"])} for r in rows]
 
 
 async def snapshot_before(pool: asyncpg.Pool, tenant: str, playlist: str, version: int

@@ -96,7 +96,8 @@ class Committed(Event):
     def projections(self, key: tuple[str, str, str]) -> list[tuple[str, dict[str, Any]]]:
         return [("playlist.op", {"tenant": key[0], "playlist_id": key[2],
                                  "version": self.version, "op": json.dumps(self.op),
-                                 "author": self.author, "at_ms": self.at_ms})]
+                                 "author": self.author, "client_id": self.client_id,
+                                 "client_seq": self.client_seq, "at_ms": self.at_ms})]
 
 
 @dataclass(frozen=True, slots=True)

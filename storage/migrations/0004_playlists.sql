@@ -7,6 +7,8 @@ CREATE TABLE playlist_ops (
     version     bigint      NOT NULL,
     op          jsonb,
     author      text        NOT NULL,
+    client_id   text        NOT NULL,  -- with client_seq: a client knows its own ops in
+    client_seq  bigint      NOT NULL,  -- the history it fetches after a gap
     at          timestamptz NOT NULL,
     PRIMARY KEY (tenant, playlist_id, version)
 );

@@ -102,7 +102,7 @@ class Editor:
             history = await self.client.ask("playlist.history", {
                 "playlist": self.playlist, "from_version": self.doc.version})
             for entry in history["ops"]:
-                self.doc.history_op({**entry, "client_id": None})
+                self.doc.history_op(entry)  # our own ops are known by client_id/seq
             if not history["more"]:
                 return
 
