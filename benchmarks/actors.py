@@ -38,6 +38,7 @@ import ray
 from actors.client import ActorSystem
 from rthub import config
 from rthub.config import Settings
+from storage.crypto import new_key
 
 log = logging.getLogger("benchmarks.actors")
 RESULTS = Path(__file__).parent / "results" / "actors.md"
@@ -223,7 +224,8 @@ def main() -> None:
         base = server.url
     settings = settings.replace(postgres_url=asyncio.run(fresh_database(base)),
                                 namespace=f"bench{uuid.uuid4().hex[:6]}", hosts=2,
-                                log_level="WARNING")
+                                log_level="WARNING",
+                                encryption_keys=settings.encryption_keys or new_key("bench"))
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     try:
