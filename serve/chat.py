@@ -148,6 +148,9 @@ async def chat_send(core: GatewayCore, conn: Connection, frame: dict[str, Any]) 
         if missing:
             raise NotFound(f"no attachment {missing[0]!r} uploaded by you; upload with "
                            "POST /v1/attachments first")
+    if payload.reply_to is not None and await chat_store.message_author(
+            await core.db(), conn.identity.tenant, room, payload.reply_to) is None:
+        raise NotFound(f"no message {payload.reply_to!r} in room {room!r} to reply to")
     return await core.room(conn, room).ask(payload)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from cluster.ingress import behind_haproxy
 from rthub.errors import BadRequest, HubError
 from serve import protocol
 from serve.auth import Identity
@@ -43,19 +43,18 @@ class Closing(Exception):
         self.code, self.reason = code, reason
 
 
-def client_ip(ws: WebSocket) -> str:
-    """The client's address. Behind a proxy on this host or the private network (the direct
-    ingress's HAProxy, a load balancer) the first X-Forwarded-For entry, else the peer."""
+def client_ip(ws: WebSocket, behind_haproxy: bool) -> str:
+    """The client's address, for the audit log.
+
+    Under direct ingress every socket comes through the hub's HAProxy, which appends the
+    client's address as the *last* X-Forwarded-For entry (``cluster.ingress``); entries
+    before it are whatever the client sent and prove nothing. Without HAProxy, the peer.
+    """
     peer = ws.client.host if ws.client else ""
-    forwarded = ws.headers.get("x-forwarded-for")
-    if forwarded:
-        try:
-            trusted = ipaddress.ip_address(peer).is_private if peer else False
-        except ValueError:
-            trusted = False
-        if trusted:
-            return forwarded.split(",")[0].strip()[:64]
-    return peer
+    if not behind_haproxy:
+        return peer
+    entries = ",".join(ws.headers.getlist("x-forwarded-for")).split(",")
+    return entries[-1].strip()[:64] or peer
 
 
 class Connection:
@@ -79,7 +78,7 @@ class Connection:
         self.identity = identity
         self.encoding = encoding
         self.id = connection_id
-        self.ip = client_ip(ws)  # for the audit log
+        self.ip = client_ip(ws, behind_haproxy())  # for the audit log
         self.session_id = ""
         # topic -> [epoch, last seq queued (dedupe), last seq the client confirmed (resume)]
         self.positions: dict[str, list[Any]] = {}

@@ -61,6 +61,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (tenant, room_id) DO UPDATE SET name = EXCLUDED.name, search = EXCLUDED.search,
     retention_s = EXCLUDED.retention_s"""
 
+# A room whose search is turned off drops the vectors of what it already holds (its stemmed
+# words included); turned on again, it indexes what is sent from then on.
+_UNINDEX_ROOM = """
+UPDATE chat_messages SET tsv = NULL WHERE tenant = $1 AND room_id = $2 AND tsv IS NOT NULL"""
+
 _UPSERT_MEMBER = """
 INSERT INTO chat_members (tenant, room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (tenant, room_id, user_id) DO UPDATE SET role = EXCLUDED.role"""
@@ -113,6 +118,9 @@ class ChatProjections:
         await conn.executemany(_UPSERT_ROOM, [
             (r["tenant"], r["room_id"], r["name"], r["visibility"], r["owner"], r["search"],
              r["retention_s"], at(r["at_ms"])) for r in rows])
+        unsearchable = [(r["tenant"], r["room_id"]) for r in rows if not r["search"]]
+        if unsearchable:
+            await conn.executemany(_UNINDEX_ROOM, unsearchable)
 
     async def member(self, conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
         await conn.executemany(_UPSERT_MEMBER, [

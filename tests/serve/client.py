@@ -46,8 +46,9 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str, token: str | None = None, binary: bool = False,
-                      query: str = "", **kwargs: Any) -> Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+                      query: str = "", headers: dict[str, str] | None = None,
+                      **kwargs: Any) -> Client:
+        headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         subprotocols = ["rthub.msgpack.v1"] if binary else None
         ws = await websockets.connect(url + query, additional_headers=headers,
                                       subprotocols=subprotocols, open_timeout=20, **kwargs)

@@ -229,6 +229,46 @@ async def test_search_can_be_turned_off_for_a_sensitive_room(hub):
     await olga.close()
 
 
+async def test_turning_search_off_unindexes_what_the_room_already_holds(hub):
+    olga = await Client.connect(hub.url, hub.token("olga"))
+    await olga.ask("room.create", {"room_id": "hr", "name": "h"})
+    await olga.ask("chat.send", {"room": "hr", "text": "salary review", "client_msg_id": "1"})
+    assert len((await olga.ask("chat.search", {"query": "salary"}))["hits"]) == 1
+    await olga.ask("room.update", {"room": "hr", "search": False})
+    assert (await olga.ask("chat.search", {"query": "salary"}))["hits"] == []
+    conn = await db(hub)
+    try:
+        vectors = await conn.fetchval(
+            "SELECT count(tsv) FROM chat_messages WHERE tenant = $1 AND room_id = 'hr'",
+            hub.tenant)
+    finally:
+        await conn.close()
+    assert vectors == 0  # the stemmed words are gone too, not just hidden
+    await olga.ask("room.update", {"room": "hr", "search": True})
+    await olga.ask("chat.send", {"room": "hr", "text": "salary bands", "client_msg_id": "2"})
+    hits = (await olga.ask("chat.search", {"query": "salary"}))["hits"]
+    assert [h["text"] for h in hits] == ["salary bands"]
+    await olga.close()
+
+
+async def test_search_reads_web_syntax_and_ranks_the_closest_match_first(hub):
+    olga = await Client.connect(hub.url, hub.token("olga"))
+    await olga.ask("room.create", {"room_id": "ws", "name": "w"})
+    texts = ["jazz night at the club", "night jazz", "rock night", "jazz jazz jazz tonight"]
+    for n, text in enumerate(texts):
+        await olga.ask("chat.send", {"room": "ws", "text": text, "client_msg_id": str(n)})
+
+    async def found(query: str) -> list[str]:
+        return [h["text"] for h in
+                (await olga.ask("chat.search", {"query": query, "room": "ws"}))["hits"]]
+
+    assert await found('"jazz night"') == ["jazz night at the club"]  # a phrase, in order
+    assert sorted(await found("rock or club")) == ["jazz night at the club", "rock night"]
+    assert sorted(await found("night -jazz")) == ["rock night"]
+    assert (await found("jazz"))[0] == "jazz jazz jazz tonight"  # most occurrences ranks first
+    await olga.close()
+
+
 async def test_http_search_finds_what_the_socket_search_finds(hub):
     olga = await Client.connect(hub.url, hub.token("olga"))
     await olga.ask("room.create", {"room_id": "hs", "name": "h"})
@@ -314,26 +354,44 @@ async def test_text_and_files_are_unreadable_at_rest(hub):
 
 
 async def test_the_audit_log_records_who_did_what_and_admins_read_it(hub):
-    olga = await Client.connect(hub.url, hub.token("olga"))
+    # olga connects from another loopback address and claims a forged X-Forwarded-For: the
+    # log must hold the address she really came from, never the one she wrote (and, under
+    # direct ingress, not HAProxy's 127.0.0.1 either).
+    olga = await Client.connect(hub.url, hub.token("olga"), local_addr=("127.0.0.2", 0),
+                                headers={"X-Forwarded-For": "203.0.113.9"})
     bob = await Client.connect(hub.url, hub.token("bob"))
+    carl = await Client.connect(hub.url, hub.token("carl"))
     await olga.ask("room.create", {"room_id": "aud", "name": "a"})
     await bob.ask("room.join", {"room": "aud"})
+    await carl.ask("room.join", {"room": "aud"})
     await olga.ask("room.role", {"room": "aud", "user": "bob", "role": "moderator"})
     sent = await bob.ask("chat.send", {"room": "aud", "text": "x", "client_msg_id": "1"})
+    await bob.ask("chat.edit", {"room": "aud", "message_id": sent["message_id"], "text": "y"})
     await olga.ask("chat.delete", {"room": "aud", "message_id": sent["message_id"]})
+    await bob.ask("room.kick", {"room": "aud", "user": "carl"})
     await bob.ask("room.leave", {"room": "aud"})
+    await olga.ask("room.create", {"room_id": "aud-p", "name": "p", "visibility": "private"})
+    await olga.ask("room.invite", {"room": "aud-p", "user": "bob"})
     headers = {"authorization": f"Bearer {hub.token('root', scopes='admin')}"}
     async with httpx.AsyncClient() as http:
         log = (await http.get(f"{http_base(hub)}/v1/audit", params={"room": "aud"},
                               headers=headers)).json()
+        private = (await http.get(f"{http_base(hub)}/v1/audit", params={"room": "aud-p"},
+                                  headers=headers)).json()
         denied = await http.get(f"{http_base(hub)}/v1/audit",
                                 headers={"authorization": f"Bearer {hub.token('olga')}"})
     actions = [(e["actor"], e["action"], e["target"], e["message_id"]) for e in log["entries"]]
     assert actions == [("olga", "room.create", None, None), ("olga", "room.join", None, None),
-                       ("bob", "room.join", None, None), ("olga", "room.role", "bob", None),
+                       ("bob", "room.join", None, None), ("carl", "room.join", None, None),
+                       ("olga", "room.role", "bob", None),
+                       ("bob", "chat.edit", None, sent["message_id"]),
                        ("olga", "chat.delete", None, sent["message_id"]),
+                       ("bob", "room.kick", "carl", None),
                        ("bob", "room.leave", "bob", None)]
-    assert all(e["ip"] == "127.0.0.1" for e in log["entries"])
+    assert [(e["actor"], e["action"], e["target"]) for e in private["entries"]][-1] == \
+        ("olga", "room.invite", "bob")
+    ips = {e["actor"]: e["ip"] for e in log["entries"] + private["entries"]}
+    assert ips == {"olga": "127.0.0.2", "bob": "127.0.0.1", "carl": "127.0.0.1"}
     assert denied.status_code == 403
     conn = await db(hub)
     try:
@@ -341,8 +399,8 @@ async def test_the_audit_log_records_who_did_what_and_admins_read_it(hub):
             await conn.execute("DELETE FROM audit_log WHERE tenant = $1", hub.tenant)
     finally:
         await conn.close()
-    await olga.close()
-    await bob.close()
+    for client in (olga, bob, carl):
+        await client.close()
 
 
 # -- durability ----------------------------------------------------------------------------------

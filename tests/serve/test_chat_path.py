@@ -95,3 +95,22 @@ async def test_only_members_may_follow_or_read_a_private_room(hub):
     assert denied["code"] == "forbidden"
     await alice.close()
     await mallory.close()
+
+
+async def test_a_reply_names_a_message_of_the_room(hub):
+    alice = await Client.connect(hub.url, hub.token("alice"))
+    await make_room(hub, alice, "replies")
+    first = await alice.ask("chat.send", {"room": "replies", "text": "q", "client_msg_id": "1"})
+    await alice.ask("chat.send", {"room": "replies", "text": "a", "client_msg_id": "2",
+                                  "reply_to": first["message_id"]})
+    broadcast = [(await alice.expect("chat.message", topic="room:replies"))["content"]
+                 for _ in range(2)]
+    assert broadcast[1]["reply_to"] == first["message_id"]
+    error = await alice.error_for("chat.send", {"room": "replies", "text": "lost",
+                                                "client_msg_id": "3", "reply_to": "nope"})
+    assert error == {"code": "not_found",
+                     "message": "no message 'nope' in room 'replies' to reply to"}
+    history = await alice.ask("chat.history", {"room": "replies"})
+    assert [(m["text"], m.get("reply_to")) for m in history["messages"]] == \
+        [("q", None), ("a", first["message_id"])]
+    await alice.close()
