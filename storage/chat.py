@@ -171,7 +171,7 @@ async def message_author(pool: asyncpg.Pool, tenant: str, room: str, message_id:
 # The user's rooms as an array, not a join: with a join the planner probes the GIN index once
 # per room (a common word's whole posting list, again and again); with ``= ANY(array)`` it
 # reads the posting list once and intersects it with one scan of the room index
-# (benchmarks/search.py: p95 80 -> 21 ms over a user's rooms at 1M messages).
+# (benchmarks/search.py: p95 63 -> 17 ms over a user's rooms at 1M messages).
 _SEARCH = """
 SELECT m.room_id, m.message_id, m.seq, m.sender, m.sealed, m.key_id, m.body, m.sent_at,
        ts_rank(m.tsv, q) AS rank

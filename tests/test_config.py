@@ -21,6 +21,10 @@ def test_defaults_match_the_seed_names_and_values():
     assert settings.message_batch_size == 100
     assert settings.notification_queue_size == 10_000
     assert settings.data_dir == Path(".rthub")
+    # the chat issue's defaults
+    assert settings.chat_max_text == 4000
+    assert settings.presence_limit == 200
+    assert settings.attachment_max_bytes == 25 * 1024 * 1024
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [

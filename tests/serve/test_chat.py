@@ -62,6 +62,9 @@ async def test_no_cell_of_the_permission_matrix_leaks(hub, visibility):
             await olga.ask("room.invite", {"room": room, "user": "bob"})
         await bob.ask("room.join", {"room": room})
     if visibility == "direct":
+        # one room per pair, whoever creates it: bob's create finds olga's room
+        again = await bob.ask("room.create", {"visibility": "direct", "members": ["olga"]})
+        assert (again["room_id"], again["existing"]) == (room, True)
         await bob.ask("subscribe", {"topic": f"room:{room}"})
     stored = await upload(hub, hub.token("olga"), png())
     attachment = stored.json()["attachment_id"]
@@ -81,6 +84,10 @@ async def test_no_cell_of_the_permission_matrix_leaks(hub, visibility):
             assert history["content"]["messages"][-1]["text"] == f"the {word} song"
         hits = (await client.ask("chat.search", {"query": word}))["hits"]
         assert [h["room"] for h in hits] == ([room] if allowed else []), who
+        async with httpx.AsyncClient() as http:
+            found = await http.get(f"{http_base(hub)}/v1/search", params={"q": word},
+                                   headers={"authorization": f"Bearer {token}"})
+        assert [h["room"] for h in found.json()["hits"]] == ([room] if allowed else []), who
         receive = await client.expect_ref(await client.send("subscribe",
                                                              {"topic": f"room:{room}"}))
         assert (receive["type"] == "ack") is allowed, (who, receive)
