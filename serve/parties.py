@@ -44,8 +44,6 @@ def _fields(conn: Connection, content: dict[str, Any]) -> dict[str, Any]:
     return entity_fields(content, conn.identity.user, "party")
 
 
-
-
 @handles("party.create")
 async def party_create(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = dict(frame["content"])
@@ -67,7 +65,7 @@ async def party_join(core: GatewayCore, conn: Connection, frame: dict[str, Any])
 @handles("party.leave")
 async def party_leave(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     party = party_of(frame["content"])
-    reply = await core.party(conn, party).ask(Leave(conn.identity.user))
+    reply = await core.party(conn, party).ask(Leave(conn.identity.user, conn.id))
     await core.unfollow(conn, f"party:{party}")
     return reply
 

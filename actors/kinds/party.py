@@ -38,13 +38,22 @@ from actors.kinds.party_types import (
     Quality,
     Queued,
     QueueOp,
+    RecommendationsAsked,
     RecommendationsShown,
     Recommended,
     Remove,
     Report,
     TierSet,
+    WentEmpty,
 )
-from actors.kinds.presence import PRESENCE_EVENTS, PRESENCE_MESSAGES, Presence
+from actors.kinds.presence import (
+    OCCUPANCY_EVERY_S,
+    PRESENCE_EVENTS,
+    PRESENCE_MESSAGES,
+    FlushOccupancy,
+    OccupancyPending,
+    Presence,
+)
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
 
 MAX_QUEUE = 500
@@ -73,7 +82,7 @@ class ListeningParty(Presence, Entity):
     messages = (Create, Join, Leave, Authorize, Control, QueueOp, Quality, Report, HandOver,
                 Remove, End, IdleCheck, Recommended, *PRESENCE_MESSAGES)
     events = (Created, Joined, Left, Played, Queued, HostChanged, Ended, RecommendationsShown,
-              TierSet, *PRESENCE_EVENTS)
+              TierSet, WentEmpty, RecommendationsAsked, *PRESENCE_EVENTS)
     __slots__ = ()
 
     @dataclass(slots=True)
@@ -97,6 +106,8 @@ class ListeningParty(Presence, Entity):
         present: dict[str, dict[str, Any]] = transient(dict)
         occupancy_pending: list[bool] = transient(lambda: [False])
         tiers: dict[str, int] = transient(dict)  # device -> bitrate tier
+        empty_since_ms: int = transient(int)  # when the last present user left
+        asked_version: int = transient(int)  # queue_version of the latest recommendations ask
 
     @property
     def topic(self) -> str:
@@ -137,7 +148,14 @@ class ListeningParty(Presence, Entity):
     def _presence_changed(self, event_type: str, user: str, name: str, ctx: Context) -> None:
         super()._presence_changed(event_type, user, name, ctx)
         if event_type == "presence.leave" and set(self.state.present) <= {user}:
+            ctx.emit(WentEmpty(ctx.now_ms))  # a later leave restarts the idle clock
             ctx.schedule(ctx.settings.party_idle_s, IdleCheck(ctx.now_ms))
+
+    def _occupancy_soon(self, ctx: Context) -> None:
+        """A membership change not announced one by one: the next occupancy count covers it."""
+        if not self.state.occupancy_pending[0]:
+            ctx.emit(OccupancyPending(True))
+            ctx.schedule(OCCUPANCY_EVERY_S, FlushOccupancy())
 
     # -- views ---------------------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
@@ -185,6 +203,7 @@ class ListeningParty(Presence, Entity):
                                                          "user": msg.user}, seq=seq)
             else:  # a concert: a join per listener to every listener would be quadratic;
                 ctx.emit(Joined(msg.user, 0))  # the occupancy counts say how many are here
+                self._occupancy_soon(ctx)
         ctx.reply({"state": self.view(), "queue": self._queue_view()})
 
     @handles(Authorize)
@@ -195,7 +214,7 @@ class ListeningParty(Presence, Entity):
     @handles(Leave)
     def leave(self, msg: Leave, ctx: Context) -> None:
         self._member(msg.user)
-        self._remove(msg.user, msg.user, ctx)
+        self._remove(msg.user, msg.user, ctx, msg.device)
         ctx.reply({"party": self.key[2]})
 
     @handles(Remove)
@@ -206,13 +225,23 @@ class ListeningParty(Presence, Entity):
         self._remove(msg.target, msg.user, ctx)
         ctx.reply({"party": self.key[2], "removed": msg.target})
 
-    def _remove(self, user: str, by: str, ctx: Context) -> None:
-        seq = self.state.seq + 1
-        ctx.emit(Left(user, by, seq))
-        ctx.publish(self.topic, "party.left", {"party": self.key[2], "user": user, "by": by},
-                    seq=seq)
-        self._devices_gone(user, list(self.state.present.get(user, {}).get("devices", {})),
-                           ctx)
+    def _remove(self, user: str, by: str, ctx: Context, device: str = "") -> None:
+        """``party.left`` is announced like ``party.joined``: one by one up to
+        RTHUB_PRESENCE_LIMIT members, above it only when some socket must lose the topic
+        through it (a kicked guest's, or another socket of the user leaving); the occupancy
+        counts say how many are left."""
+        devices = list(self.state.present.get(user, {}).get("devices", {}))
+        if (len(self.state.members) <= ctx.settings.presence_limit or by != user
+                or set(devices) - {device}):
+            seq = self.state.seq + 1
+            ctx.emit(Left(user, by, seq))
+            ctx.publish(self.topic, "party.left",
+                        {"party": self.key[2], "user": user, "by": by}, seq=seq)
+        else:
+            ctx.emit(Left(user, by, 0))
+            if not devices:  # no presence.leave follows to trigger the count
+                self._occupancy_soon(ctx)
+        self._devices_gone(user, devices, ctx)
 
     @handles(HandOver)
     def hand_over(self, msg: HandOver, ctx: Context) -> None:
@@ -233,7 +262,9 @@ class ListeningParty(Presence, Entity):
 
     @handles(IdleCheck)
     def idle_check(self, msg: IdleCheck, ctx: Context) -> None:
-        if not self.state.ended and self.state.host and not self.state.present:
+        s = self.state
+        if (not s.ended and s.host and not s.present
+                and msg.since_ms == s.empty_since_ms):  # empty ever since this timer's leave
             self._end("", ctx)
 
     def _end(self, by: str, ctx: Context) -> None:
@@ -357,14 +388,23 @@ class ListeningParty(Presence, Entity):
             "queue": [{"item_id": i, "track": t, "added_by": a, "votes": len(v)}
                       for i, t, a, v in queue]}, seq=seq)
         if len(queue) < LOW_QUEUE and op != "add":
+            ctx.emit(RecommendationsAsked(version))
             ctx.call("recommend", {"seed": [*s.played[-5:], *(t for _, t, _, _ in queue)],
                                    "exclude": [t for _, t, _, _ in queue], "count": 5},
                      Recommended, queue_version=version)
 
     @handles(Recommended)
     def recommended(self, msg: Recommended, ctx: Context) -> None:
-        tracks = msg.result.get("tracks", [])
-        if msg.error or not tracks or self.state.ended:
+        """An answer made for an older queue is judged against the queue now: dropped when a
+        newer ask is out (its answer will come) or the queue is no longer low; otherwise
+        pushed without the tracks queued since."""
+        s = self.state
+        if (msg.error or s.ended or msg.queue_version != s.asked_version
+                or len(s.queue) >= LOW_QUEUE):
+            return
+        queued = [t for _, t, _, _ in s.queue]
+        tracks = [t for t in msg.result.get("tracks", []) if t not in queued]
+        if not tracks:
             return
         seq = self.state.seq + 1
         ctx.emit(RecommendationsShown(seq))
@@ -398,7 +438,7 @@ class ListeningParty(Presence, Entity):
     @applies(Left)
     def _left(self, ev: Left) -> None:
         self.state.members.pop(ev.user, None)
-        self.state.seq = ev.seq
+        self.state.seq = max(self.state.seq, ev.seq)
 
     @applies(Played)
     def _played(self, ev: Played) -> None:
@@ -429,3 +469,11 @@ class ListeningParty(Presence, Entity):
     @applies(TierSet)
     def _tier_set(self, ev: TierSet) -> None:
         self.state.tiers[ev.device] = ev.tier
+
+    @applies(WentEmpty)
+    def _went_empty(self, ev: WentEmpty) -> None:
+        self.state.empty_since_ms = ev.at_ms
+
+    @applies(RecommendationsAsked)
+    def _recommendations_asked(self, ev: RecommendationsAsked) -> None:
+        self.state.asked_version = ev.queue_version

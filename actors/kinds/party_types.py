@@ -33,6 +33,7 @@ class Join(Message):
 class Leave(Message):
     type: ClassVar[str] = "party.leave"
     user: str
+    device: str = ""  # the socket leaving (its other sockets, if any, must lose the topic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,8 @@ class End(Message):
 
 @dataclass(frozen=True, slots=True)
 class IdleCheck(Message):
-    """Timer: end the party if nobody has been here since the timer was set."""
+    """Timer: end the party if it has stayed empty since ``since_ms`` (the time the last
+    present user left). A timer from an earlier leave, with a visit after it, does nothing."""
 
     type: ClassVar[str] = "party.idle_check"
     since_ms: int
@@ -109,7 +111,8 @@ class IdleCheck(Message):
 
 @dataclass(frozen=True, slots=True)
 class Recommended(Message):
-    """The recommendation service's answer (``ctx.call``)."""
+    """The recommendation service's answer (``ctx.call``) to the request made when the queue
+    reached ``queue_version``."""
 
     type: ClassVar[str] = "party.recommended"
     queue_version: int
@@ -189,3 +192,19 @@ class TierSet(Event):
     durable: ClassVar[bool] = False
     device: str
     tier: int
+
+
+@dataclass(frozen=True, slots=True)
+class WentEmpty(Event):
+    """The last present user left at ``at_ms`` (the idle clock starts)."""
+
+    durable: ClassVar[bool] = False
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationsAsked(Event):
+    """Recommendations were asked for at ``queue_version`` (only the latest ask is answered)."""
+
+    durable: ClassVar[bool] = False
+    queue_version: int

@@ -4,6 +4,7 @@ corrections, quality tiers, hand-over, idle end. And the client clock estimator.
 from __future__ import annotations
 
 import random
+import statistics
 
 import pytest
 
@@ -136,6 +137,37 @@ def test_a_low_queue_asks_the_recommendation_service(party):
     assert shown.broadcasts[0].type == "party.recommendations"
 
 
+def answer(party: ListeningParty, call, tracks: list[str]) -> list:
+    return run(party, Clock, "party.recommended", queue_version=call.fields["queue_version"],
+               result={"tracks": tracks}).broadcasts
+
+
+def test_an_answer_overtaken_by_a_newer_ask_is_not_pushed(party):
+    run(party, Clock, "party.control", user="dj", action="skip")  # q1, q2 left
+    (older,) = run(party, Clock, "party.control", user="dj", action="skip").calls  # q2 left
+    (newer,) = run(party, Clock, "party.control", user="dj", action="skip").calls  # empty
+    assert older.fields["queue_version"] < newer.fields["queue_version"]
+    assert answer(party, older, ["old"]) == []  # late: the newer ask's answer counts
+    (pushed,) = answer(party, newer, ["new"])
+    assert (pushed.type, pushed.content["tracks"]) == ("party.recommendations", ["new"])
+
+
+def test_an_answer_for_a_queue_that_filled_up_since_is_not_pushed(party):
+    run(party, Clock, "party.control", user="dj", action="skip")
+    (call,) = run(party, Clock, "party.control", user="dj", action="skip").calls  # q2 left
+    run(party, Clock, "party.queue", user="dj", op="add", track="mine", item_id="m")
+    assert answer(party, call, ["rec"]) == []  # two tracks queued again: not low any more
+
+
+def test_an_answer_for_a_queue_still_low_leaves_out_tracks_queued_since(party):
+    for _ in range(3):
+        ctx = run(party, Clock, "party.control", user="dj", action="skip")
+    (call,) = ctx.calls  # the queue is empty
+    run(party, Clock, "party.queue", user="gus", op="add", track="rec1", item_id="g")
+    (pushed,) = answer(party, call, ["rec1", "rec2"])
+    assert pushed.content["tracks"] == ["rec2"]
+
+
 def test_a_party_nobody_attends_ends_after_the_idle_time(party):
     run(party, Clock, "presence.attach", user="gus", device="d1")
     left = run(party, Clock, "presence.detach", user="gus", device="d1")
@@ -145,6 +177,71 @@ def test_a_party_nobody_attends_ends_after_the_idle_time(party):
     assert ended.broadcasts[0].type == "party.ended"
     with pytest.raises(Conflict, match="has ended"):
         run(party, Clock, "party.control", user="dj", action="play")
+
+
+def test_a_timer_from_an_earlier_leave_does_not_end_a_party_visited_since(party):
+    run(party, Clock, "presence.attach", user="gus", device="d1")
+    (first,) = [t for t in run(party, Clock, "presence.detach", user="gus",
+                                device="d1").timers if t.message.type == "party.idle_check"]
+    Clock.ms += 30_000
+    run(party, Clock, "presence.attach", user="gus", device="d2")  # back before the idle time
+    Clock.ms += 10_000
+    (second,) = [t for t in run(party, Clock, "presence.detach", user="gus",
+                                 device="d2").timers if t.message.type == "party.idle_check"]
+    Clock.ms += 20_000  # the first timer fires: empty for 20 s only, not 60
+    early = run(party, Clock, first.message.type, **first.message.encode())
+    assert (early.broadcasts, early.events, party.state.ended) == ([], [], False)
+    run(party, Clock, "party.control", user="dj", action="play")
+    Clock.ms += 40_000  # the second: 60 s of emptiness since the last leave
+    ended = run(party, Clock, second.message.type, **second.message.encode())
+    assert [b.type for b in ended.broadcasts] == ["party.ended"]
+    assert party.state.ended
+
+
+def big_party(limit: int, users: list[str]) -> ListeningParty:
+    settings = config.load({"RTHUB_PRESENCE_LIMIT": str(limit)})
+    p = ListeningParty(("t", "party", "concert"))
+    for n, user in enumerate(users):
+        ctx = Context(p.key, 0, settings)
+        p.handle("party.create" if n == 0 else "party.join",
+                 {"user": user, "name": "x"} if n == 0 else {"user": user}, ctx)
+        for event in ctx.events:
+            p.apply(event)
+    return p
+
+
+def test_leaves_from_a_concert_sized_party_are_not_announced_one_by_one():
+    p = big_party(3, ["dj", "a", "b", "c", "d", "e"])  # 6 members, limit 3
+    big = config.load({"RTHUB_PRESENCE_LIMIT": "3"})
+
+    def send(message_type: str, **payload) -> Context:
+        ctx = Context(p.key, 0, big)
+        p.handle(message_type, payload, ctx)
+        for event in ctx.events:
+            p.apply(event)
+        return ctx
+
+    for user, devices in (("a", ["a1"]), ("b", ["b1", "b2"]), ("c", ["c1"])):
+        for device in devices:
+            send("presence.attach", user=user, device=device)
+    send("presence.flush")  # the counts of the attaches above went out
+    left = send("party.leave", user="a", device="a1")  # its only socket: nobody to tell
+    assert [b.type for b in left.broadcasts if b.type == "party.left"] == []
+    assert [t.message.type for t in left.timers] == ["presence.flush"]  # the count covers it
+    assert send("presence.flush").broadcasts[0].content["members"] == 5
+    gone = send("party.leave", user="e")  # no socket present at all: the count still covers it
+    assert [b.type for b in gone.broadcasts] == []
+    assert [t.message.type for t in gone.timers] == ["presence.flush"]
+    send("presence.flush")
+    other_tab = send("party.leave", user="b", device="b1")  # b2 must lose the topic too
+    assert [b.content["user"] for b in other_tab.broadcasts if b.type == "party.left"] == ["b"]
+    kicked = send("party.kick", user="dj", target="c")  # the kicked guest must lose it
+    assert [b.content["user"] for b in kicked.broadcasts if b.type == "party.left"] == ["c"]
+    assert list(p.state.members) == ["dj", "d"]
+    at_limit = big_party(3, ["dj", "a", "b"])
+    ctx = Context(at_limit.key, 0, big)
+    at_limit.handle("party.leave", {"user": "a"}, ctx)
+    assert [b.type for b in ctx.broadcasts] == ["party.left"]  # as its join was
 
 
 def test_joins_to_a_concert_sized_party_are_not_announced_one_by_one():
@@ -175,3 +272,37 @@ def test_the_clock_estimate_keeps_the_fastest_samples():
         local = t3 + 100
     assert clock.error_bound_ms < 20
     assert abs(clock.offset_ms - true_offset) < 20  # the sync target, with 0-50 ms jitter
+
+
+def one_sided_exchanges(rng: random.Random, true_offset: float, count: int = 16
+                        ) -> list[tuple[float, float, float, float]]:
+    """Exchanges over a link whose uplink sometimes waits in a queue: most take 1-3 ms each
+    way, about one in three waits 20-200 ms more on the way up (never on the way down)."""
+    exchanges, local = [], 1_000_000.0
+    for _ in range(count):
+        up, down = rng.uniform(1, 3), rng.uniform(1, 3)
+        if rng.random() < 0.35:
+            up += rng.uniform(20, 200)
+        t0 = local
+        t1 = t0 + up + true_offset
+        t2 = t1 + 0.2
+        t3 = t2 - true_offset + down
+        exchanges.append((t0, t1, t2, t3))
+        local = t3 + 100
+    return exchanges
+
+
+def test_the_lowest_delay_filter_sees_through_one_sided_queueing_that_fools_a_mean():
+    """50 links, 16 exchanges each: the filter is within the 20 ms sync target on every one
+    (within 2 ms, the short links' asymmetry); the mean of the same samples misses it on
+    many, as each queued sample pulls it by half its wait."""
+    true_offset = -2_718.0
+    filter_errors, mean_errors = [], []
+    for seed in range(50):
+        clock = ClockEstimator()
+        for exchange in one_sided_exchanges(random.Random(seed), true_offset):
+            clock.add(*exchange)
+        filter_errors.append(abs(clock.offset_ms - true_offset))
+        mean_errors.append(abs(statistics.fmean(o for _, o in clock.samples) - true_offset))
+    assert max(filter_errors) < 2
+    assert sum(error > 20 for error in mean_errors) >= 10, sorted(mean_errors)
