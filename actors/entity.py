@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from actors.messages import Event, Message
+from actors.messages import Event, Message, field_specs
 from rthub.config import Settings
 from rthub.errors import BadRequest
 
@@ -232,8 +232,8 @@ class Entity:
         idempotency cache made that copy a visible share of a busy host's time.
         """
         state = self.state
-        fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
-                  if not f.metadata.get("transient")}
+        fields = {name: getattr(state, name) for name, spec in field_specs(type(state)).items()
+                  if not spec.metadata.get("transient")}
         return msgpack.packb(fields, use_bin_type=True, default=_nested_dataclass)
 
     @classmethod

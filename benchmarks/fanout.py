@@ -2,6 +2,7 @@
 
     python -m benchmarks.fanout            # full run
     python -m benchmarks.fanout --quick    # small and short, for a sanity check
+    python -m benchmarks.fanout --only direct --scenarios s2   # one target, one scenario
 
 S1: one room of --members (1,000) members, one publisher at rising rates; each step runs
 --step-s seconds; the max sustained rate is the highest with no loss and p99 < 50 ms.
@@ -393,6 +394,9 @@ class Result:
 
 
 def median_step(steps: list[Step]) -> Step:
+    """The median run's step (NONE when the scenario did not run)."""
+    if not steps:
+        return NONE
     return sorted(steps, key=lambda s: s.deliveries_per_s)[len(steps) // 2]
 
 
@@ -406,13 +410,16 @@ async def run(args: argparse.Namespace) -> str:
         try:
             sustained_runs, peak_runs, s2_runs = [], [], []
             for _ in range(args.runs):
-                s1 = await scenario_one(target, args.members, args.step_s)
-                sustained_runs.append(max((s for s in s1 if s.sustained), default=NONE,
-                                          key=lambda s: s.deliveries_per_s))
-                peak_runs.append(max((s for s in s1 if s.lossless), default=NONE,
-                                     key=lambda s: s.deliveries_per_s))
-                s2_runs.append(await scenario_two(target, args.rooms, args.step_s))
-            idle = [await scenario_three(target, count) for count in args.idle]
+                if "s1" in args.scenarios:
+                    s1 = await scenario_one(target, args.members, args.step_s)
+                    sustained_runs.append(max((s for s in s1 if s.sustained), default=NONE,
+                                              key=lambda s: s.deliveries_per_s))
+                    peak_runs.append(max((s for s in s1 if s.lossless), default=NONE,
+                                         key=lambda s: s.deliveries_per_s))
+                if "s2" in args.scenarios:
+                    s2_runs.append(await scenario_two(target, args.rooms, args.step_s))
+            idle = ([await scenario_three(target, count) for count in args.idle]
+                    if "s3" in args.scenarios else [])
             results[target.name] = Result(median_step(sustained_runs), median_step(peak_runs),
                                           median_step(s2_runs), idle)
         finally:
@@ -451,6 +458,8 @@ def render(results: dict[str, Result], args: argparse.Namespace) -> str:
             f"| {ratio(peak, sio and sio.peak)} | {ratio(peak, plain and plain.peak)} "
             f"| {s2.deliveries_per_s:,.0f} | {s2.pct(0.5):.1f} / {s2.pct(0.99):.1f} "
             f"| {s2.expected - s2.delivered} |")
+    if not any(r.idle for r in results.values()):  # S3 not run
+        return "\n".join(lines) + "\n"
     lines += ["", "S3: idle sockets (connected and authenticated, nothing joined); memory is the "
               "resident growth of the server's whole process tree.", "",
               "| server | " + " | ".join(f"{n:,} sockets: held / connects/s / KB each"
@@ -483,10 +492,13 @@ def main() -> None:
     parser.add_argument("--step-s", type=float)
     parser.add_argument("--idle", help="S3 socket counts, comma-separated (5000,20000)")
     parser.add_argument("--only", help="comma-separated words: run the targets named so")
+    parser.add_argument("--scenarios", default="s1,s2,s3",
+                        help="comma-separated: which of s1, s2, s3 to run (default all)")
     args = parser.parse_args()
     args.members = args.members or (200 if args.quick else 1000)
     args.rooms = args.rooms or (100 if args.quick else 500)
     args.runs = args.runs or (1 if args.quick else 3)
+    args.scenarios = set(args.scenarios.split(","))
     args.step_s = args.step_s or (2.0 if args.quick else 4.0)
     args.idle = [int(n) for n in (args.idle or ("1000" if args.quick else "5000,20000")
                                   ).split(",")]
