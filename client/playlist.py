@@ -9,7 +9,7 @@ local list is always ``confirmed`` + in flight + pending, and converges to the s
 Drive it with the frames of PROTOCOL.md: ``opened(ack of playlist.open)``, ``local(op)``
 for an edit, ``next_frame()`` for what to send, ``acked(ack)`` and ``broadcast(content)``
 for what arrives, ``resend()`` after a reconnect. Ops are applied strictly in version
-order; one that arrives early waits for the versions before it.
+order; one that arrives early waits for the versions before it (``gap`` says so).
 """
 
 from __future__ import annotations
@@ -133,3 +133,10 @@ class PlaylistDoc:
     @property
     def idle(self) -> bool:
         return self.inflight is None and not self.pending
+
+    @property
+    def gap(self) -> bool:
+        """Ops (or our ack) arrived past a version not seen yet. Usually the stream brings it
+        a moment later; if not (a host killed between committing and publishing never sends
+        it), ask ``playlist.history`` from ``version`` and pass each op to ``history_op``."""
+        return bool(self._early)

@@ -17,6 +17,8 @@ from serve.handlers import entity_fields, follow_topic, handles
 from storage import playlists as store
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from serve.connection import Connection
     from serve.gateway import GatewayCore
 
@@ -81,13 +83,20 @@ async def playlist_history(core: GatewayCore, conn: Connection, frame: dict[str,
 
 async def items_at(core: GatewayCore, tenant: str, playlist: str, version: int
                    ) -> list[list[Any]]:
-    """The list at ``version``: the newest milestone at or before it, plus the ops since."""
-    pool = await core.db()
+    """The list at ``version`` (what ``playlist.revert`` restores)."""
+    return (await replay(await core.db(), tenant, playlist, version))[1]
+
+
+async def replay(pool: asyncpg.Pool, tenant: str, playlist: str, version: int
+                 ) -> tuple[int, list[list[Any]]]:
+    """The list at ``version``, built from the newest milestone at or before it plus the ops
+    since: (the milestone's version, the list)."""
     found = await store.snapshot_before(pool, tenant, playlist, version)
     if found is None:
         raise NotFound(f"no version {version} of playlist {playlist!r}")
-    start, items = found
+    milestone, items = found
     state: ot.Items = [(i, t) for i, t in items]
+    start = milestone
     while start < version:
         batch = await store.ops(pool, tenant, playlist, start, version, HISTORY_MAX)
         if not batch:
@@ -95,7 +104,7 @@ async def items_at(core: GatewayCore, tenant: str, playlist: str, version: int
         for entry in batch:
             state = ot.apply(state, entry["op"])
         start = batch[-1]["version"]
-    return [[i, t] for i, t in state]
+    return milestone, [[i, t] for i, t in state]
 
 
 @handles("playlist.revert")

@@ -79,7 +79,8 @@ class Playlist(Presence, Entity):
         version: int = 0
         seq: int = 0  # of the playlist:<id> stream
         recent: list[list[Any]] = field(default_factory=list)  # [version, op, undo]
-        answers: dict[str, list[Any]] = field(default_factory=dict)  # client op -> reply
+        # client op -> its first result, [version, op, conflict] (see _result)
+        answers: dict[str, list[Any]] = field(default_factory=dict)
         # transient: collaborators here now (see actors.kinds.presence)
         present: dict[str, dict[str, Any]] = transient(dict)
         occupancy_pending: list[bool] = transient(lambda: [False])
@@ -146,14 +147,17 @@ class Playlist(Presence, Entity):
         if not 1 <= len(msg.client_id) <= 64:
             raise BadRequest("client_id must be 1 to 64 characters")
         answered = self.state.answers.get(f"{msg.client_id}\x1f{msg.client_seq}")
-        if answered is not None:  # a resend after a reconnect: the first result
-            ctx.reply({"version": answered[0], "op": answered[1], "duplicate": True})
+        if answered is not None:  # a resend after a reconnect: the first result, whole
+            ctx.reply({**_result(*answered), "duplicate": True})
             return
         op = check_op(msg.op)
         if not 0 <= msg.base_version <= self.state.version:
             raise BadRequest(f"base_version must be from 0 to {self.state.version}")
         base, newer = self._since(msg.base_version)
         op, _ = ot.transform_against(op, newer, base)
+        if ot.kind(op) in ("remove", "move") and not any(
+                i == op[ot.kind(op)]["item_id"] for i, _ in self.state.items):
+            op = None  # the item is gone (before or since base_version): a no-op version
         conflict = ""
         if ot.kind(op) == "insert":
             if op["insert"]["item_id"] in self.state.added_by or any(
@@ -191,10 +195,7 @@ class Playlist(Presence, Entity):
                                    "author": author, "client_id": client_id,
                                    "client_seq": client_seq}
         ctx.publish(self.topic, "playlist.op", content, seq=seq)
-        reply: dict[str, Any] = {"version": version, "op": op}
-        if conflict:
-            reply["conflict"] = conflict
-        ctx.reply(reply)
+        ctx.reply(_result(version, op, conflict))
 
     @handles(Revert)
     def revert(self, msg: Revert, ctx: Context) -> None:
@@ -240,7 +241,7 @@ class Playlist(Presence, Entity):
         s.version, s.seq = ev.version, ev.seq
         s.recent.append([ev.version, ev.op, ev.undo])
         del s.recent[:-RECENT]
-        s.answers[f"{ev.client_id}\x1f{ev.client_seq}"] = [ev.version, ev.op]
+        s.answers[f"{ev.client_id}\x1f{ev.client_seq}"] = [ev.version, ev.op, ev.conflict]
         while len(s.answers) > REMEMBERED:
             del s.answers[next(iter(s.answers))]
 
@@ -252,6 +253,11 @@ class Playlist(Presence, Entity):
     def _shared(self, ev: Shared) -> None:
         self.state.roles[ev.user] = ev.role
         self.state.seq = ev.seq
+
+
+def _result(version: int, op: ot.Op, conflict: str = "") -> dict[str, Any]:
+    """The ack of a committed op; a resend of it gets this again (plus ``duplicate``)."""
+    return {"version": version, "op": op, **({"conflict": conflict} if conflict else {})}
 
 
 def _undo(before: ot.Items, op: ot.Op) -> ot.Op:

@@ -59,9 +59,42 @@ def test_a_missing_playlist_is_not_found():
 
 def test_a_resent_op_gets_its_first_result(playlist):
     first = submit(playlist, "ed", ins(0, "t1", "a"), 0, 1)
-    again = submit(playlist, "ed", ins(0, "t1", "a"), 0, 1)
-    assert again == {**first, "duplicate": True}
+    resent = run(playlist, "playlist.op", user="ed", base_version=0, client_id="c1",
+                 client_seq=1, op=ins(0, "t1", "a"))
+    assert resent.reply_content == {**first, "duplicate": True}
+    assert resent.events == []  # not committed twice
+    assert resent.broadcasts == []
     assert playlist.state.version == 1
+
+
+def test_a_resent_op_that_met_a_conflict_gets_the_conflict_again(playlist):
+    submit(playlist, "ed", ins(0, "song", "a"), 0, 1)
+    refused = submit(playlist, "ed", ins(0, "song", "b"), 1, 2)  # no duplicates here
+    assert refused == {"version": 2, "op": None,
+                       "conflict": "the track is already in the playlist (no duplicates)"}
+    submit(playlist, "olga", {"remove": {"item_id": "a"}}, 2, 1, "o")  # the song is gone now
+    assert submit(playlist, "ed", ins(0, "song", "b"), 1, 2) == {**refused, "duplicate": True}
+    restarted = Playlist.restore(playlist.key, playlist.snapshot())  # a host came back
+    assert submit(restarted, "ed", ins(0, "song", "b"), 1, 2) == {**refused, "duplicate": True}
+    assert restarted.state.version == 3
+    assert restarted.state.items == []
+
+
+def test_an_op_on_an_item_that_is_gone_is_acknowledged_with_a_new_version(playlist):
+    submit(playlist, "olga", ins(0, "t1", "a"), 0, 1, "o")
+    submit(playlist, "olga", ins(1, "t2", "b"), 1, 2, "o")
+    submit(playlist, "olga", {"remove": {"item_id": "a"}}, 2, 3, "o")
+    stale = run(playlist, "playlist.op", user="ed", base_version=2, client_id="e",
+                client_seq=1, op={"move": {"item_id": "a", "to_index": 1}})  # made before
+    assert stale.reply_content == {"version": 4, "op": None}
+    fresh = run(playlist, "playlist.op", user="ed", base_version=4, client_id="e",
+                client_seq=2, op={"remove": {"item_id": "a"}})  # nothing in between
+    assert fresh.reply_content == {"version": 5, "op": None}
+    for ctx, version in ((stale, 4), (fresh, 5)):
+        (broadcast,) = ctx.broadcasts
+        assert (broadcast.content["version"], broadcast.content["op"]) == (version, None)
+    assert [i for i, _ in playlist.state.items] == ["b"]
+    assert playlist.state.version == 5
 
 
 def test_a_stale_op_is_transformed_and_broadcast_transformed(playlist):

@@ -131,3 +131,17 @@ def test_a_revert_wins_over_anything_concurrent():
     insert = {"insert": {"index": 0, "track": "X", "item_id": "x"}}
     assert transform(insert, reset, BASE) is None
     assert ids(apply(apply(BASE, insert), transform(reset, insert, BASE))) == ["a"]
+
+
+def test_a_move_counts_its_target_index_after_taking_the_item_out():
+    """json0's list move: ``to_index`` is a position in the list without the moved item."""
+    four = [*BASE, ("d", "D")]
+    assert ids(apply(four, {"move": {"item_id": "a", "to_index": 2}})) == ["b", "c", "a", "d"]
+    assert ids(apply(four, {"move": {"item_id": "a", "to_index": 3}})) == ["b", "c", "d", "a"]
+    assert ids(apply(four, {"move": {"item_id": "d", "to_index": 1}})) == ["a", "d", "b", "c"]
+    assert ids(apply(four, {"move": {"item_id": "b", "to_index": 1}})) == ids(four)  # stays
+    # and a concurrent insert before the target shifts it by one, as in json0
+    insert = {"insert": {"index": 0, "track": "X", "item_id": "x"}}
+    moved = transform({"move": {"item_id": "a", "to_index": 2}}, insert, four)
+    assert moved == {"move": {"item_id": "a", "to_index": 3}}
+    assert ids(apply(apply(four, insert), moved)) == ["x", "b", "c", "a", "d"]
