@@ -215,6 +215,7 @@ class Step:
     expected: int
     seconds: float
     latencies_ms: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0  # CPU the server's process tree used during the step (S2)
     complete: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -329,9 +330,12 @@ async def scenario_two(target: Target, rooms: int, step_s: float) -> Step:
         index += 1
         target.publish(sock, room, str(time.time_ns()))
 
+    assert target.proc is not None
+    cpu_before = tree_cpu(target.proc.pid)
     step.sent = await paced(len(senders), step_s, send_next)
     step.expected = step.sent * 4
     await settle(step)
+    step.cpu_s = tree_cpu(target.proc.pid) - cpu_before
     for sock in sockets:
         sock.close()
     return step
@@ -354,6 +358,17 @@ def tree_rss(pid: int) -> int:
     for proc in (root, *root.children(recursive=True)):
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a server and every process under it."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
     return total
 
 
@@ -441,12 +456,14 @@ def render(results: dict[str, Result], args: argparse.Namespace) -> str:
         "",
         f"S1: 1 room x {args.members:,} members, one publisher at rising rates. *Sustained*: "
         "the best step with no loss and p99 < 50 ms; *peak*: the best step with no loss "
-        "(p99 < 1 s). S2: {:,} rooms x 4 members, each member 1 msg/s.".format(args.rooms),
+        "(p99 < 1 s). S2: {:,} rooms x 4 members, each member 1 msg/s; server CPU per "
+        "message: the CPU time of the server's whole process tree during the step over the "
+        "messages sent.".format(args.rooms),
         "",
         "| server | S1 sustained msgs/s | deliveries/s | p50 / p99 ms | vs Socket.IO "
         "| vs websockets | S1 peak deliveries/s | p50 / p99 ms | vs Socket.IO | vs websockets "
-        "| S2 deliveries/s | S2 p50 / p99 ms | S2 loss |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| S2 deliveries/s | S2 p50 / p99 ms | S2 loss | S2 server CPU per message |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         sus, peak, s2 = r.sustained, r.peak, r.s2
@@ -457,7 +474,8 @@ def render(results: dict[str, Result], args: argparse.Namespace) -> str:
             f"| {peak.deliveries_per_s:,.0f} | {peak.pct(0.5):.1f} / {peak.pct(0.99):.1f} "
             f"| {ratio(peak, sio and sio.peak)} | {ratio(peak, plain and plain.peak)} "
             f"| {s2.deliveries_per_s:,.0f} | {s2.pct(0.5):.1f} / {s2.pct(0.99):.1f} "
-            f"| {s2.expected - s2.delivered} |")
+            f"| {s2.expected - s2.delivered} "
+            f"| {s2.cpu_s / s2.sent * 1e6 if s2.sent else float('nan'):,.0f} µs |")
     if not any(r.idle for r in results.values()):  # S3 not run
         return "\n".join(lines) + "\n"
     lines += ["", "S3: idle sockets (connected and authenticated, nothing joined); memory is the "

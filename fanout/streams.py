@@ -80,8 +80,7 @@ async def publish(client: aioredis.Redis, events: Sequence[StreamEvent],
     pipe = client.pipeline(transaction=False)
     for event in events:
         packed = event.pack()
-        if event.seq is not None:
-            pipe.set(epoch_key(event.tenant, event.topic), secrets.token_hex(8), nx=True)
+        if event.seq is not None:  # the epoch is made by the first ``position()`` read
             pipe.xadd(stream_key(event.tenant, event.topic), {"e": packed}, id=f"{event.seq}-1",
                       maxlen=retention_events, approximate=True)
         pipe.publish(channel(event.tenant, event.topic), packed)
