@@ -43,7 +43,7 @@ class Closing(Exception):
         self.code, self.reason = code, reason
 
 
-def client_ip(ws: WebSocket, behind_haproxy: bool) -> str:
+def client_ip(ws: WebSocket, via_haproxy: bool) -> str:
     """The client's address, for the audit log.
 
     Under direct ingress every socket comes through the hub's HAProxy, which appends the
@@ -51,7 +51,7 @@ def client_ip(ws: WebSocket, behind_haproxy: bool) -> str:
     before it are whatever the client sent and prove nothing. Without HAProxy, the peer.
     """
     peer = ws.client.host if ws.client else ""
-    if not behind_haproxy:
+    if not via_haproxy:
         return peer
     entries = ",".join(ws.headers.getlist("x-forwarded-for")).split(",")
     return entries[-1].strip()[:64] or peer
