@@ -586,9 +586,10 @@ NOTE = (
     "Both servers run side by side on core 0 (the idle one costs the other little) and their "
     "listeners connect once; the runs are successive bursts on the same sockets, rthub's and "
     "Socket.IO's interleaved (the order alternating) so that other load on the machine hits "
-    "both alike. Each rthub listener is its own user, so the joins themselves broadcast "
-    "`party.joined` to everyone already in (quadratic in the party's size): that is the "
-    "connect + join time, not part of the measured controls."
+    "both alike. Each rthub listener is its own user; up to RTHUB_PRESENCE_LIMIT (200) "
+    "members each join is announced to everyone already in, past it only counted "
+    "(`presence.occupancy`): that is the connect + join time, not part of the measured "
+    "controls."
 )
 
 
