@@ -4,7 +4,6 @@ on exit."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -106,28 +105,42 @@ class LocalHub:
                 server.stop()
 
 
+def public_host(settings: Settings) -> str:
+    """The address to print and probe: the listen address, or loopback for a wildcard."""
+    return (settings.http_host if settings.http_host not in (None, "", "0.0.0.0", "::")
+            else "127.0.0.1")
+
+
+def ws_url(settings: Settings) -> str:
+    """Where clients connect: a replica's own port, or Serve's proxy under ``proxy``."""
+    port = settings.ws_port if settings.ingress == "direct" else settings.http_port
+    return f"ws://{public_host(settings)}:{port}/ws"
+
+
 def wait_until_ready(settings: Settings, timeout_s: float = 60.0) -> None:
-    """Until ``/readyz`` answers 200 on the public port, from the replica's own server under
-    direct ingress. Serve reports the app running a moment before HAProxy routes to its
-    replicas (until then its fallback proxy answers, or fails with 500), and the URLs printed
-    next must work, at full speed, when they are printed."""
-    host = settings.http_host if settings.http_host not in (None, "0.0.0.0", "::") else "127.0.0.1"
-    url = f"http://{host}:{settings.http_port}/readyz"
-    if not ready_at(url, settings.ingress == "direct", timeout_s):
-        raise RuntimeError(f"the gateway did not become ready at {url} in {timeout_s:.0f} s")
+    """Until ``/readyz`` answers 200 on Serve's HTTP port and, under direct ingress, a
+    replica answers ``/healthz`` on the WebSocket port: the URLs printed next must work
+    when they are printed."""
+    host = public_host(settings)
+    urls = [f"http://{host}:{settings.http_port}/readyz"]
+    if settings.ingress == "direct":
+        urls.append(f"http://{host}:{settings.ws_port}/healthz")
+    for url in urls:
+        if not ready_at(url, timeout_s):
+            raise RuntimeError(f"the gateway did not become ready at {url} in {timeout_s:.0f} s")
 
 
-def ready_at(url: str, direct: bool, timeout_s: float) -> bool:
+def ready_at(url: str, timeout_s: float) -> bool:
+    """Until ``url`` answers 200 (polled: nothing to wait on from outside)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
-                state = json.loads(answer.read())
-                if answer.status == 200 and (state.get("direct") or not direct):
+                if answer.status == 200:
                     return True
-        except (OSError, ValueError):
-            pass  # not routed yet (connection refused, or the fallback's 500)
-        time.sleep(0.2)  # HAProxy's next reload; nothing to wait on from here
+        except OSError:
+            pass  # not listening yet, or Serve's proxy answering before the app runs
+        time.sleep(0.2)
     return False
 
 
@@ -138,11 +151,11 @@ def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
     hub = LocalHub(settings)
     try:
         resolved = hub.start()
-        base = f"{resolved.http_host}:{resolved.http_port}"
+        base = f"{public_host(resolved)}:{resolved.http_port}"
         log.info("rthub is up")
-        log.info("  websocket: ws://%s/ws", base)
-        log.info("  metrics:   http://%s/metrics", base)
+        log.info("  websocket: %s", ws_url(resolved))
         log.info("  http api:  http://%s/v1/ (search, attachments, audit)", base)
+        log.info("  metrics:   http://%s/metrics", base)
         if resolved.jwt_secret:
             log.info("  dev token: %s  (user 'alice'; `rthub token --user NAME` for more)",
                      issue_token(resolved.jwt_secret, "alice", ttl_s=86_400))

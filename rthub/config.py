@@ -87,7 +87,8 @@ def _secret(raw: str) -> str | None:
 
 
 _AUTOSCALING_KEYS = {"min_replicas", "max_replicas", "initial_replicas",
-                     "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s"}
+                     "target_sockets_per_replica", "target_ongoing_requests",
+                     "upscale_delay_s", "downscale_delay_s"}
 
 
 def _autoscaling(raw: str) -> dict[str, float] | None:
@@ -108,13 +109,6 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         return raw.strip()
 
     return parse
-
-
-def _switch(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value not in {"on", "off"}:
-        raise ValueError
-    return value == "on"
 
 
 def _keys(raw: str) -> str | None:
@@ -227,28 +221,29 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_JWT_AUDIENCE", "jwt_audience", None, _optional, "a non-empty string",
         "Required `aud` claim of client tokens (unset: not checked)."),
     Var("RTHUB_HTTP_HOST", "http_host", "127.0.0.1", _optional, "a host name or address",
-        "Address the WebSocket/HTTP ingress listens on."),
-    Var("RTHUB_HTTP_PORT", "http_port", "8000", _int_between(1, 65535),
-        "an integer from 1 to 65535", "Port of the WebSocket/HTTP ingress."),
+        "Address the WebSocket port and Serve's HTTP ingress listen on."),
+    Var("RTHUB_WS_PORT", "ws_port", "8000", _int_between(1, 65535),
+        "an integer from 1 to 65535",
+        "WebSocket port, bound by every gateway replica itself (`SO_REUSEPORT`); also "
+        "answers `/healthz` for an L4 load balancer's checks."),
+    Var("RTHUB_HTTP_PORT", "http_port", "8001", _int_between(1, 65535),
+        "an integer from 1 to 65535",
+        "Port of Serve's HTTP ingress: `/v1/...`, `/metrics`, `/readyz` (and the WebSockets "
+        "under `RTHUB_INGRESS=proxy`)."),
     Var("RTHUB_INGRESS", "ingress", "direct", _choice("direct", "proxy"), "direct or proxy",
-        "`direct`: Serve direct ingress with HAProxy in front (each replica serves its own "
-        "sockets; frames never cross Ray). `proxy`: Serve's default HTTP proxy (every frame "
-        "is a Ray call; ~30x slower fan-out). Read by `rthub up`, which sets Ray's flags "
-        "before Ray starts."),
-    Var("RTHUB_WS_FAST_PATH", "ws_fast_path", "on", _switch, "on or off",
-        "`on`: write each fan-out frame, encoded once, straight to every local socket's "
-        "transport where the server allows it (direct ingress). `off`: every frame goes "
-        "through ASGI `send`."),
+        "`direct`: each gateway replica serves WebSockets on `RTHUB_WS_PORT` itself (picows; "
+        "frames never cross Ray or a proxy). `proxy`: WebSockets through Serve's HTTP proxy "
+        "on `RTHUB_HTTP_PORT` (every frame is a Ray call; a compatibility mode, far slower)."),
     Var("RTHUB_GATEWAY_REPLICAS", "gateway_replicas", "1", _int_between(1, 256),
         "an integer from 1 to 256", "Serve replicas of the gateway deployment."),
     Var("RTHUB_GATEWAY_AUTOSCALING", "gateway_autoscaling", "", _autoscaling,
         "a JSON object such as {\"min_replicas\": 1, \"max_replicas\": 4, "
-        "\"target_ongoing_requests\": 5000}",
-        "Serve `autoscaling_config` of the gateway (each socket is one ongoing request); "
-        "replaces `RTHUB_GATEWAY_REPLICAS` when set."),
+        "\"target_sockets_per_replica\": 5000}",
+        "Serve `autoscaling_config` of the gateway, scaled on open sockets per replica "
+        "(`downscale_delay_s` defaults to 600); replaces `RTHUB_GATEWAY_REPLICAS` when set."),
     Var("RTHUB_MAX_SOCKETS_PER_REPLICA", "max_sockets_per_replica", "10000",
         _int_between(1, 1_000_000), "an integer from 1 to 1000000",
-        "Sockets one gateway replica accepts (its Serve `max_ongoing_requests`)."),
+        "Sockets one gateway replica accepts; past it an upgrade gets 503."),
     Var("RTHUB_MAX_FRAME_BYTES", "max_frame_bytes", "65536", _int_between(256, 16_777_216),
         "an integer from 256 to 16777216",
         "Largest client frame; a larger one is answered `too_large`."),
@@ -339,9 +334,9 @@ class Settings:
     jwt_jwks: str | None
     jwt_audience: str | None
     http_host: str | None
+    ws_port: int
     http_port: int
     ingress: str
-    ws_fast_path: bool
     gateway_replicas: int
     gateway_autoscaling: dict[str, float] | None
     max_sockets_per_replica: int

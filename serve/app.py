@@ -1,15 +1,20 @@
-"""The ingress: a Ray Serve deployment serving ``/ws``, ``/ws/{user_id}``, health and metrics.
+"""The gateway deployment: Serve starts, health-checks, scales and drains its replicas.
 
-Sharp edges handled here (DESIGN.md): each socket holds one ``max_ongoing_requests`` slot, so
-it is set to RTHUB_MAX_SOCKETS_PER_REPLICA; ``request_timeout_s`` is never set (it would cut
-long-lived sockets); on graceful shutdown Serve first waits for in-flight requests (sockets)
-up to ``graceful_shutdown_timeout_s`` and then calls ``__del__``, which closes every socket
-with 1012 so clients resume on another replica.
+Under RTHUB_INGRESS=direct (the default) each replica binds the WebSocket port itself
+(``serve.sockets``: picows, ``SO_REUSEPORT``) and Serve's HTTP ingress carries only the HTTP
+API, ``/metrics`` and ``/readyz`` on a port of its own (Serve's proxy binds with
+``SO_REUSEPORT`` too, and would take WebSocket connections if the two shared one). Under
+``proxy`` the WebSockets come through Serve's proxy as ASGI (``serve.asgi_socket``).
 
-The ASGI app is a bare Starlette ``Router`` built per replica (Serve's
-``__serve_build_asgi_app__``), not FastAPI: every open socket keeps its request's objects
-alive, and FastAPI's per-request machinery (dependency solving, an exit stack) cost ~7 KB
-per idle socket for nothing a WebSocket route uses.
+Serve integration (checked against Ray 2.60):
+
+* Drain. Serve counts only its own requests, so sockets on the replica's own port do not
+  hold a stopping replica: ``__del__`` stops the listener, closes every socket with 1012 and
+  waits for them, within ``graceful_shutdown_timeout_s``. (Through the proxy a socket is a
+  request: ``serve.replica_hooks`` starts the same drain as soon as Serve begins waiting.)
+* ``check_health`` fails when the listener is gone, so Serve replaces the replica.
+* ``record_autoscaling_stats`` reports open sockets for ``serve.autoscaling``'s policy.
+* The ASGI app is a bare Starlette ``Router`` built per replica (no FastAPI machinery).
 """
 
 from __future__ import annotations
@@ -20,39 +25,48 @@ from typing import Any
 from ray import serve as rayserve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router, WebSocketRoute
+from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from rthub.config import Settings
+from serve.asgi_socket import serve_asgi
+from serve.autoscaling import deployment_scaling
 from serve.gateway import GatewayCore
 from serve.http_api import HttpApi
-from serve.wire import served_directly
+from serve.sockets import SocketServer
 
-GRACEFUL_SHUTDOWN_S = 5.0
+GRACEFUL_SHUTDOWN_S = 10.0
+HTTP_REQUESTS_PER_REPLICA = 256  # Serve's max_ongoing_requests when sockets are not requests
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @rayserve.ingress()
 class Gateway:
-    """One ingress replica."""
+    """One gateway replica."""
 
-    def __init__(self, settings: Settings) -> None:
+    async def __init__(self, settings: Settings) -> None:
         logging.basicConfig(level=settings.log_level,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.core = GatewayCore(settings)
+        self.listener: SocketServer | None = None
+        if settings.ingress == "direct":
+            self.listener = SocketServer(self.core, settings.http_host, settings.ws_port)
+            await self.listener.start()
+            self.core.stop_listening = self.listener.stop
 
     def __serve_build_asgi_app__(self) -> Router:
-        return Router(routes=[
-            WebSocketRoute("/ws", self.ws),
-            WebSocketRoute("/ws/{user_id}", self.ws),
+        routes: list[BaseRoute] = [
             Route("/healthz", self.healthz),
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
             *HttpApi(self.core).routes(),
-        ])
+        ]
+        if self.listener is None:
+            routes += [WebSocketRoute("/ws", self.ws), WebSocketRoute("/ws/{user_id}", self.ws)]
+        return Router(routes=routes)
 
     async def ws(self, websocket: WebSocket) -> None:
-        await self.core.serve(websocket, websocket.path_params.get("user_id"))
+        await serve_asgi(self.core, websocket, websocket.path_params.get("user_id"))
 
     async def healthz(self, request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "gateway": self.core.gateway_id})
@@ -63,14 +77,21 @@ class Gateway:
             ready = not self.core.draining
         except Exception as exc:
             return JSONResponse({"ready": False, "reason": f"redis: {exc}"}, status_code=503)
-        # ``direct``: this answer came over the replica's own server (HAProxy routes to it),
-        # not through Serve's fallback proxy; `rthub up` and the tests wait for it.
         return JSONResponse({"ready": ready, "connections": len(self.core.connections),
-                             "direct": served_directly(request._send)},
+                             "gateway": self.core.gateway_id},
                             status_code=200 if ready else 503)
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.core.metrics.render(), media_type=PROMETHEUS_TEXT)
+
+    async def check_health(self) -> None:
+        """Serve replaces a replica whose WebSocket listener is gone."""
+        if self.listener is not None and not self.listener.serving and not self.core.draining:
+            raise RuntimeError("the WebSocket listener is not serving")
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Open sockets, for the autoscaling policy (``serve.autoscaling``)."""
+        return {"sockets": float(len(self.core.connections))}
 
     async def __del__(self) -> None:
         await self.core.drain()
@@ -78,12 +99,12 @@ class Gateway:
 
 def build(settings: Settings) -> Any:
     """The Serve application for ``rayserve.run``."""
-    scaling: dict[str, Any] = (
-        {"autoscaling_config": settings.gateway_autoscaling} if settings.gateway_autoscaling
-        else {"num_replicas": settings.gateway_replicas})
+    direct = settings.ingress == "direct"
     deployment = rayserve.deployment(
-        Gateway, name="gateway", **scaling,
-        max_ongoing_requests=settings.max_sockets_per_replica,
+        Gateway, name="gateway", **deployment_scaling(settings),
+        # through the proxy each socket holds one request slot for its whole life
+        max_ongoing_requests=(HTTP_REQUESTS_PER_REPLICA if direct
+                              else settings.max_sockets_per_replica),
         max_queued_requests=-1, ray_actor_options={"num_cpus": 0},
         graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S, graceful_shutdown_wait_loop_s=0.5,
     )

@@ -1,29 +1,30 @@
-"""One client socket: reader, bounded writer, heartbeat, and the topics it follows.
+"""One client socket, whatever serves it: incoming frames, bounded sends, heartbeat, topics.
 
-Transport only: what each message type does is in ``serve.handlers``. The rules here are
-PROTOCOL.md's: a malformed frame gets ``error bad_request`` and the socket stays open, 20 in
-a minute close it (4400); an oversized one gets ``too_large``; silence for two heartbeat
-intervals closes it (4408); a client that lets RTHUB_SEND_BUFFER_BYTES pile up is closed (4413)
-and never slows the others; stream events are delivered in ``seq`` order with duplicates dropped.
+Transport only: what each message type does is in ``serve.handlers``; how bytes reach the
+network is the ``Sink``'s (``serve.sockets`` for picows, ``serve.asgi_socket`` for Serve's
+proxy path). The rules here are PROTOCOL.md's: a malformed frame gets ``error bad_request``
+and the socket stays open, 20 in a minute close it (4400); an oversized one gets
+``too_large``; silence for two heartbeat intervals closes it (4408); a client that lets
+RTHUB_SEND_BUFFER_BYTES pile up is closed (4413) and never slows the others; stream events
+are delivered in ``seq`` order with duplicates dropped.
+
+A socket costs no task while it is idle: frames are handled by a short-lived task started
+when one arrives, one at a time in the order sent, and the sink stops reading the socket
+while ``INBOX_LIMIT`` of them wait (back-pressure, not an unbounded queue).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
-
-from cluster.ingress import behind_haproxy
 from rthub.errors import BadRequest, HubError
 from serve import protocol
 from serve.auth import Identity
-from serve.wire import Outgoing, RawWriter
+from serve.wire import Outgoing
 
 if TYPE_CHECKING:
     from serve.gateway import GatewayCore
@@ -32,74 +33,57 @@ log = logging.getLogger(__name__)
 
 MALFORMED_LIMIT = 20
 MALFORMED_WINDOW_S = 60.0
-CLOSE_WAIT_S = 5.0
+INBOX_LIMIT = 64  # client frames waiting for their turn before the socket stops being read
+
+OPENING, OPEN, GONE = 0, 1, 2
 
 
-class Closing(Exception):
-    """Raised inside a connection to close it with ``code``."""
+class Sink(Protocol):
+    """How a connection's frames reach its socket."""
 
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason = code, reason
+    def write(self, out: Outgoing) -> None:
+        """Queue one frame (in the connection's encoding) after everything queued before."""
 
+    def close(self, code: int, reason: str) -> None:
+        """Send the close frame after what is queued, then end the socket."""
 
-def client_ip(ws: WebSocket, via_haproxy: bool) -> str:
-    """The client's address, for the audit log.
+    def pause_reading(self) -> None: ...
 
-    Under direct ingress every socket comes through the hub's HAProxy, which appends the
-    client's address as the *last* X-Forwarded-For entry (``cluster.ingress``); entries
-    before it are whatever the client sent and prove nothing. Without HAProxy, the peer.
-    """
-    peer = ws.client.host if ws.client else ""
-    if not via_haproxy:
-        return peer
-    entries = ",".join(ws.headers.getlist("x-forwarded-for")).split(",")
-    return entries[-1].strip()[:64] or peer
+    def resume_reading(self) -> None: ...
 
 
 class Connection:
-    """State of one open socket; ``run()`` owns it until it closes.
+    """State of one open socket, from the upgrade to ``ended()``."""
 
-    Frames leave by one of two paths, never both on one socket so their order holds: the
-    fast path writes each frame's bytes straight to the transport (``serve.wire``), the
-    ASGI path queues them for a writer task. Either way a socket holding more than
-    RTHUB_SEND_BUFFER_BYTES unsent is closed with 4413.
-    """
+    __slots__ = ("_closing", "_inbox", "_last_heard", "_malformed", "_paused",
+                 "_unanswered_pings", "_worker", "catching_up", "core", "encoding", "id",
+                 "identity", "ip", "next_beat", "positions", "resume", "session_id", "sink",
+                 "state")
 
-    __slots__ = ("_closing", "_done", "_last_heard", "_limit", "_malformed", "_queue",
-                 "_queued_bytes", "_raw", "_unanswered_pings", "_wakeup", "catching_up", "core",
-                 "encoding", "id", "identity", "ip", "next_beat", "positions", "session_id",
-                 "ws")
-
-    def __init__(self, core: GatewayCore, ws: WebSocket, identity: Identity, encoding: str,
-                 connection_id: str) -> None:
+    def __init__(self, core: GatewayCore, sink: Sink, identity: Identity, encoding: str,
+                 connection_id: str, ip: str, resume: str | None = None) -> None:
         self.core = core
-        self.ws = ws
+        self.sink = sink
         self.identity = identity
         self.encoding = encoding
         self.id = connection_id
-        self.ip = client_ip(ws, behind_haproxy())  # for the audit log
+        self.ip = ip  # the peer's address, for the audit log
+        self.resume = resume  # the resume token the client came back with
         self.session_id = ""
+        self.state = OPENING
         # topic -> [epoch, last seq queued (dedupe), last seq the client confirmed (resume)]
         self.positions: dict[str, list[Any]] = {}
         self.catching_up: dict[str, list[Outgoing]] = {}  # topic -> live events held
         # Per-socket state is kept small (an idle socket's memory is the hub's capacity):
-        # the queue, its wake-up and the malformed-frame log exist only once needed.
+        # the inbox and the malformed-frame log exist only once needed.
         self._unanswered_pings: list[dict[str, int]] = []  # queued seqs at each ping (<= 4)
-        self._limit = core.settings.send_buffer_bytes
-        self._raw: RawWriter | None = None
-        self._queue: deque[bytes] | None = None  # the ASGI path's frames
-        self._queued_bytes = 0
-        self._wakeup: asyncio.Event | None = None
+        self._inbox: deque[dict[str, Any]] | None = None
+        self._worker: asyncio.Task | None = None
+        self._paused = False
         self._malformed: deque[float] | None = None
         self._last_heard = time.monotonic()
         self.next_beat = self._last_heard + core.settings.ws_heartbeat_interval
-        self._closing: Closing | None = None
-        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    @property
-    def fast_path(self) -> bool:
-        return self._raw is not None
+        self._closing: tuple[int, str] | None = None
 
     # -- outgoing ---------------------------------------------------------------------------
     def send(self, envelope: dict[str, Any]) -> None:
@@ -108,7 +92,7 @@ class Connection:
             return
         envelope.setdefault("timestamp", protocol.timestamp())
         self.core.metrics.frames_out.labels(envelope["type"]).inc()
-        self._push(Outgoing(envelope))
+        self.sink.write(Outgoing(envelope))
 
     def deliver(self, event: Outgoing) -> None:
         """A topic event from the hub: hold it during catch-up, drop it if already sent."""
@@ -126,26 +110,12 @@ class Connection:
                 return
             position[1] = seq
         self.core.metrics.deliveries.count += 1
-        self._push(event)
+        self.sink.write(event)
         if event.removes is not None and event.removes == self.identity.user:
             self.core.removed(self, topic)  # left or was removed: no more of this room
 
-    def _push(self, out: Outgoing) -> None:
-        raw = self._raw
-        if raw is not None:
-            raw.send(out.wire(self.encoding))
-            return
-        data = out.payload(self.encoding)
-        self._queued_bytes += len(data)
-        if self._queued_bytes > self._limit:
-            self._too_slow()
-            return
-        if self._queue is None:
-            self._queue, self._wakeup = deque(), asyncio.Event()
-        self._queue.append(data)
-        self._wakeup.set()
-
-    def _too_slow(self) -> None:
+    def too_slow(self) -> None:
+        """The sink holds more than RTHUB_SEND_BUFFER_BYTES unsent: close with 4413."""
         if self._closing is None:  # counted once, however many writes find it full
             self.core.metrics.slow_closed.count += 1
         self.close(4413, "too slow: send buffer full")
@@ -153,67 +123,117 @@ class Connection:
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already sent or queued (idempotent)."""
         if self._closing is None:
-            self._closing = Closing(code, reason)
-            if self._wakeup is not None:
-                self._wakeup.set()
-            self._finish()
+            self._closing = (code, reason)
+            self.sink.close(code, reason)
 
-    def _finish(self) -> None:
-        if not self._done.done():
-            self._done.set_result(None)
-
-    # -- the socket's life ------------------------------------------------------------------
-    async def run(self, first_frames: list[dict[str, Any]],
-                  on_open: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Send ``first_frames`` (the welcome), run ``on_open`` (a resume's replay), then
-        serve client frames until either side closes. Call after the upgrade is accepted."""
-        if self.core.settings.ws_fast_path:
-            self._raw = RawWriter.find(self.ws, self.core.batcher, self._limit, self._too_slow)
-        if self._raw is not None:
-            self.core.metrics.fast_path.inc()
-        writer = None if self._raw is not None else asyncio.create_task(self._write())
-        reader = None
-        try:
-            for frame in first_frames:
-                self.send(frame)
-            if on_open is not None:
-                await on_open()
-            reader = asyncio.create_task(self._read())
-            await asyncio.wait([self._done, reader], return_when=asyncio.FIRST_COMPLETED)
-            if writer is not None:  # let the writer flush what was queued before the close
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(writer), 1.0)
-        finally:
-            for task in (reader, writer):
-                if task is not None:
-                    task.cancel()
-            if self._raw is not None:
-                self.core.metrics.fast_path.dec()
-            await self._send_close()
-
-    async def _send_close(self) -> None:
-        """The close frame; a client that reads nothing cannot take it, so give up soon."""
-        closing = self._closing
-        if closing is None:
+    # -- incoming ---------------------------------------------------------------------------
+    def received(self, data: str | bytes) -> None:
+        """One whole client message from the sink; handled in order, after the welcome."""
+        self._last_heard = time.monotonic()
+        if self._closing is not None:
             return
-        if self._raw is not None:
-            self._raw.flush()
-            if self._raw.congested:
-                self._raw.close(closing.code, closing.reason, CLOSE_WAIT_S)
-                return
         try:
-            await asyncio.wait_for(self.ws.close(closing.code, closing.reason), CLOSE_WAIT_S)
-        except TimeoutError:
-            if self._raw is not None:
-                self._raw.abort()
-        except Exception:  # already gone
-            pass
+            frame = protocol.decode(data, self.encoding, self.core.settings.max_frame_bytes)
+        except HubError as err:  # malformed or oversized: answered, counted, kept open
+            self.core.metrics.errors.labels(err.code).inc()
+            self.send(protocol.answer(getattr(err, "ref", None), err.to_content(), ok=False))
+            if isinstance(err, BadRequest):
+                self._count_malformed()
+            return
+        if self._inbox is None:
+            self._inbox = deque()
+        self._inbox.append(frame)
+        if len(self._inbox) >= INBOX_LIMIT and not self._paused:
+            self._paused = True
+            self.sink.pause_reading()
+        self._start_worker()
+
+    def heard(self) -> None:
+        """Any sign of life from the client (a control frame, say)."""
+        self._last_heard = time.monotonic()
+
+    def opened(self) -> None:
+        """The welcome is out and a resume's replay done: handle what the client sent."""
+        if self.state == OPENING:
+            self.state = OPEN
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        if self._worker is None and self.state == OPEN and self._inbox:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        inbox = self._inbox
+        assert inbox is not None
+        try:
+            while inbox and self.state == OPEN:
+                frame = inbox.popleft()
+                if self._paused and len(inbox) < INBOX_LIMIT // 2:
+                    self._paused = False
+                    self.sink.resume_reading()
+                await self._handle(frame)
+        finally:
+            self._worker = None
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        frame_id = frame.get("id")
+        self.core.metrics.frames_in.labels(frame["type"]).inc()
+        try:
+            reply = await self.core.handle(self, frame)
+        except HubError as err:
+            self.core.metrics.errors.labels(err.code).inc()
+            self.send(protocol.answer(frame_id, err.to_content(), ok=False))
+            return
+        except Exception:
+            log.exception("handling a %s frame failed", frame["type"])
+            self.send(protocol.answer(frame_id, HubError("internal error").to_content(),
+                                      ok=False))
+            return
+        if reply is not None:
+            self.send(protocol.answer(frame_id, reply))
+
+    def _count_malformed(self) -> None:
+        now = time.monotonic()
+        if self._malformed is None:
+            self._malformed = deque()
+        self._malformed.append(now)
+        while self._malformed and now - self._malformed[0] > MALFORMED_WINDOW_S:
+            self._malformed.popleft()
+        if len(self._malformed) >= MALFORMED_LIMIT:
+            self.close(4400, f"{MALFORMED_LIMIT} malformed frames in a minute")
+
+    # -- the socket's end -------------------------------------------------------------------
+    def ended(self) -> None:
+        """The sink says the socket is gone (either side closed it, or it broke)."""
+        if self.state == GONE:
+            return
+        was_open = self.state == OPEN
+        self.state = GONE
+        if self._closing is None:
+            self._closing = (1006, "gone")
+        if self._inbox:
+            self._inbox.clear()
+        self.core.ended(self, was_open)
+
+    # -- heartbeat and resume ---------------------------------------------------------------
+    def beat(self, now: float) -> None:
+        """A heartbeat (the gateway's one timer calls it): ping, or close a silent socket."""
+        interval = self.core.settings.ws_heartbeat_interval
+        self.next_beat = now + interval
+        if now - self._last_heard > 2 * interval:
+            self.close(4408, "heartbeat timeout")
+            return
+        if self.state != OPEN:  # the welcome comes first
+            return
+        if len(self._unanswered_pings) < 4:  # bounded; a pong then confirms less, never more
+            self._unanswered_pings.append({t: p[1] for t, p in self.positions.items()})
+        self.send({"type": "ping", "content": {"server_time_ms": int(time.time() * 1000)}})
 
     def resume_positions(self) -> dict[str, list[Any]]:
         """Per topic, [epoch, last seq the client confirmed]: a resume replays after it.
 
-        Nothing else proves receipt (Serve's proxy accepts frames for a socket the client has
-        already closed), so a resume may repeat up to one heartbeat of events; clients drop
+        Nothing else proves receipt (a write to a socket the client has already closed
+        succeeds), so a resume may repeat up to one heartbeat of events; clients drop
         ``seq <= last_seen`` (PROTOCOL.md), and no event is ever skipped.
         """
         return {topic: [p[0], p[2]] for topic, p in self.positions.items()}
@@ -225,79 +245,3 @@ class Connection:
         for topic, seq in self._unanswered_pings.pop(0).items():
             if (position := self.positions.get(topic)) is not None:
                 position[2] = max(position[2], seq)
-
-    async def _write(self) -> None:
-        """The ASGI path: one ``send`` per frame, in order."""
-        if self._queue is None:
-            self._queue, self._wakeup = deque(), asyncio.Event()
-        queue, wakeup, binary = self._queue, self._wakeup, self.encoding == protocol.MSGPACK
-        while True:
-            while not queue:
-                if self._closing is not None:
-                    return
-                wakeup.clear()
-                await wakeup.wait()
-            frame = queue.popleft()
-            self._queued_bytes -= len(frame)
-            try:
-                if binary:
-                    await self.ws.send_bytes(frame)
-                else:
-                    await self.ws.send_text(frame.decode())
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self._finish()
-                return
-
-    def beat(self, now: float) -> None:
-        """A heartbeat (the gateway's one timer calls it): ping, or close a silent socket."""
-        interval = self.core.settings.ws_heartbeat_interval
-        self.next_beat = now + interval
-        if now - self._last_heard > 2 * interval:
-            self.close(4408, "heartbeat timeout")
-            return
-        if len(self._unanswered_pings) < 4:  # bounded; a pong then confirms less, never more
-            self._unanswered_pings.append({t: p[1] for t, p in self.positions.items()})
-        self.send({"type": "ping", "content": {"server_time_ms": int(time.time() * 1000)}})
-
-    async def _read(self) -> None:
-        while True:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                self._finish()
-                return
-            self._last_heard = time.monotonic()
-            data = message.get("text") if message.get("text") is not None else message.get("bytes")
-            try:
-                frame = protocol.decode(data or b"", self.encoding,
-                                        self.core.settings.max_frame_bytes)
-            except HubError as err:  # malformed or oversized: answered, counted, kept open
-                self.core.metrics.errors.labels(err.code).inc()
-                self.send(protocol.answer(getattr(err, "ref", None), err.to_content(), ok=False))
-                if isinstance(err, BadRequest):
-                    self._count_malformed()
-                continue
-            frame_id = frame.get("id")
-            self.core.metrics.frames_in.labels(frame["type"]).inc()
-            try:
-                reply = await self.core.handle(self, frame)
-            except HubError as err:
-                self.core.metrics.errors.labels(err.code).inc()
-                self.send(protocol.answer(frame_id, err.to_content(), ok=False))
-                continue
-            except Exception:
-                log.exception("handling a %s frame failed", message.get("type"))
-                self.send(protocol.answer(frame_id, HubError("internal error").to_content(),
-                                          ok=False))
-                continue
-            if reply is not None:
-                self.send(protocol.answer(frame_id, reply))
-
-    def _count_malformed(self) -> None:
-        now = time.monotonic()
-        if self._malformed is None:
-            self._malformed = deque()
-        self._malformed.append(now)
-        while self._malformed and now - self._malformed[0] > MALFORMED_WINDOW_S:
-            self._malformed.popleft()
-        if len(self._malformed) >= MALFORMED_LIMIT:
-            self.close(4400, f"{MALFORMED_LIMIT} malformed frames in a minute")

@@ -13,12 +13,12 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import msgpack
 import redis.asyncio as aioredis
-from starlette.websockets import WebSocket
 
 from actors.client import ActorSystem, EntityRef
 from fanout.streams import Position, position
@@ -33,7 +33,7 @@ from serve import (  # noqa: F401 (chat and playlists register their handlers)
     protocol,
 )
 from serve.auth import Identity, TokenVerifier
-from serve.connection import Connection
+from serve.connection import GONE, Connection
 from serve.metrics import GatewayMetrics
 from serve.replica_hooks import when_draining
 from serve.wire import Batcher, Outgoing
@@ -84,13 +84,14 @@ class GatewayCore:
         self._background: list[asyncio.Task] = []  # control listener, drain watcher
         self._tasks: set[asyncio.Task] = set()  # short jobs started from callbacks
         self.draining = False
+        self.stop_listening: Callable[[], None] | None = None  # the replica's own port
 
     # -- a socket's life ----------------------------------------------------------------------
-    def identify(self, ws: WebSocket, path_user: str | None) -> Identity:
+    def identify(self, authorization: str, query_token: str | None,
+                 path_user: str | None) -> Identity:
         """Check the token before the upgrade; raise ``Unauthorized`` / ``Forbidden``."""
-        header = ws.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        token = token or ws.query_params.get("token")
+        token = (authorization[7:].strip() if authorization.lower().startswith("bearer ")
+                 else None) or query_token
         if not token:
             raise Unauthorized("no token: send 'Authorization: Bearer <jwt>' or '?token='")
         identity = self.verifier.verify(token)
@@ -98,40 +99,45 @@ class GatewayCore:
             raise Forbidden("the user in the URL is not the token's subject")
         return identity
 
-    async def serve(self, ws: WebSocket, path_user: str | None = None) -> None:
-        """Accept (or refuse) one socket and run it to the end."""
-        if self.draining:
-            await ws.close(1012)
-            return
-        try:
-            identity = self.identify(ws, path_user)
-        except HubError as err:
-            self.metrics.refused.labels(err.code).inc()
-            log.info("refused a socket before the upgrade: %s", err.message)
-            await ws.close(4401 if isinstance(err, Unauthorized) else 4403, err.message)
-            return
-        await self._ensure_control()
-        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
-        subprotocol = protocol.choose_subprotocol(offered)
-        encoding = subprotocol or protocol.JSON
-        conn = Connection(self, ws, identity, encoding, f"c-{secrets.token_hex(8)}")
-        try:
-            welcome, positions = await self._open_session(conn, ws.query_params.get("resume"))
-        except HubError as err:
-            self.metrics.refused.labels(err.code).inc()
-            await ws.close(4403 if isinstance(err, Forbidden) else 1011, err.message)
-            return
+    def accept(self, conn: Connection) -> None:
+        """A socket is open: open (or resume) its session, then welcome it."""
         self.connections[conn.id] = conn
         self.metrics.connections.inc()
-        try:  # the session knows this connection now: whatever happens, record its end
-            await ws.accept(subprotocol=subprotocol)
-            await conn.run([welcome], lambda: self._restore(conn, positions))
-        finally:
-            self.metrics.connections.dec()
-            self.connections.pop(conn.id, None)
-            if not self.connections:
-                self._emptied.set()
+        self.spawn(self._open(conn))
+
+    async def _open(self, conn: Connection) -> None:
+        try:
+            await self._ensure_control()
+            welcome, positions = await self._open_session(conn, conn.resume)
+        except HubError as err:
+            self.metrics.refused.labels(err.code).inc()
+            conn.close(4403 if isinstance(err, Forbidden) else 1011, err.message)
+            return
+        if conn.state == GONE:  # it went while its session opened: record its end now
             await self._close_session(conn)
+            return
+        conn.send(welcome)
+        try:
+            await self._restore(conn, positions)
+        finally:
+            conn.opened()
+            if conn.state == GONE:
+                await self._close_session(conn)
+
+    def ended(self, conn: Connection, was_open: bool) -> None:
+        """``conn``'s socket is gone; its session forgets it (unless it never opened)."""
+        if self.connections.pop(conn.id, None) is not None:
+            self.metrics.connections.dec()
+        if not self.connections:
+            self._emptied.set()  # what a drain waits for
+        if was_open:
+            self.spawn(self._close_session(conn))
+
+    def spawn(self, job: Any) -> None:
+        """Run a short job of the gateway's, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _open_session(self, conn: Connection, resume: str | None
                             ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -245,9 +251,7 @@ class GatewayCore:
 
     def removed(self, conn: Connection, topic: str) -> None:
         """``conn``'s user left the room, here or on another device, or was removed."""
-        task = asyncio.get_running_loop().create_task(self.unfollow(conn, topic))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self.unfollow(conn, topic))
 
     def _presence(self, conn: Connection, topic: str, present: bool) -> None:
         """A socket following a room is one of its user's devices there."""
@@ -354,6 +358,9 @@ class GatewayCore:
         if self.draining:
             return
         self.draining = True
+        if self.stop_listening is not None:
+            self.stop_listening()
+        self._emptied.clear()
         for conn in list(self.connections.values()):
             conn.close(1012, "service restart: reconnect with your resume token")
         if self.connections:

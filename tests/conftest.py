@@ -1,9 +1,10 @@
 """Shared fixtures: one real Ray for the session, real PostgreSQL servers (embedded and, when
 RTHUB_TEST_POSTGRES_URL is set, external), and a fresh database for every test.
 
-The gateway tests run Serve as ``rthub up`` does by default: direct ingress behind HAProxy
-(set here, before anything imports Ray Serve, whose flags are read at import).
-RTHUB_TEST_INGRESS=proxy runs the same suite on Serve's default proxy instead.
+The gateway tests run Serve as ``rthub up`` does by default: each gateway replica serves
+WebSockets on its own port (Ray's flags for it are set here, before anything imports Ray
+Serve, which reads them at import). RTHUB_TEST_INGRESS=proxy runs the same suite with the
+WebSockets through Serve's proxy instead.
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ import asyncpg
 import pytest
 import ray
 
-from cluster.ingress import direct_ingress_env
-
-if os.environ.get("RTHUB_TEST_INGRESS", "direct") == "direct":
-    for _name, _value in direct_ingress_env(4096).items():
-        os.environ.setdefault(_name, _value)
-    # Ray keeps a deleted direct-ingress replica 30 s so a load balancer can notice; the
-    # tests delete apps often and connect nothing new to a deleted one.
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
-
-from actors.client import ActorSystem
+from cluster.ingress import ingress_env
 from rthub import config
-from rthub.config import Settings
-from storage.crypto import new_key
-from storage.embedded import EmbeddedPostgres
+
+INGRESS = os.environ.get("RTHUB_TEST_INGRESS", "direct")
+for _name, _value in ingress_env(config.load({"RTHUB_INGRESS": INGRESS})).items():
+    os.environ.setdefault(_name, _value)
+
+from actors.client import ActorSystem  # noqa: E402
+from rthub.config import Settings  # noqa: E402
+from storage.crypto import new_key  # noqa: E402
+from storage.embedded import EmbeddedPostgres  # noqa: E402
 
 EXTERNAL_PG = os.environ.get("RTHUB_TEST_POSTGRES_URL")
 

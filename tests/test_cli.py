@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
            if not name.startswith("RAY_SERVE_")}  # the suite's own Serve flags
     env.update({"RTHUB_DATA_DIR": str(tmp_path / "data"), "RAY_ADDRESS": "",
                 "RTHUB_NAMESPACE": f"cli{uuid.uuid4().hex[:8]}", "RTHUB_INGRESS": ingress,
-                "RTHUB_HTTP_PORT": str(free_port())})
+                "RTHUB_HTTP_PORT": str(free_port()), "RTHUB_WS_PORT": str(free_port())})
     for name in ("POSTGRES_URL", "REDIS_URL", "RTHUB_JWT_SECRET"):
         env.pop(name, None)
     proc = subprocess.Popen([sys.executable, "-c", "from rthub.cli import main; main(['up'])"],
@@ -63,6 +64,12 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
         assert welcome["type"] == "session.welcome"
         assert welcome["content"]["user_id"] == "alice"
         assert (message["topic"], message["content"]["text"]) == ("room:hello", "hi")
+        with urllib.request.urlopen(field(log, "metrics"), timeout=10) as metrics:
+            assert b"rthub_frames_in_total" in metrics.read()
+        if ingress == "direct":  # the WebSocket port answers a load balancer's checks
+            health = field(log, "websocket").replace("ws://", "http://").replace("/ws", "/healthz")
+            with urllib.request.urlopen(health, timeout=10) as answer:
+                assert json.loads(answer.read())["ok"] is True
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=120)[1]
     finally:

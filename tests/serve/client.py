@@ -14,9 +14,8 @@ import websockets
 _ids = itertools.count(1)
 
 
-async def metrics_text(url: str) -> str:
-    """The Prometheus text of the gateway serving WebSocket ``url``."""
-    http = url.replace("ws://", "http://").removesuffix("/ws")
+async def metrics_text(http: str) -> str:
+    """The Prometheus text of a gateway replica of the app at HTTP base ``http``."""
 
     def fetch() -> str:
         with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
@@ -25,10 +24,10 @@ async def metrics_text(url: str) -> str:
     return await asyncio.to_thread(fetch)
 
 
-async def scrape(url: str) -> dict[str, float]:
+async def scrape(http: str) -> dict[str, float]:
     """The gateway's metrics as {name: value} (unlabelled series only)."""
     values = {}
-    for line in (await metrics_text(url)).splitlines():
+    for line in (await metrics_text(http)).splitlines():
         name, _, value = line.partition(" ")
         if not line.startswith("#") and "{" not in name:
             values[name] = float(value)

@@ -38,6 +38,7 @@ class Hub:
     """A deployed gateway and what tests need to reach it."""
 
     url: str
+    http: str  # Serve's HTTP ingress for this app: /v1/..., /metrics, /readyz
     settings: Settings
     system: ActorSystem
     tenant: str
@@ -52,12 +53,30 @@ class Hub:
         await asyncio.to_thread(rayserve.delete, self.app_name)
 
 
-async def routed(port: int, app: str) -> None:
-    """Until HAProxy routes the app to its replicas (Serve reports it running a moment before;
-    meanwhile Serve's fallback proxy answers, and a socket through it is not on the fast
-    path). Under Serve's proxy, until the app answers at all."""
-    url = f"http://127.0.0.1:{port}/{app}/readyz"
-    assert await asyncio.to_thread(ready_at, url, DIRECT_INGRESS, 60), f"{app} never routed"
+async def routed(http: str, settings: Settings) -> None:
+    """Until the app answers on Serve's HTTP port and, under direct ingress, a replica on
+    its WebSocket port."""
+    urls = [f"{http}/readyz"]
+    if DIRECT_INGRESS:
+        urls.append(f"http://127.0.0.1:{settings.ws_port}/healthz")
+    for url in urls:
+        assert await asyncio.to_thread(ready_at, url, 60), f"{url} never answered"
+
+
+def app_settings(pg_url: str, redis_url: str, **env: str) -> Settings:
+    """A test app's settings: a WebSocket port of its own (apps share one Serve)."""
+    return make_settings(pg_url, REDIS_URL=redis_url, RTHUB_JWT_SECRET=SECRET,
+                         RTHUB_HTTP_HOST="127.0.0.1", RTHUB_WS_PORT=str(free_port()),
+                         RTHUB_INGRESS="direct" if DIRECT_INGRESS else "proxy",
+                         **{**FAST_SENDERS, **env})
+
+
+def urls(serve_port: int, name: str, settings: Settings) -> tuple[str, str]:
+    """(WebSocket URL, HTTP base) of app ``name``."""
+    http = f"http://127.0.0.1:{serve_port}/{name}"
+    if DIRECT_INGRESS:
+        return f"ws://127.0.0.1:{settings.ws_port}/ws", http
+    return f"ws://127.0.0.1:{serve_port}/{name}/ws", http
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +96,8 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session", params=["embedded", "external"])
 async def deployed(request: pytest.FixtureRequest, serve_port: int
-                   ) -> AsyncIterator[tuple[str, Settings, ActorSystem]]:
-    """(base ws url, settings, actor system) of a gateway app on one backend pair."""
+                   ) -> AsyncIterator[tuple[str, str, Settings, ActorSystem]]:
+    """(ws url, http base, settings, actor system) of a gateway app on one backend pair."""
     if request.param == "external":
         if not (os.environ.get("RTHUB_TEST_POSTGRES_URL") and EXTERNAL_REDIS):
             pytest.skip("RTHUB_TEST_POSTGRES_URL / RTHUB_TEST_REDIS_URL not set (CI sets them)")
@@ -87,23 +106,23 @@ async def deployed(request: pytest.FixtureRequest, serve_port: int
         pg = request.getfixturevalue("embedded_pg")
         redis_url = request.getfixturevalue("embedded_redis")
     data_dir = str(request.getfixturevalue("tmp_path_factory").mktemp("hub-data"))
-    settings = make_settings(await create_database(pg), REDIS_URL=redis_url,
-                             RTHUB_JWT_SECRET=SECRET, RTHUB_GATEWAY_REPLICAS="2",
-                             RTHUB_DATA_DIR=data_dir, **FAST_SENDERS)
+    settings = app_settings(await create_database(pg), redis_url, RTHUB_GATEWAY_REPLICAS="2",
+                            RTHUB_DATA_DIR=data_dir)
     system = ActorSystem(settings)
     system.start()
     name = f"gw-{request.param}"
     rayserve.run(build(settings), name=name, route_prefix=f"/{name}")
-    await routed(serve_port, name)
-    yield f"ws://127.0.0.1:{serve_port}/{name}/ws", settings, system
+    ws, http = urls(serve_port, name, settings)
+    await routed(http, settings)
+    yield ws, http, settings, system
     rayserve.delete(name)
     system.shutdown_hosts()
 
 
 @pytest.fixture
-def hub(deployed: tuple[str, Settings, ActorSystem]) -> Hub:
-    url, settings, system = deployed
-    return Hub(url, settings, system, tenant=f"t{uuid.uuid4().hex[:10]}")
+def hub(deployed: tuple[str, str, Settings, ActorSystem]) -> Hub:
+    url, http, settings, system = deployed
+    return Hub(url, http, settings, system, tenant=f"t{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture
@@ -113,18 +132,18 @@ async def deploy(serve_port: int, embedded_pg: str, embedded_redis: str, tmp_pat
     made: list[tuple[str, ActorSystem]] = []
 
     async def make(**env: str) -> tuple[str, Hub]:
-        settings = make_settings(await create_database(embedded_pg), REDIS_URL=embedded_redis,
-                                 RTHUB_JWT_SECRET=SECRET,
-                                 **{"RTHUB_DATA_DIR": str(tmp_path), **FAST_SENDERS, **env})
+        settings = app_settings(await create_database(embedded_pg), embedded_redis,
+                                **{"RTHUB_DATA_DIR": str(tmp_path), **env})
         system = ActorSystem(settings)
         system.start()
         name = f"gw-{uuid.uuid4().hex[:8]}"
         await asyncio.to_thread(rayserve.run, build(settings), name=name,
                                 route_prefix=f"/{name}")
-        await routed(serve_port, name)
+        url, http = urls(serve_port, name, settings)
+        await routed(http, settings)
         made.append((name, system))
-        url = f"ws://127.0.0.1:{serve_port}/{name}/ws"
-        return url, Hub(url, settings, system, f"t{uuid.uuid4().hex[:8]}", app_name=name)
+        return url, Hub(url, http, settings, system, f"t{uuid.uuid4().hex[:8]}",
+                        app_name=name)
 
     yield make
     for name, system in made:

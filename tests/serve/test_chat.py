@@ -17,7 +17,7 @@ from tests.serve.hosts import kill_and_restart
 
 
 def http_base(hub) -> str:
-    return hub.url.replace("ws://", "http://").removesuffix("/ws")
+    return hub.http
 
 
 def png() -> bytes:

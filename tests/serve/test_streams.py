@@ -69,14 +69,28 @@ async def test_a_resume_racing_the_old_sockets_close_still_recovers(hub):
     await bob.close()
 
 
-async def test_a_spent_resume_token_is_refused_before_the_upgrade(hub):
+async def test_a_spent_resume_token_is_closed_4403_before_any_welcome(hub):
+    """The JWT is checked before the upgrade; the resume token is the session's to judge,
+    so a spent one closes the new socket (4403) before a welcome or anything else."""
     alice = await Client.connect(hub.url, hub.token("alice"))
     token = alice.welcome["content"]["resume_token"]
     await alice.close()
     back = await Client.connect(hub.url, hub.token("alice"), query=f"?resume={token}")
     await back.close()
-    with pytest.raises(websockets.InvalidStatus, match="HTTP 403"):
-        await Client.connect(hub.url, hub.token("alice"), query=f"?resume={token}")
+    headers = {"Authorization": f"Bearer {hub.token('alice')}"}
+    async with websockets.connect(f"{hub.url}?resume={token}", additional_headers=headers,
+                                  open_timeout=20) as spent:
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
+            await asyncio.wait_for(spent.recv(), 15)
+    assert closed.value.rcvd.code == 4403
+    assert closed.value.rcvd.reason.startswith("resume token is unknown, spent or expired")
+    assert (await alice_again(hub)).welcome["content"]["resumed"] is False  # others carry on
+
+
+async def alice_again(hub) -> Client:
+    client = await Client.connect(hub.url, hub.token("alice"))
+    await client.close()
+    return client
 
 
 async def test_subscribe_since_another_epoch_is_not_recovered(hub):
