@@ -67,7 +67,11 @@ class Target:
     """A server under test: how to start it, join a room, publish, read a delivery."""
 
     name = ""
+    key = ""  # names the target to S3's client processes
     proc: subprocess.Popen | None = None
+    port = 0
+    secret = ""
+    max_sockets = 15_000  # one server process: the open-files limit (20,000) is per process
 
     def start(self) -> None: ...
 
@@ -92,23 +96,29 @@ class Target:
 
 class Rthub(Target):
     name = "rthub (direct ingress)"
+    key = "rthub"
     extra_env: dict[str, str] = {"RTHUB_INGRESS": "direct"}
+    replicas = 2  # --replicas: sockets spread over the replicas (the limit is per process)
+
+    @property
+    def max_sockets(self) -> int:  # type: ignore[override]
+        return 15_000 * self.replicas
 
     def start(self) -> None:
-        self.hub = HubProcess("fanout", self.extra_env)
+        self.hub = HubProcess("fanout", {**self.extra_env,
+                                         "RTHUB_GATEWAY_REPLICAS": str(self.replicas)})
         self.hub.start()
         self.proc, self.port, self.secret = self.hub.proc, self.hub.port, self.hub.secret
-        self.issue = issue_token
 
     async def idle(self, user: str) -> Socket:
-        token = self.issue(self.secret, user, ttl_s=7200)
+        token = issue_token(self.secret, user, ttl_s=7200)
         sock = await Socket.open("127.0.0.1", self.port, "/ws",
                                  {"Authorization": f"Bearer {token}"})
         await sock.recv()  # welcome: the session entity knows the socket
         return sock
 
     async def member(self, user: str, room: str, first: bool) -> Socket:
-        token = self.issue(self.secret, user, ttl_s=7200)
+        token = issue_token(self.secret, user, ttl_s=7200)
         sock = await Socket.open("127.0.0.1", self.port, "/ws",
                                  {"Authorization": f"Bearer {token}"})
         await sock.recv()  # welcome
@@ -138,11 +148,13 @@ class Rthub(Target):
 
 class RthubProxy(Rthub):
     name = "rthub (Serve default proxy)"
+    key = "rthub-proxy"
     extra_env = {"RTHUB_INGRESS": "proxy"}
 
 
 class PlainWebsockets(Target):
     name = "Python websockets.broadcast"
+    key = "websockets"
 
     def start(self) -> None:
         self.port = free_port()
@@ -168,6 +180,7 @@ class PlainWebsockets(Target):
 
 class SocketIO(Target):
     name = "Socket.IO 4.8 (node)"
+    key = "socketio"
 
     def start(self) -> None:
         servers = HERE / "servers"
@@ -205,6 +218,13 @@ class SocketIO(Target):
 
 
 TARGETS = (Rthub, RthubProxy, PlainWebsockets, SocketIO)
+
+
+def target_for(key: str, port: int, secret: str) -> Target:
+    """A started target as seen from another process (S3's clients): where, and its key."""
+    target = next(cls for cls in TARGETS if cls.key == key)()
+    target.port, target.secret = port, secret
+    return target
 
 
 @dataclass
@@ -351,8 +371,8 @@ class Idle:
 
 
 def tree_rss(pid: int) -> int:
-    """Resident bytes of a server and every process under it (Ray's workers, HAProxy,
-    the embedded Postgres and Redis for rthub)."""
+    """Resident bytes of a server and every process under it (Ray's workers, the embedded
+    Postgres and Redis for rthub)."""
     root = psutil.Process(pid)
     total = 0
     for proc in (root, *root.children(recursive=True)):
@@ -372,26 +392,49 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+SOCKETS_PER_CLIENT_PROCESS = 8000
+
+
 async def scenario_three(target: Target, count: int) -> Idle:
-    """``count`` idle sockets: how fast they connect, what each costs, and that all stay."""
+    """``count`` idle sockets from several client processes (the open-files limit is per
+    process): how fast they connect, what each costs the server, and that all stay."""
     assert target.proc is not None
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if count + 2000 > limit:  # the load generator alone needs a descriptor per socket
-        log.warning("S3 %d sockets not run: open-files limit %d", count, limit)
-        return Idle(count, 0, 0, 0, f"not run: open-files limit {limit:,}")
+    if count > target.max_sockets:
+        return Idle(count, 0, 0, 0, f"not run: over {target.max_sockets:,} sockets per server "
+                    "process under a 20,000 open-files limit")
     await asyncio.sleep(2)  # let the server's own start-up settle before the baseline
     before = tree_rss(target.proc.pid)
+    shares = [min(SOCKETS_PER_CLIENT_PROCESS, count - first)
+              for first in range(0, count, SOCKETS_PER_CLIENT_PROCESS)]
     start = time.monotonic()
-    sockets: list[Socket] = []
-    for wave in range(0, count, 250):
-        sockets += await asyncio.gather(*(target.idle(f"idle{i}")
-                                          for i in range(wave, min(wave + 250, count))))
-    elapsed = time.monotonic() - start
-    await asyncio.sleep(2)  # nothing to await: the server's allocations are not observable
-    held = sum(not sock.closed.is_set() for sock in sockets)
-    per_socket = (tree_rss(target.proc.pid) - before) / count / 1024
-    for sock in sockets:
-        sock.close()
+    clients = [await asyncio.create_subprocess_exec(
+        "taskset", "-c", "1", sys.executable, "-m", "benchmarks.idle_clients", target.key,
+        str(target.port), target.secret, str(share), str(i * SOCKETS_PER_CLIENT_PROCESS),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        for i, share in enumerate(shares)]
+
+    async def ask(client: asyncio.subprocess.Process, line: str | None) -> str:
+        if line is not None:
+            client.stdin.write(f"{line}\n".encode())
+            await client.stdin.drain()
+        return (await client.stdout.readline()).decode().strip()
+
+    try:
+        reports = await asyncio.gather(*(ask(client, None) for client in clients))
+        elapsed = time.monotonic() - start
+        failed = [report for report in reports if not report.startswith("connected")]
+        if failed:
+            log.warning("%s S3 %d: %s", target.name, count, failed[0])
+            return Idle(count, 0, 0, 0, f"failed: {failed[0][:80]}")
+        await asyncio.sleep(2)  # nothing to await: the server's allocations are not observable
+        held = sum(int((await ask(client, "check")).split()[1]) for client in clients)
+        per_socket = (tree_rss(target.proc.pid) - before) / count / 1024
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.stdin.write(b"quit\n")
+                await client.stdin.drain()
+        await asyncio.gather(*(client.wait() for client in clients))
     log.info("%s S3 %d sockets: %d held, %.0f connects/s, %.1f KB each", target.name, count,
              held, count / elapsed, per_socket)
     return Idle(count, held, count / elapsed, per_socket)
@@ -510,6 +553,8 @@ def main() -> None:
     parser.add_argument("--step-s", type=float)
     parser.add_argument("--idle", help="S3 socket counts, comma-separated (5000,20000)")
     parser.add_argument("--only", help="comma-separated words: run the targets named so")
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="gateway replicas of rthub (default 2; all on the server core)")
     parser.add_argument("--scenarios", default="s1,s2,s3",
                         help="comma-separated: which of s1, s2, s3 to run (default all)")
     args = parser.parse_args()
@@ -520,6 +565,7 @@ def main() -> None:
     args.step_s = args.step_s or (2.0 if args.quick else 4.0)
     args.idle = [int(n) for n in (args.idle or ("1000" if args.quick else "5000,20000")
                                   ).split(",")]
+    Rthub.replicas = args.replicas
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.sched_setaffinity(0, {1})
     raise_fd_limit(max(args.idle) * 3 + 10_000)  # the servers, started from here, inherit it

@@ -29,16 +29,20 @@ class HubProcess:
     def __init__(self, prefix: str, extra_env: dict[str, str] | None = None) -> None:
         self.prefix, self.extra_env = prefix, extra_env or {}
         self.proc: subprocess.Popen | None = None
-        self.port = 0
+        self.port = 0  # where WebSockets are served
+        self.http_port = 0
         self.secret = uuid.uuid4().hex * 2
         self.data_dir = ""
 
     def start(self) -> None:
-        self.port = free_port()
+        ws_port, self.http_port = free_port(), free_port()
         self.data_dir = tempfile.mkdtemp(prefix=f"rthub-{self.prefix}-")
         env = {**os.environ, **LOAD_ENV, "RTHUB_DATA_DIR": self.data_dir,
-               "RTHUB_HTTP_PORT": str(self.port), "RTHUB_JWT_SECRET": self.secret,
+               "RTHUB_WS_PORT": str(ws_port), "RTHUB_HTTP_PORT": str(self.http_port),
+               "RTHUB_JWT_SECRET": self.secret,
                "RTHUB_NAMESPACE": f"{self.prefix[:4]}{uuid.uuid4().hex[:6]}", **self.extra_env}
+        proxy = env.get("RTHUB_INGRESS") == "proxy"
+        self.port = self.http_port if proxy else ws_port
         self.proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "rthub.cli",
                                       "up"], env=env, stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None

@@ -1,11 +1,17 @@
-"""What Ray must know before it starts for the gateway's ingress (its processes read the
-environment at start).
+"""What Ray must know before it starts (its processes read the environment at start).
 
-Under RTHUB_INGRESS=direct every gateway replica binds the WebSocket port itself (``serve
-.sockets``), so the flags are few: user code runs on the replica's own event loop
-(``RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0``; otherwise every Serve call into the
-replica crosses threads), and the open-files soft limit is raised to the hard one, since
-Ray's workers inherit it and each socket is a descriptor. An operator's own value wins.
+* ``RAY_worker_niceness=0``: Ray starts its workers at niceness 15, as if they were batch
+  tasks. The gateway replicas and actor hosts are the service: at 15, any busy process at 0
+  on the machine (a client, Postgres) takes the core from them for seconds, long enough for
+  clients to time out their pings (seen in CI on this machine kind while it was busy).
+* Under RTHUB_INGRESS=direct every gateway replica binds the WebSocket port itself (``serve
+  .sockets``): user code runs on the replica's own event loop
+  (``RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0``; otherwise every Serve call into the
+  replica crosses threads).
+* The open-files soft limit is raised to the hard one, since Ray's workers inherit it and
+  each socket is a descriptor.
+
+An operator's own value of any of these wins.
 """
 
 from __future__ import annotations
@@ -38,13 +44,14 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def ingress_env(settings: Settings) -> dict[str, str]:
-    """Ray's Serve flags for ``settings.ingress`` (see module doc)."""
+def ray_env(settings: Settings) -> dict[str, str]:
+    """Ray's flags for the hub (see module doc)."""
     limit = raise_open_files_limit()
     if limit < settings.max_sockets_per_replica + 1024:
         log.warning("the open-files limit (%d) is below RTHUB_MAX_SOCKETS_PER_REPLICA (%d): "
                     "a replica will fail to accept before it is full", limit,
                     settings.max_sockets_per_replica)
-    if settings.ingress != "direct":
-        return {}
-    return {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+    flags = {"RAY_worker_niceness": "0"}
+    if settings.ingress == "direct":
+        flags["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] = "0"
+    return flags

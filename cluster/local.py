@@ -15,7 +15,7 @@ from pathlib import Path
 import ray
 
 from actors.client import ActorSystem
-from cluster.ingress import ingress_env
+from cluster.ingress import ray_env
 from rthub.config import Settings
 from storage.crypto import dev_keys
 from storage.embedded import EmbeddedPostgres
@@ -64,7 +64,7 @@ class LocalHub:
             settings = settings.replace(encryption_keys=dev_keys(settings.data_dir))
         # Serve's flags must be in the environment before Ray starts (its processes inherit
         # them); a value already set by the operator wins.
-        for name, value in ingress_env(settings).items():
+        for name, value in ray_env(settings).items():
             os.environ.setdefault(name, value)
         address = os.environ.get("RAY_ADDRESS")
         context = ray.init(address=address or None, namespace=settings.namespace,

@@ -88,7 +88,7 @@ def _secret(raw: str) -> str | None:
 
 _AUTOSCALING_KEYS = {"min_replicas", "max_replicas", "initial_replicas",
                      "target_sockets_per_replica", "target_ongoing_requests",
-                     "upscale_delay_s", "downscale_delay_s"}
+                     "upscale_delay_s", "downscale_delay_s", "look_back_period_s"}
 
 
 def _autoscaling(raw: str) -> dict[str, float] | None:

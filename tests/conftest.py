@@ -19,12 +19,15 @@ import asyncpg
 import pytest
 import ray
 
-from cluster.ingress import ingress_env
+from cluster.ingress import ray_env
 from rthub import config
 
 INGRESS = os.environ.get("RTHUB_TEST_INGRESS", "direct")
-for _name, _value in ingress_env(config.load({"RTHUB_INGRESS": INGRESS})).items():
+for _name, _value in ray_env(config.load({"RTHUB_INGRESS": INGRESS})).items():
     os.environ.setdefault(_name, _value)
+# Replicas report their open sockets to the autoscaler every second (Serve's default: 10 s),
+# so the autoscaling test sees a change within seconds.
+os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
 
 from actors.client import ActorSystem  # noqa: E402
 from rthub.config import Settings  # noqa: E402

@@ -47,7 +47,7 @@ def test_defaults_match_the_seed_names_and_values():
      "256 bits), got 5 characters"),
     ("RTHUB_GATEWAY_AUTOSCALING", '{"max_replicas": "many"}',
      'RTHUB_GATEWAY_AUTOSCALING must be a JSON object such as {"min_replicas": 1, '
-     '"max_replicas": 4, "target_ongoing_requests": 5000}, got \'{"max_replicas": "many"}\''),
+     '"max_replicas": 4, "target_sockets_per_replica": 5000}, got \'{"max_replicas": "many"}\''),
     ("RTHUB_LOG_LEVEL", "loud",
      "RTHUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
     ("RTHUB_ENCRYPTION_KEYS", "k1:c2hvcnQ=",  # 5 bytes, not 32; the value is never echoed
@@ -93,7 +93,7 @@ def test_readme_documents_every_variable_exactly_as_the_code_reads_it():
 
 
 def test_gateway_autoscaling_is_parsed_into_serves_config():
-    raw = '{"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 5000}'
+    raw = '{"min_replicas": 1, "max_replicas": 4, "target_sockets_per_replica": 5000}'
     settings = config.load({"RTHUB_GATEWAY_AUTOSCALING": raw})
     assert settings.gateway_autoscaling == {"min_replicas": 1, "max_replicas": 4,
-                                            "target_ongoing_requests": 5000}
+                                            "target_sockets_per_replica": 5000}
