@@ -427,7 +427,8 @@ async def scenario_three(target: Target, count: int) -> Idle:
             log.warning("%s S3 %d: %s", target.name, count, failed[0])
             return Idle(count, 0, 0, 0, f"failed: {failed[0][:80]}")
         await asyncio.sleep(2)  # nothing to await: the server's allocations are not observable
-        held = sum(int((await ask(client, "check")).split()[1]) for client in clients)
+        checks = await asyncio.gather(*(ask(client, "check") for client in clients))
+        held = sum(int(check.split()[1]) for check in checks)
         per_socket = (tree_rss(target.proc.pid) - before) / count / 1024
     finally:
         for client in clients:

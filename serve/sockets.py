@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 5.0  # for the client's close frame (or for it to read ours) before we hang up
 HANDSHAKE_TIMEOUT_S = 10.0
-READ_BUFFER_BYTES = 2048  # picows grows it for larger frames; idle sockets stay small
+READ_BUFFER_BYTES = 1024  # picows grows it for larger frames; idle sockets stay small
 _TEXT, _BINARY, _CONTINUATION, _CLOSE = 1, 2, 0, 8
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -78,7 +78,8 @@ class SocketServer:
         self._server = await ws_create_server(
             self._route, self.host, self.port, reuse_port=True, backlog=4096,
             websocket_handshake_timeout=HANDSHAKE_TIMEOUT_S, max_frame_size=self._max_frame,
-            read_buffer_init_size=READ_BUFFER_BYTES, logger_name="rthub")
+            read_buffer_init_size=READ_BUFFER_BYTES, logger_name="rthub",
+            use_aiofastnet=False)  # the loop's own (uvloop) transport: ~5 KB less a socket
         log.info("gateway %s listening for WebSockets on %s:%d", self.core.gateway_id,
                  self.host, self.port)
 
