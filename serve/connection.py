@@ -55,7 +55,7 @@ class Sink(Protocol):
 class Connection:
     """State of one open socket, from the upgrade to ``ended()``."""
 
-    __slots__ = ("_closing", "_inbox", "_last_heard", "_malformed", "_paused",
+    __slots__ = ("_closing", "_delivered", "_inbox", "_last_heard", "_malformed", "_paused",
                  "_unanswered_pings", "_worker", "catching_up", "core", "encoding", "id",
                  "identity", "ip", "next_beat", "positions", "resume", "session_id", "sink",
                  "state")
@@ -84,6 +84,7 @@ class Connection:
         self._last_heard = time.monotonic()
         self.next_beat = self._last_heard + core.settings.ws_heartbeat_interval
         self._closing: tuple[int, str] | None = None
+        self._delivered = core.metrics.deliveries  # counted per socket: kept at hand
 
     # -- outgoing ---------------------------------------------------------------------------
     def send(self, envelope: dict[str, Any]) -> None:
@@ -95,10 +96,10 @@ class Connection:
         self.sink.write(Outgoing(envelope))
 
     def deliver(self, event: Outgoing) -> None:
-        """A topic event from the hub: hold it during catch-up, drop it if already sent."""
+        """A topic event from the hub: hold it during catch-up, drop it if already sent.
+        (Called for every local member of a topic: the fan-out's per-socket cost.)"""
         topic = event.topic
-        held = self.catching_up.get(topic)
-        if held is not None:
+        if self.catching_up and (held := self.catching_up.get(topic)) is not None:
             held.append(event)
             return
         position = self.positions.get(topic)
@@ -109,7 +110,7 @@ class Connection:
             if seq <= position[1]:
                 return
             position[1] = seq
-        self.core.metrics.deliveries.count += 1
+        self._delivered.count += 1
         self.sink.write(event)
         if event.removes is not None and event.removes == self.identity.user:
             self.core.removed(self, topic)  # left or was removed: no more of this room

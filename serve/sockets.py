@@ -35,7 +35,7 @@ from rthub.errors import HubError, Unauthorized, Unavailable
 from serve import protocol
 from serve.auth import Identity
 from serve.connection import Connection
-from serve.wire import Outgoing, RawWriter
+from serve.wire import Outgoing
 
 if TYPE_CHECKING:
     from serve.gateway import GatewayCore
@@ -132,8 +132,8 @@ class SocketServer:
 class PicowsSocket(WSListener):
     """One upgraded socket: picows calls in with frames, the connection writes through it."""
 
-    __slots__ = ("_fragments", "_fragments_text", "_identity", "_resume", "_transport", "_ws",
-                 "conn", "core", "encoding", "writer")
+    __slots__ = ("_batcher", "_fragments", "_fragments_text", "_identity", "_limit", "_resume",
+                 "_transport", "_ws", "conn", "core", "encoding", "pending")
 
     def __init__(self, core: GatewayCore, identity: Identity, encoding: str,
                  resume: str | None) -> None:
@@ -143,7 +143,9 @@ class PicowsSocket(WSListener):
         self._resume = resume
         self._ws: WSTransport | None = None
         self._transport: Any = None
-        self.writer: RawWriter | None = None
+        self._batcher = core.batcher
+        self._limit = core.settings.send_buffer_bytes
+        self.pending: list[bytes] = []  # frames of this loop turn, written in one call
         self.conn: Connection | None = None
         self._fragments: list[bytes] | None = None  # a message arriving in several frames
         self._fragments_text = False
@@ -152,12 +154,14 @@ class PicowsSocket(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
         self._transport = transport.underlying_transport
+        # The handshake is over and its headers were read in ``_route``: free them (the
+        # token alone is hundreds of bytes, kept for the socket's whole life otherwise).
+        transport.request.headers.clear()
+        transport.response.headers.clear()
         peer = self._transport.get_extra_info("peername")
         conn = Connection(self.core, self, self._identity, self.encoding,
                           f"c-{secrets.token_hex(8)}", peer[0] if peer else "", self._resume)
         self.conn = conn
-        self.writer = RawWriter(self._transport, self.core.batcher,
-                                self.core.settings.send_buffer_bytes, conn.too_slow)
         self._identity = None  # type: ignore[assignment]  # the connection holds it now
         self.core.accept(conn)
 
@@ -206,7 +210,22 @@ class PicowsSocket(WSListener):
 
     # -- the connection's sink ----------------------------------------------------------------
     def write(self, out: Outgoing) -> None:
-        self.writer.send(out.wire(self.encoding))
+        self._batcher.queue(self, out.wire(self.encoding))
+
+    def flush(self) -> None:
+        """Write what this turn queued, in one call (the close frame must come after it);
+        past RTHUB_SEND_BUFFER_BYTES unsent, the client is too slow (4413)."""
+        pending = self.pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self._limit:
+            self.conn.too_slow()
 
     def close(self, code: int, reason: str) -> None:
         """The close frame after everything queued; hang up once the client answers it, or
@@ -214,7 +233,7 @@ class PicowsSocket(WSListener):
         ws = self._ws
         if ws is None or ws.is_disconnected:
             return
-        self.writer.flush()
+        self.flush()
         ws.send_close(code, reason.encode()[:123])
         asyncio.get_running_loop().call_later(CLOSE_WAIT_S, ws.disconnect, False)
 

@@ -2,7 +2,7 @@
 
 A server frame is never masked (RFC 6455 5.1), so one event's frame bytes are the same for
 every socket that speaks the same encoding: ``Outgoing`` builds them once per encoding and
-``RawWriter`` writes them straight to each socket's transport, as ``websockets.broadcast``
+the socket writes them straight to its transport, as ``websockets.broadcast``
 does. picows parses what clients send; what we send is whole frames written to the asyncio
 transport under it, so that one ``bytes`` object serves every socket and what one socket
 gets in one loop turn leaves in one system call. Frames written here are uncompressed.
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from serve import protocol
 
@@ -56,6 +55,14 @@ class Outgoing:
         return data
 
 
+class Writer(Protocol):
+    """A socket whose frames a ``Batcher`` writes: ``pending`` frames go out in one call."""
+
+    pending: list[bytes]
+
+    def flush(self) -> None: ...
+
+
 class Batcher:
     """Coalesces what each socket gets within one event-loop turn into one write.
 
@@ -65,16 +72,22 @@ class Batcher:
     the cheaper per frame.
     """
 
+    __slots__ = ("_dirty", "_scheduled", "writes")
+
     def __init__(self) -> None:
-        self._dirty: list[RawWriter] = []
+        self._dirty: list[Writer] = []
         self._scheduled = False
         self.writes = 0  # system calls made, against frames written: the batching achieved
 
-    def mark(self, writer: RawWriter) -> None:
-        self._dirty.append(writer)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+    def queue(self, writer: Writer, data: bytes) -> None:
+        """Queue one frame of ``writer``'s for this turn's write."""
+        pending = writer.pending
+        pending.append(data)
+        if len(pending) == 1:
+            self._dirty.append(writer)
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
@@ -82,37 +95,3 @@ class Batcher:
         self.writes += len(dirty)
         for writer in dirty:
             writer.flush()
-
-
-class RawWriter:
-    """Writes whole frames to one socket's transport, batched per loop turn by a ``Batcher``;
-    calls ``on_full`` when more than ``limit`` bytes wait unsent."""
-
-    __slots__ = ("_batcher", "_limit", "_on_full", "_pending", "_transport")
-
-    def __init__(self, transport: Any, batcher: Batcher, limit: int,
-                 on_full: Callable[[], None]) -> None:
-        self._transport = transport
-        self._batcher, self._limit, self._on_full = batcher, limit, on_full
-        self._pending: list[bytes] = []
-
-    def send(self, data: bytes) -> None:
-        """Queue one frame for this loop turn's write."""
-        pending = self._pending
-        pending.append(data)
-        if len(pending) == 1:
-            self._batcher.mark(self)
-
-    def flush(self) -> None:
-        """Write what this turn queued, in one call (the close frame must come after it)."""
-        pending = self._pending
-        if not pending:
-            return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        transport = self._transport
-        if transport.is_closing():
-            return
-        transport.write(data)
-        if transport.get_write_buffer_size() > self._limit:
-            self._on_full()
