@@ -580,7 +580,7 @@ NOTE = (
     "through the gateway to the party "
     "entity (a Ray actor), which orders it, writes the `Played` event durably to PostgreSQL, "
     "then publishes it through Redis streams back to the gateway, which sends it to every "
-    "follower; the whole `rthub up` (Ray's GCS and raylet, Serve, HAProxy, the gateway, the "
+    "follower; the whole `rthub up` (Ray's GCS and raylet, Serve, the gateway, the "
     "host, embedded PostgreSQL and Redis) shares core 0. Socket.IO only relays the host's "
     "message to the room inside one node process: nothing is ordered, checked or stored. "
     "Both servers run side by side on core 0 (the idle one costs the other little) and their "

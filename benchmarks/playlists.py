@@ -550,7 +550,7 @@ def cpu_seconds() -> float:
 
 def tree_cpu(pid: int) -> dict[int, float]:
     """CPU seconds of a server and every process under it (for rthub: Ray's processes,
-    HAProxy, the embedded PostgreSQL and Redis)."""
+    the embedded PostgreSQL and Redis)."""
     root = psutil.Process(pid)
     seconds = {}
     for proc in (root, *root.children(recursive=True)):
@@ -689,7 +689,7 @@ NOTE = (
     "Playlist entity on a Ray actor host, which transforms it, appends the `Committed` event "
     "(and the op-log projection) to PostgreSQL in a group commit, then releases the ack and "
     "publishes the broadcast through Redis streams back to the gateways; the whole `rthub up` "
-    "(Ray's GCS and raylet, Serve, HAProxy, the gateway, the host, embedded PostgreSQL and "
+    "(Ray's GCS and raylet, Serve, the gateway, the host, embedded PostgreSQL and "
     "Redis) shares core 0. ShareDB runs as one node process with `ShareDB.MemoryDB` and the "
     "in-process MemoryPubSub: nothing is durable and nothing leaves the process, so this is "
     "the ceiling of the same algorithm (ops carry their base version, the server transforms "

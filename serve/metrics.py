@@ -28,9 +28,6 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self.connections = Gauge("rthub_connections", "Open WebSocket connections",
                                  registry=self.registry)
-        self.fast_path = Gauge("rthub_connections_fast_path",
-                               "Open connections whose frames are written straight to the "
-                               "transport (the rest use ASGI send)", registry=self.registry)
         self.refused = Counter("rthub_connections_refused_total",
                                "Upgrades refused before a socket opened", ["code"],
                                registry=self.registry)
@@ -43,7 +40,7 @@ class GatewayMetrics:
         self.deliveries = Tally("rthub_deliveries", "Stream events written to sockets",
                                 self.registry)
         self.socket_writes = Tally("rthub_socket_writes",
-                                   "Fast-path writes (one per socket per loop turn): "
+                                   "Socket writes (one per socket per loop turn): "
                                    "deliveries / writes is the batching achieved",
                                    self.registry)
         self.slow_closed = Tally("rthub_slow_clients_closed",

@@ -362,8 +362,7 @@ async def test_text_and_files_are_unreadable_at_rest(hub):
 
 async def test_the_audit_log_records_who_did_what_and_admins_read_it(hub):
     # olga connects from another loopback address and claims a forged X-Forwarded-For: the
-    # log must hold the address she really came from, never the one she wrote (and, under
-    # direct ingress, not HAProxy's 127.0.0.1 either).
+    # log must hold the address she really came from, never the one she wrote.
     olga = await Client.connect(hub.url, hub.token("olga"), local_addr=("127.0.0.2", 0),
                                 headers={"X-Forwarded-For": "203.0.113.9"})
     bob = await Client.connect(hub.url, hub.token("bob"))
