@@ -177,3 +177,16 @@ async def test_metrics_are_served_in_prometheus_text(deploy):
     assert "rthub_connections " in text
     assert 'rthub_frames_in_total{type="ping"}' in text
     await client.close()
+
+
+async def test_a_fragmented_message_is_reassembled_and_bad_utf8_is_a_bad_request(hub):
+    client = await Client.connect(hub.url, hub.token("alice"))
+    await client.ws.send(['{"type": "time.ping", ', '"id": 5, "content": ', '{"t0": 7}}'])
+    pong = await client.expect("time.pong", ref=5)
+    assert pong["content"]["t0"] == 7
+    await client.ws.send(b'{"type": "ping", "id": "\xff"}', text=True)  # not UTF-8
+    error = await client.expect("error")
+    assert error["content"]["code"] == "bad_request"
+    assert error["content"]["message"].startswith("frame is not valid JSON")
+    assert (await client.ask("ping"))["server_time_ms"] > 0  # still open and serving
+    await client.close()
