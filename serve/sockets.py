@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 5.0  # for the client's close frame (or for it to read ours) before we hang up
 HANDSHAKE_TIMEOUT_S = 10.0
-READ_BUFFER_BYTES = 1024  # picows grows it for larger frames; idle sockets stay small
+READ_BUFFER_BYTES = 2048  # picows's smallest (it grows for larger frames); its default is 16 KiB
 _TEXT, _BINARY, _CONTINUATION, _CLOSE = 1, 2, 0, 8
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
