@@ -104,8 +104,7 @@ async def serve_asgi(core: GatewayCore, ws: WebSocket, path_user: str | None) ->
         core.metrics.refused.labels(err.code).inc()
         await ws.close(4401 if isinstance(err, Unauthorized) else 4403, err.message)
         return
-    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
-    subprotocol = protocol.choose_subprotocol(offered)
+    subprotocol = protocol.choose_subprotocol(ws.headers.get("sec-websocket-protocol", ""))
     sink = AsgiSocket(ws, subprotocol or protocol.JSON, core.settings.send_buffer_bytes)
     conn = Connection(core, sink, identity, sink.encoding, f"c-{secrets.token_hex(8)}",
                       ws.client.host if ws.client else "", ws.query_params.get("resume"))

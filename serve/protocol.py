@@ -26,11 +26,12 @@ _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _CLIENT_FIELDS = {"type", "id", "topic", "content", "timestamp"}
 
 
-def choose_subprotocol(offered: list[str]) -> str | None:
-    """The subprotocol to accept: the first of ours the client offered (None: plain JSON)."""
-    for name in offered:
-        if name in SUBPROTOCOLS:
-            return name
+def choose_subprotocol(header: str) -> str | None:
+    """The subprotocol to accept from a ``Sec-WebSocket-Protocol`` header: the first of ours
+    the client offered (None: plain JSON)."""
+    for name in header.split(","):
+        if name.strip() in SUBPROTOCOLS:
+            return name.strip()
     return None
 
 

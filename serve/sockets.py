@@ -120,8 +120,8 @@ class SocketServer:
             core.metrics.refused.labels(err.code).inc()
             log.info("refused a socket before the upgrade: %s", err.message)
             return refusal(401 if isinstance(err, Unauthorized) else 403, err)
-        offered = request.headers.get("sec-websocket-protocol", "").split(",")
-        subprotocol = protocol.choose_subprotocol([name.strip() for name in offered])
+        subprotocol = protocol.choose_subprotocol(
+            request.headers.get("sec-websocket-protocol", ""))
         headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
         socket = PicowsSocket(core, identity, subprotocol or protocol.JSON,
                               params.get("resume", [None])[0])
