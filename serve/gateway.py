@@ -134,10 +134,16 @@ class GatewayCore:
             self.spawn(self._close_session(conn))
 
     def spawn(self, job: Any) -> None:
-        """Run a short job of the gateway's, keeping a reference until it ends."""
+        """Run a short job of the gateway's, keeping a reference until it ends; a job that
+        fails is logged (nothing awaits it)."""
         task = asyncio.get_running_loop().create_task(job)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("a gateway job failed: %r", error, exc_info=error)
 
     async def _open_session(self, conn: Connection, resume: str | None
                             ) -> tuple[dict[str, Any], dict[str, Any]]:
