@@ -11,10 +11,12 @@ enqueues a call only after every earlier unanswered one, which keeps per-entity 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,12 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 8
 _RemoteHost = ray.remote(Host)
 
+# Called (with no argument) each time the current task queues a message for an entity: from
+# then on its order against this process's later messages to that entity is fixed, so a caller
+# that keeps requests in order (a socket's pipelined frames) may start the next one.
+on_queued: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "rthub_on_queued", default=None)
+
 
 @dataclass(frozen=True, slots=True)
 class EntityRef:
@@ -50,12 +58,16 @@ class EntityRef:
         message_type, payload = _unpack(message, content)
         future = self.system._enqueue(self.key, message_type, payload, wants_reply=True)
         assert future is not None
+        if (queued := on_queued.get()) is not None:
+            queued()
         return await future
 
     def tell(self, message: Message | str, content: dict[str, Any] | None = None) -> None:
         """Send without waiting; delivery is in order with this process's asks."""
         message_type, payload = _unpack(message, content)
         self.system._enqueue(self.key, message_type, payload, wants_reply=False)
+        if (queued := on_queued.get()) is not None:
+            queued()
 
 
 class _Lane:

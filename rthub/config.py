@@ -247,6 +247,10 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_MAX_FRAME_BYTES", "max_frame_bytes", "65536", _int_between(256, 16_777_216),
         "an integer from 256 to 16777216",
         "Largest client frame; a larger one is answered `too_large`."),
+    Var("RTHUB_MAX_IN_FLIGHT", "max_in_flight", "64", _int_between(1, 4096),
+        "an integer from 1 to 4096",
+        "Requests of one socket handled at once (pipelining); past it the gateway stops "
+        "reading that socket until replies go out."),
     Var("RTHUB_SEND_BUFFER_BYTES", "send_buffer_bytes", "1048576",
         _int_between(4096, 1_073_741_824), "an integer from 4096 to 1073741824",
         "Bytes waiting to be sent to one socket; a client that lets more pile up is closed "
@@ -341,6 +345,7 @@ class Settings:
     gateway_autoscaling: dict[str, float] | None
     max_sockets_per_replica: int
     max_frame_bytes: int
+    max_in_flight: int
     send_buffer_bytes: int
     stream_retention_s: float
     stream_retention_events: int

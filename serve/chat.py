@@ -97,21 +97,21 @@ async def room_leave(core: GatewayCore, conn: Connection, frame: dict[str, Any])
     return {"room_id": room}
 
 
-@handles("room.invite")
+@handles("room.invite", pipelined=True)
 async def room_invite(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     return await core.room(conn, room_of(content)).ask(
         Invite(conn.identity.user, _user(content), conn.ip))
 
 
-@handles("room.kick")
+@handles("room.kick", pipelined=True)
 async def room_kick(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     return await core.room(conn, room_of(content)).ask(
         Kick(conn.identity.user, _user(content), conn.ip))
 
 
-@handles("room.role")
+@handles("room.role", pipelined=True)
 async def room_role(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     role = content.get("role")
@@ -121,7 +121,7 @@ async def room_role(core: GatewayCore, conn: Connection, frame: dict[str, Any]) 
         SetRole(conn.identity.user, _user(content), role, conn.ip))
 
 
-@handles("room.update")
+@handles("room.update", pipelined=True)
 async def room_update(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     room = room_of(content)
@@ -133,7 +133,7 @@ async def room_update(core: GatewayCore, conn: Connection, frame: dict[str, Any]
 
 
 # -- messages ------------------------------------------------------------------------------------
-@handles("chat.send")
+@handles("chat.send", pipelined=True)
 async def chat_send(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     room = room_of(content)
@@ -166,7 +166,7 @@ async def _author(core: GatewayCore, conn: Connection, room: str, message_id: An
     return found[0]
 
 
-@handles("chat.edit")
+@handles("chat.edit", pipelined=True)
 async def chat_edit(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     room = room_of(content)
@@ -178,7 +178,7 @@ async def chat_edit(core: GatewayCore, conn: Connection, frame: dict[str, Any]) 
         Edit(conn.identity.user, content["message_id"], text, author, conn.ip))
 
 
-@handles("chat.delete")
+@handles("chat.delete", pipelined=True)
 async def chat_delete(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     room = room_of(content)
@@ -195,12 +195,12 @@ async def _as_is(core: GatewayCore, conn: Connection, frame: dict[str, Any],
     return await core.room(conn, room_of(content)).ask(payload)
 
 
-@handles("chat.typing")
+@handles("chat.typing", pipelined=True)
 async def chat_typing(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     return await _as_is(core, conn, frame, Typing)
 
 
-@handles("chat.read")
+@handles("chat.read", pipelined=True)
 async def chat_read(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     return await _as_is(core, conn, frame, Read)
 
@@ -247,7 +247,7 @@ async def chat_search(core: GatewayCore, conn: Connection, frame: dict[str, Any]
                         content.get("room"), content.get("limit", 20))
 
 
-@handles("presence.list")
+@handles("presence.list", pipelined=True)
 async def presence_list(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     topic = frame["content"].get("topic", frame.get("topic"))
     kind, _, ident = topic.partition(":") if isinstance(topic, str) else ("", "", "")

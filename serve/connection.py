@@ -8,21 +8,24 @@ and the socket stays open, 20 in a minute close it (4400); an oversized one gets
 RTHUB_SEND_BUFFER_BYTES pile up is closed (4413) and never slows the others; stream events
 are delivered in ``seq`` order with duplicates dropped.
 
-A socket costs no task while it is idle: frames are handled by a short-lived task started
-when one arrives, one at a time in the order sent, and the sink stops reading the socket
-while ``INBOX_LIMIT`` of them wait (back-pressure, not an unbounded queue).
+Requests are pipelined: each frame gets a short-lived task as it arrives, without waiting
+for earlier replies, up to RTHUB_MAX_IN_FLIGHT per socket; past that the sink stops reading
+the socket (back-pressure, not an unbounded queue). Frames for the same entity (its *lane*,
+``room:<id>`` ...) keep the order they were sent in: the next one starts when the one before
+has queued its entity message (``serve.handlers`` says which types may) or has finished.
+Replies carry ``ref`` and interleave across entities. An idle socket costs no task.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
+from actors.client import on_queued
 from rthub.errors import BadRequest, HubError
-from serve import protocol
+from serve import handlers, protocol
 from serve.auth import Identity
 from serve.wire import Outgoing
 
@@ -33,7 +36,6 @@ log = logging.getLogger(__name__)
 
 MALFORMED_LIMIT = 20
 MALFORMED_WINDOW_S = 60.0
-INBOX_LIMIT = 64  # client frames waiting for their turn before the socket stops being read
 
 OPENING, OPEN, GONE = 0, 1, 2
 
@@ -55,10 +57,10 @@ class Sink(Protocol):
 class Connection:
     """State of one open socket, from the upgrade to ``ended()``."""
 
-    __slots__ = ("_closing", "_delivered", "_inbox", "_last_heard", "_malformed", "_paused",
-                 "_unanswered_pings", "_worker", "catching_up", "core", "encoding", "id",
-                 "identity", "ip", "next_beat", "positions", "resume", "session_id", "sink",
-                 "state")
+    __slots__ = ("_closing", "_delivered", "_held", "_in_flight", "_lanes", "_last_heard",
+                 "_malformed", "_paused", "_unanswered_pings", "catching_up", "core",
+                 "encoding", "id", "identity", "ip", "next_beat", "positions", "resume",
+                 "session_id", "sink", "state")
 
     def __init__(self, core: GatewayCore, sink: Sink, identity: Identity, encoding: str,
                  connection_id: str, ip: str, resume: str | None = None) -> None:
@@ -75,10 +77,12 @@ class Connection:
         self.positions: dict[str, list[Any]] = {}
         self.catching_up: dict[str, list[Outgoing]] = {}  # topic -> live events held
         # Per-socket state is kept small (an idle socket's memory is the hub's capacity):
-        # the inbox and the malformed-frame log exist only once needed.
+        # the lanes, held frames and malformed-frame log exist only once needed.
         self._unanswered_pings: list[dict[str, int]] = []  # queued seqs at each ping (<= 4)
-        self._inbox: deque[dict[str, Any]] | None = None
-        self._worker: asyncio.Task | None = None
+        self._held: deque[dict[str, Any]] | None = None  # sent before the welcome went out
+        # lane -> frames waiting for the one running in it (a lane is present while busy)
+        self._lanes: dict[str, deque[dict[str, Any]]] | None = None
+        self._in_flight = 0  # frames received and not yet answered
         self._paused = False
         self._malformed: deque[float] | None = None
         self._last_heard = time.monotonic()
@@ -92,7 +96,7 @@ class Connection:
         if self._closing is not None:
             return
         envelope.setdefault("timestamp", protocol.timestamp())
-        self.core.metrics.frames_out.labels(envelope["type"]).inc()
+        self.core.metrics.frames_out.add(envelope["type"])
         self.sink.write(Outgoing(envelope))
 
     def deliver(self, event: Outgoing) -> None:
@@ -129,25 +133,29 @@ class Connection:
 
     # -- incoming ---------------------------------------------------------------------------
     def received(self, data: str | bytes) -> None:
-        """One whole client message from the sink; handled in order, after the welcome."""
+        """One whole client message from the sink: started now, or after the welcome, or
+        after the frame before it in its lane."""
         self._last_heard = time.monotonic()
         if self._closing is not None:
             return
         try:
             frame = protocol.decode(data, self.encoding, self.core.settings.max_frame_bytes)
         except HubError as err:  # malformed or oversized: answered, counted, kept open
-            self.core.metrics.errors.labels(err.code).inc()
+            self.core.metrics.errors.add(err.code)
             self.send(protocol.answer(getattr(err, "ref", None), err.to_content(), ok=False))
             if isinstance(err, BadRequest):
                 self._count_malformed()
             return
-        if self._inbox is None:
-            self._inbox = deque()
-        self._inbox.append(frame)
-        if len(self._inbox) >= INBOX_LIMIT and not self._paused:
-            self._paused = True
-            self.sink.pause_reading()
-        self._start_worker()
+        self._in_flight += 1
+        self.core.in_flight += 1
+        if self._in_flight >= self.core.settings.max_in_flight and not self._paused:
+            self._pause(True)
+        if self.state == OPEN:
+            self._admit(frame)
+        else:
+            if self._held is None:
+                self._held = deque()
+            self._held.append(frame)
 
     def heard(self) -> None:
         """Any sign of life from the client (a control frame, say)."""
@@ -157,32 +165,67 @@ class Connection:
         """The welcome is out and a resume's replay done: handle what the client sent."""
         if self.state == OPENING:
             self.state = OPEN
-            self._start_worker()
+            held, self._held = self._held, None
+            while held:
+                self._admit(held.popleft())
 
-    def _start_worker(self) -> None:
-        if self._worker is None and self.state == OPEN and self._inbox:
-            self._worker = asyncio.get_running_loop().create_task(self._work())
+    def _admit(self, frame: dict[str, Any]) -> None:
+        key = handlers.lane(frame)
+        if key is not None:
+            if self._lanes is None:
+                self._lanes = {}
+            waiting = self._lanes.get(key)
+            if waiting is not None:  # the lane is busy: after the frames before it
+                waiting.append(frame)
+                return
+            self._lanes[key] = deque()
+        self.core.spawn(self._run(frame, key))
 
-    async def _work(self) -> None:
-        inbox = self._inbox
-        assert inbox is not None
+    def _next_in(self, key: str) -> None:
+        """The running frame of lane ``key`` has queued its entity message or finished."""
+        lanes = self._lanes
+        assert lanes is not None
+        waiting = lanes[key]
+        if waiting and self.state == OPEN:
+            self.core.spawn(self._run(waiting.popleft(), key))
+        else:
+            del lanes[key]
+
+    async def _run(self, frame: dict[str, Any], key: str | None) -> None:
+        released = key is None
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._next_in(key)
+
+        if not released and frame["type"] in handlers.PIPELINED:
+            on_queued.set(release)  # this task's own context: its entity message frees the lane
         try:
-            while inbox and self.state == OPEN:
-                frame = inbox.popleft()
-                if self._paused and len(inbox) < INBOX_LIMIT // 2:
-                    self._paused = False
-                    self.sink.resume_reading()
-                await self._handle(frame)
+            await self._handle(frame)
         finally:
-            self._worker = None
+            release()
+            self._in_flight -= 1
+            self.core.in_flight -= 1
+            if self._paused and self._in_flight <= self.core.settings.max_in_flight // 2:
+                self._pause(False)
+
+    def _pause(self, paused: bool) -> None:
+        self._paused = paused
+        self.core.paused += 1 if paused else -1
+        if paused:
+            self.sink.pause_reading()
+        else:
+            self.sink.resume_reading()
 
     async def _handle(self, frame: dict[str, Any]) -> None:
         frame_id = frame.get("id")
-        self.core.metrics.frames_in.labels(frame["type"]).inc()
+        self.core.metrics.frames_in.add(frame["type"])
         try:
             reply = await self.core.handle(self, frame)
         except HubError as err:
-            self.core.metrics.errors.labels(err.code).inc()
+            self.core.metrics.errors.add(err.code)
             self.send(protocol.answer(frame_id, err.to_content(), ok=False))
             return
         except Exception:
@@ -212,8 +255,15 @@ class Connection:
         self.state = GONE
         if self._closing is None:
             self._closing = (1006, "gone")
-        if self._inbox:
-            self._inbox.clear()
+        dropped = [self._held or deque(), *(self._lanes or {}).values()]
+        for waiting in dropped:  # never started: no reply will come
+            self._in_flight -= len(waiting)
+            self.core.in_flight -= len(waiting)
+            waiting.clear()
+        self._held = None
+        if self._paused:
+            self._paused = False
+            self.core.paused -= 1
         self.core.ended(self, was_open)
 
     # -- heartbeat and resume ---------------------------------------------------------------

@@ -78,6 +78,10 @@ class GatewayCore:
         self.connections: dict[str, Connection] = {}
         self.batcher = Batcher()
         self.metrics.socket_writes.read = lambda: self.batcher.writes
+        self.in_flight = 0  # requests of all sockets, received and not yet answered
+        self.paused = 0  # sockets not read: RTHUB_MAX_IN_FLIGHT of theirs are pending
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
+        self.metrics.paused.set_function(lambda: self.paused)
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False
@@ -160,6 +164,7 @@ class GatewayCore:
             "session_id": reply["session_id"], "user_id": conn.identity.user,
             "tenant": conn.identity.tenant, "server_time_ms": int(time.time() * 1000),
             "heartbeat_s": self.settings.ws_heartbeat_interval,
+            "max_in_flight": self.settings.max_in_flight,
             "resume_token": reply["resume_token"], "connection_id": conn.id,
             "gateway": self.gateway_id, "resumed": bool(resume)}}
         return welcome, reply.get("positions", {})

@@ -20,16 +20,45 @@ if TYPE_CHECKING:
 
 Handler = Callable[["GatewayCore", "Connection", dict[str, Any]], Awaitable[dict | None]]
 HANDLERS: dict[str, Handler] = {}
+PIPELINED: set[str] = set()  # types whose next frame for the same entity need not wait
+IMMEDIATE = frozenset({"ping", "pong", "time.ping"})  # the gateway's own: no order to keep
+ENTITY_FIELDS = ("room", "party", "playlist")
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
-def handles(message_type: str) -> Callable[[Handler], Handler]:
+def handles(message_type: str, pipelined: bool = False) -> Callable[[Handler], Handler]:
+    """Register the handler of ``message_type``.
+
+    ``pipelined``: the handler's whole effect is the one entity message it sends (checks
+    before it, only the reply after it), so the socket's next frame for that entity may start
+    as soon as the message is queued; the entity still handles them in the order sent.
+    """
     def register(fn: Handler) -> Handler:
         HANDLERS[message_type] = fn
+        if pipelined:
+            PIPELINED.add(message_type)
         return fn
 
     return register
+
+
+def lane(frame: dict[str, Any]) -> str | None:
+    """What a frame must stay in order with: its entity's topic (``room:<id>`` ...), or
+    ``""`` for the socket's other requests; None for the gateway's own frames (ping, pong)."""
+    message_type = frame["type"]
+    if message_type in IMMEDIATE:
+        return None
+    content = frame["content"]
+    for field in ENTITY_FIELDS:
+        if isinstance(ident := content.get(field), str):
+            return f"{field}:{ident}"
+    topic = content.get("topic", frame.get("topic"))
+    if isinstance(topic, str):
+        return topic
+    if message_type == "room.create" and isinstance(ident := content.get("room_id"), str):
+        return f"room:{ident}"
+    return ""
 
 
 def room_of(content: dict[str, Any]) -> str:

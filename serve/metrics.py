@@ -21,6 +21,25 @@ class Tally:
         yield CounterMetricFamily(self.name, self.doc, value=value)
 
 
+class TallyBy:
+    """A labelled counter for per-frame paths: a dict of ints (one label), read on scrape."""
+
+    def __init__(self, name: str, doc: str, label: str, registry: CollectorRegistry) -> None:
+        self.name, self.doc, self.label = name, doc, label
+        self.counts: dict[str, int] = {}
+        registry.register(self)
+
+    def add(self, value: str) -> None:
+        counts = self.counts
+        counts[value] = counts.get(value, 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.doc, labels=[self.label])
+        for value, count in sorted(self.counts.items()):
+            family.add_metric([value], count)
+        yield family
+
+
 class GatewayMetrics:
     """A registry of its own, so several gateways in one process (tests) never collide."""
 
@@ -31,18 +50,23 @@ class GatewayMetrics:
         self.refused = Counter("rthub_connections_refused_total",
                                "Upgrades refused before a socket opened", ["code"],
                                registry=self.registry)
-        self.frames_in = Counter("rthub_frames_in_total", "Client frames by type", ["type"],
-                                 registry=self.registry)
-        self.frames_out = Counter("rthub_frames_out_total", "Server frames by type", ["type"],
-                                  registry=self.registry)
-        self.errors = Counter("rthub_errors_total", "Error replies by code", ["code"],
-                              registry=self.registry)
+        self.frames_in = TallyBy("rthub_frames_in", "Client frames by type", "type",
+                                 self.registry)
+        self.frames_out = TallyBy("rthub_frames_out", "Server frames of a socket's own "
+                                  "(acks, errors, pings) by type", "type", self.registry)
+        self.errors = TallyBy("rthub_errors", "Error replies by code", "code", self.registry)
         self.deliveries = Tally("rthub_deliveries", "Stream events written to sockets",
                                 self.registry)
         self.socket_writes = Tally("rthub_socket_writes",
                                    "Socket writes (one per socket per loop turn): "
                                    "deliveries / writes is the batching achieved",
                                    self.registry)
+        self.in_flight = Gauge("rthub_requests_in_flight",
+                               "Client requests received and not yet answered",
+                               registry=self.registry)
+        self.paused = Gauge("rthub_sockets_paused",
+                            "Sockets not read because RTHUB_MAX_IN_FLIGHT requests are pending",
+                            registry=self.registry)
         self.slow_closed = Tally("rthub_slow_clients_closed",
                                  "Sockets closed with 4413 for not reading", self.registry)
         self.delivery_latency = Histogram(

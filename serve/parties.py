@@ -70,21 +70,21 @@ async def party_leave(core: GatewayCore, conn: Connection, frame: dict[str, Any]
     return reply
 
 
-@handles("party.control")
+@handles("party.control", pipelined=True)
 async def party_control(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     return await core.party(conn, party_of(content)).ask(
         Control.decode(_fields(conn, content)))
 
 
-@handles("party.queue")
+@handles("party.queue", pipelined=True)
 async def party_queue(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     return await core.party(conn, party_of(content)).ask(
         QueueOp.decode(_fields(conn, content)))
 
 
-@handles("party.quality")
+@handles("party.quality", pipelined=True)
 async def party_quality(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     reply = await core.party(conn, party_of(content)).ask(
@@ -94,7 +94,7 @@ async def party_quality(core: GatewayCore, conn: Connection, frame: dict[str, An
     return reply
 
 
-@handles("party.report")
+@handles("party.report", pipelined=True)
 async def party_report(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     reply = await core.party(conn, party_of(content)).ask(
@@ -114,16 +114,16 @@ async def _to_member(core: GatewayCore, conn: Connection, frame: dict[str, Any],
     return await core.party(conn, party_of(content)).ask(message(conn.identity.user, target))
 
 
-@handles("party.host")
+@handles("party.host", pipelined=True)
 async def party_host(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     return await _to_member(core, conn, frame, HandOver, "to hand over to")
 
 
-@handles("party.kick")
+@handles("party.kick", pipelined=True)
 async def party_kick(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     return await _to_member(core, conn, frame, Remove, "to remove")
 
 
-@handles("party.end")
+@handles("party.end", pipelined=True)
 async def party_end(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     return await core.party(conn, party_of(frame["content"])).ask(End(conn.identity.user))

@@ -62,7 +62,7 @@ async def playlist_open(core: GatewayCore, conn: Connection, frame: dict[str, An
     return {**await ref.ask(Open(conn.identity.user)), **where}
 
 
-@handles("playlist.op")
+@handles("playlist.op", pipelined=True)
 async def playlist_op(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     playlist = playlist_of(content)
@@ -122,7 +122,7 @@ async def playlist_revert(core: GatewayCore, conn: Connection, frame: dict[str, 
                                 _version(content, "client_seq", 0)))
 
 
-@handles("playlist.share")
+@handles("playlist.share", pipelined=True)
 async def playlist_share(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = frame["content"]
     playlist = playlist_of(content)
