@@ -34,11 +34,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import uvloop
 
 from benchmarks.hub import HubProcess
 from benchmarks.loadgen import Socket
+from benchmarks.procs import tree_cpu, tree_rss
 from cluster.ingress import free_port
 from serve.auth import issue_token
 
@@ -72,6 +72,7 @@ class Target:
     port = 0
     secret = ""
     max_sockets = 15_000  # one server process: the open-files limit (20,000) is per process
+    data_dir = ""  # where a server keeps embedded servers of its own (counted in its cost)
 
     def start(self) -> None: ...
 
@@ -109,6 +110,7 @@ class Rthub(Target):
                                          "RTHUB_GATEWAY_REPLICAS": str(self.replicas)})
         self.hub.start()
         self.proc, self.port, self.secret = self.hub.proc, self.hub.port, self.hub.secret
+        self.data_dir = self.hub.data_dir
 
     async def idle(self, user: str) -> Socket:
         token = issue_token(self.secret, user, ttl_s=7200)
@@ -355,11 +357,11 @@ async def scenario_two(target: Target, rooms: int, step_s: float) -> Step:
         target.publish(sock, room, str(time.time_ns()))
 
     assert target.proc is not None
-    cpu_before = tree_cpu(target.proc.pid)
+    cpu_before = tree_cpu(target.proc.pid, target.data_dir)
     step.sent = await paced(len(senders), step_s, send_next)
     step.expected = step.sent * 4
     await settle(step)
-    step.cpu_s = tree_cpu(target.proc.pid) - cpu_before
+    step.cpu_s = tree_cpu(target.proc.pid, target.data_dir) - cpu_before
     for sock in sockets:
         sock.close()
     return step
@@ -374,28 +376,6 @@ class Idle:
     skipped: str = ""
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a server and every process under it (Ray's workers, the embedded
-    Postgres and Redis for rthub)."""
-    root = psutil.Process(pid)
-    total = 0
-    for proc in (root, *root.children(recursive=True)):
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a server and every process under it."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in (root, *root.children(recursive=True)):
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
-
-
 SOCKETS_PER_CLIENT_PROCESS = 8000
 
 
@@ -407,7 +387,7 @@ async def scenario_three(target: Target, count: int) -> Idle:
         return Idle(count, 0, 0, 0, f"not run: over {target.max_sockets:,} sockets per server "
                     "process under a 20,000 open-files limit")
     await asyncio.sleep(2)  # let the server's own start-up settle before the baseline
-    before = tree_rss(target.proc.pid)
+    before = tree_rss(target.proc.pid, target.data_dir)
     shares = [min(SOCKETS_PER_CLIENT_PROCESS, count - first)
               for first in range(0, count, SOCKETS_PER_CLIENT_PROCESS)]
     start = time.monotonic()
@@ -433,7 +413,7 @@ async def scenario_three(target: Target, count: int) -> Idle:
         await asyncio.sleep(2)  # nothing to await: the server's allocations are not observable
         checks = await asyncio.gather(*(ask(client, "check") for client in clients))
         held = sum(int(check.split()[1]) for check in checks)
-        per_socket = (tree_rss(target.proc.pid) - before) / count / 1024
+        per_socket = (tree_rss(target.proc.pid, target.data_dir) - before) / count / 1024
     finally:
         for client in clients:
             with contextlib.suppress(Exception):

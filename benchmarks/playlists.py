@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -52,6 +51,7 @@ import uvloop
 from benchmarks.fanout import wait_port
 from benchmarks.hub import HubProcess
 from benchmarks.loadgen import Socket
+from benchmarks.procs import tree_cpu
 from cluster.ingress import free_port
 from serve.auth import issue_token
 
@@ -306,11 +306,13 @@ class Rthub:
 
     name = "rthub (direct ingress)"
     proc: subprocess.Popen | None = None
+    data_dir = ""
 
     def start(self) -> None:
         self.hub = HubProcess("playlists", {"RTHUB_INGRESS": "direct"})
         self.hub.start()
         self.proc, self.port, self.secret = self.hub.proc, self.hub.port, self.hub.secret
+        self.data_dir = self.hub.data_dir
         self.issue = issue_token
 
     def stop(self) -> None:
@@ -451,6 +453,7 @@ async def sharedb_ask(sock: Socket, message: dict[str, Any], reply_to: str
 class ShareDB:
     name = "ShareDB 7 (node, MemoryDB)"
     proc: subprocess.Popen | None = None
+    data_dir = ""
 
     def start(self) -> None:
         if not (SERVERS / "node_modules" / "sharedb").exists():
@@ -548,18 +551,6 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def tree_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of a server and every process under it (for rthub: Ray's processes,
-    the embedded PostgreSQL and Redis)."""
-    root = psutil.Process(pid)
-    seconds = {}
-    for proc in (root, *root.children(recursive=True)):
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            seconds[proc.pid] = times.user + times.system
-    return seconds
-
-
 async def until(check: Any, within_s: float) -> bool:
     deadline = time.monotonic() + within_s
     while not check():
@@ -576,7 +567,7 @@ async def one_run(system: Rthub | ShareDB, args: argparse.Namespace, run: int) -
         editor.start()
     await asyncio.sleep(args.warmup)
     assert system.proc is not None
-    server = tree_cpu(system.proc.pid)
+    server = tree_cpu(system.proc.pid, system.data_dir)
     cores, used, start = psutil.cpu_times(percpu=True), cpu_seconds(), time.perf_counter()
     first = tally.version
     tally.window = (start, float("inf"))
@@ -585,8 +576,7 @@ async def one_run(system: Rthub | ShareDB, args: argparse.Namespace, run: int) -
     last = tally.version
     tally.window = (start, end)
     cores_after, used_after = psutil.cpu_times(percpu=True), cpu_seconds()
-    server_after = tree_cpu(system.proc.pid)
-    server_s = sum(t - server.get(pid, 0.0) for pid, t in server_after.items())
+    server_s = tree_cpu(system.proc.pid, system.data_dir) - server
     tally.stopping = True
     settled = await until(lambda: all(e.idle for e in editors), 30)
     version, items = await system.server_list(editors)

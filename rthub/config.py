@@ -187,6 +187,11 @@ VARS: tuple[Var, ...] = (
     Var("MESSAGE_BATCH_SIZE", "message_batch_size", "100", _int_between(1, 10_000),
         "an integer from 1 to 10000",
         "Most messages carried to one actor host in one Ray call."),
+    Var("RTHUB_HOST_CALLS_IN_FLIGHT", "host_calls_in_flight", "2", _int_between(1, 64),
+        "an integer from 1 to 64",
+        "Ray calls one process keeps in flight to one actor host; what arrives meanwhile "
+        "rides in the next call (fewer, bigger calls under load; more lets a slow call "
+        "hold up fewer others)."),
     Var("NOTIFICATION_QUEUE_SIZE", "notification_queue_size", "10000", _int_between(1, 10_000_000),
         "an integer from 1 to 10000000",
         "Bound of the notification dispatch queue."),
@@ -324,6 +329,7 @@ class Settings:
     max_ws_connections_per_user: int
     ws_heartbeat_interval: float
     message_batch_size: int
+    host_calls_in_flight: int
     notification_queue_size: int
     entity_idle_s: float
     data_dir: Path

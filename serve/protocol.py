@@ -46,7 +46,7 @@ def decode(data: str | bytes, encoding: str, max_bytes: int) -> dict[str, Any]:
                 raise BadRequest("this connection speaks msgpack: send binary frames")
             frame = msgpack.unpackb(data, raw=False, strict_map_key=True)
         else:
-            frame = json.loads(data)
+            frame = orjson.loads(data)
     except BadRequest:
         raise
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
@@ -101,10 +101,16 @@ def encode(envelope: dict[str, Any], encoding: str) -> str | bytes:
     return data if encoding == MSGPACK else data.decode()
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def timestamp(ms: int | None = None) -> str:
-    """RFC 3339 UTC with milliseconds."""
-    moment = datetime.fromtimestamp((time.time() * 1000 if ms is None else ms) / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with milliseconds (on every frame: the second's text is reused)."""
+    whole, milli = divmod(int(time.time() * 1000) if ms is None else int(ms), 1000)
+    if whole != _second[0]:
+        moment = datetime.fromtimestamp(whole, UTC)
+        _second[0], _second[1] = whole, moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{milli:03d}Z"
 
 
 def answer(frame_id: Any, content: dict[str, Any], ok: bool = True) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 // Comparison server: Socket.IO 4.8 with rooms (websocket transport only).
 // Events: "join" <room>  -> joins, acks "joined";  "pub" {room, payload} -> room gets "msg" payload.
+// Acknowledged (the request path): "ask" m -> acked with m by the server alone;
+// "send" {room, payload} -> room gets "msg" payload, then the sender's ack {ok: true}.
 const { Server } = require("socket.io");
 const port = parseInt(process.argv[2], 10);
 const io = new Server(port, { transports: ["websocket"], perMessageDeflate: false,
@@ -7,4 +9,6 @@ const io = new Server(port, { transports: ["websocket"], perMessageDeflate: fals
 io.on("connection", (socket) => {
   socket.on("join", (room) => { socket.join(room); socket.emit("joined", room); });
   socket.on("pub", (m) => { io.to(m.room).emit("msg", m.payload); });
+  socket.on("ask", (m, ack) => { ack(m); });
+  socket.on("send", (m, ack) => { io.to(m.room).emit("msg", m.payload); ack({ ok: true }); });
 });
