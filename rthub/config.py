@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,13 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
             raise ValueError
         return value
     return parse
+
+
+def _readable_file(raw: str) -> str:
+    path = Path(raw).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ValueError(raw)
+    return str(path.resolve())
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
@@ -252,6 +260,12 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_MAX_FRAME_BYTES", "max_frame_bytes", "65536", _int_between(256, 16_777_216),
         "an integer from 256 to 16777216",
         "Largest client frame; a larger one is answered `too_large`."),
+    Var("RTHUB_TLS_CERT", "tls_cert", None, _readable_file, "a readable PEM file",
+        "Certificate chain (PEM): the WebSocket port serves `wss://` and the HTTP API "
+        "HTTPS; a replaced file is picked up by the WebSocket port within seconds. Set "
+        "with `RTHUB_TLS_KEY`."),
+    Var("RTHUB_TLS_KEY", "tls_key", None, _readable_file, "a readable PEM file",
+        "Private key (PEM, unencrypted) of `RTHUB_TLS_CERT`."),
     Var("RTHUB_MAX_IN_FLIGHT", "max_in_flight", "64", _int_between(1, 4096),
         "an integer from 1 to 4096",
         "Requests of one socket handled at once (pipelining); past it the gateway stops "
@@ -351,6 +365,8 @@ class Settings:
     gateway_autoscaling: dict[str, float] | None
     max_sockets_per_replica: int
     max_frame_bytes: int
+    tls_cert: str | None
+    tls_key: str | None
     max_in_flight: int
     send_buffer_bytes: int
     stream_retention_s: float
@@ -392,7 +408,22 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         except ValueError:
             got = f"{len(raw)} characters" if var.secret else repr(raw)
             raise ConfigError(f"{var.name} must be {var.expects}, got {got}") from None
+    _check_tls(values["tls_cert"], values["tls_key"])
     return Settings(**values)
+
+
+def _check_tls(cert: str | None, key: str | None) -> None:
+    """Both or neither, and a pair that loads: a hub must not start with a TLS port that
+    would refuse every handshake."""
+    if (cert is None) != (key is None):
+        raise ConfigError("RTHUB_TLS_CERT and RTHUB_TLS_KEY go together: set both or neither")
+    if cert is None or key is None:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as err:
+        raise ConfigError(f"RTHUB_TLS_CERT / RTHUB_TLS_KEY cannot be loaded as a certificate "
+                          f"and its key: {err}") from None
 
 
 def markdown_table() -> str:

@@ -113,5 +113,8 @@ def build(settings: Settings) -> Any:
 
 def start(settings: Settings, app_name: str = "rthub") -> None:
     """Start Serve's HTTP ingress on the configured address and deploy the gateway."""
-    rayserve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    http: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
+    if settings.tls_cert and settings.tls_key:  # HTTPS on the API (read once, at start)
+        http.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
+    rayserve.start(http_options=http)
     rayserve.run(build(settings), name=app_name, route_prefix="/")

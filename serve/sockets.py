@@ -35,6 +35,7 @@ from rthub.errors import HubError, Unauthorized, Unavailable
 from serve import protocol
 from serve.auth import Identity
 from serve.connection import Connection
+from serve.tls import CHECK_EVERY_S, ServerTLS
 from serve.wire import Outgoing
 
 if TYPE_CHECKING:
@@ -70,6 +71,10 @@ class SocketServer:
         self.core = core
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
+        settings = core.settings
+        self.tls = (ServerTLS(settings.tls_cert, settings.tls_key)
+                    if settings.tls_cert and settings.tls_key else None)
+        self._watch: asyncio.Task | None = None
         # picows's own limit, past which it closes with 1009; frames between our limit and
         # this one are answered ``too_large`` and the socket stays open.
         self._max_frame = max(16 * core.settings.max_frame_bytes, 1 << 20)
@@ -79,9 +84,19 @@ class SocketServer:
             self._route, self.host, self.port, reuse_port=True, backlog=4096,
             websocket_handshake_timeout=HANDSHAKE_TIMEOUT_S, max_frame_size=self._max_frame,
             read_buffer_init_size=READ_BUFFER_BYTES, logger_name="rthub",
-            use_aiofastnet=False)  # the loop's own (uvloop) transport: ~5 KB less a socket
-        log.info("gateway %s listening for WebSockets on %s:%d", self.core.gateway_id,
-                 self.host, self.port)
+            use_aiofastnet=False,  # the loop's own (uvloop) transport: ~5 KB less a socket
+            ssl=self.tls.context if self.tls else None)
+        if self.tls is not None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_certificate())
+        log.info("gateway %s listening for %s on %s:%d", self.core.gateway_id,
+                 "wss://" if self.tls else "WebSockets", self.host, self.port)
+
+    async def _watch_certificate(self) -> None:
+        """A certificate replaced on disk serves the next handshakes (not a restart)."""
+        assert self.tls is not None
+        while True:
+            await asyncio.sleep(CHECK_EVERY_S)
+            self.tls.refresh()
 
     @property
     def serving(self) -> bool:
@@ -91,6 +106,8 @@ class SocketServer:
         """Stop accepting (drain): open sockets are the gateway's to close."""
         if self._server is not None:
             self._server.close()
+        if self._watch is not None:
+            self._watch.cancel()
 
     def _route(self, request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
         core = self.core

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -15,6 +16,7 @@ import pytest
 import websockets
 
 from cluster.ingress import free_port
+from tests.certs import self_signed
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str) -> list[str]:
@@ -32,10 +34,11 @@ def field(log: list[str], name: str) -> str:
     return next(line.split(f"{name}:", 1)[1].split()[0] for line in log if f" {name}:" in line)
 
 
-async def hello(url: str, token: str) -> tuple[dict, dict]:
+async def hello(url: str, token: str, trust: ssl.SSLContext | None = None
+                ) -> tuple[dict, dict]:
     """The welcome, and a chat message sent to a new room and broadcast back."""
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
-                                  open_timeout=30) as ws:
+                                  open_timeout=30, ssl=trust) as ws:
         welcome = json.loads(await ws.recv())
         await ws.send(json.dumps({"type": "room.create", "id": 1,
                                   "content": {"room_id": "hello", "name": "hello"}}))
@@ -46,13 +49,19 @@ async def hello(url: str, token: str) -> tuple[dict, dict]:
         return welcome, frame
 
 
-@pytest.mark.parametrize("ingress", ["direct", "proxy"])
+@pytest.mark.parametrize("ingress", ["direct", "proxy", "direct+tls"])
 def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Path, ingress):
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("RAY_SERVE_")}  # the suite's own Serve flags
     env.update({"RTHUB_DATA_DIR": str(tmp_path / "data"), "RAY_ADDRESS": "",
-                "RTHUB_NAMESPACE": f"cli{uuid.uuid4().hex[:8]}", "RTHUB_INGRESS": ingress,
+                "RTHUB_NAMESPACE": f"cli{uuid.uuid4().hex[:8]}",
+                "RTHUB_INGRESS": ingress.removesuffix("+tls"),
                 "RTHUB_HTTP_PORT": str(free_port()), "RTHUB_WS_PORT": str(free_port())})
+    trust = None  # with TLS: the client trusts the hub's own certificate, nothing else
+    if ingress.endswith("+tls"):
+        cert, key, _ = self_signed(tmp_path)
+        env.update({"RTHUB_TLS_CERT": cert, "RTHUB_TLS_KEY": key})
+        trust = ssl.create_default_context(cafile=cert)
     for name in ("POSTGRES_URL", "REDIS_URL", "RTHUB_JWT_SECRET"):
         env.pop(name, None)
     proc = subprocess.Popen([sys.executable, "-c", "from rthub.cli import main; main(['up'])"],
@@ -60,15 +69,19 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
     try:
         log = wait_for_line(proc, "Ctrl-C stops everything")
         assert "(embedded)" in field(log, "postgres") + "".join(log)
-        welcome, message = asyncio.run(hello(field(log, "websocket"), field(log, "dev token")))
+        assert field(log, "websocket").startswith("wss://" if trust else "ws://")
+        welcome, message = asyncio.run(hello(field(log, "websocket"), field(log, "dev token"),
+                                             trust))
         assert welcome["type"] == "session.welcome"
         assert welcome["content"]["user_id"] == "alice"
         assert (message["topic"], message["content"]["text"]) == ("room:hello", "hi")
-        with urllib.request.urlopen(field(log, "metrics"), timeout=10) as metrics:
+        assert field(log, "metrics").startswith("https://" if trust else "http://")
+        with urllib.request.urlopen(field(log, "metrics"), timeout=10, context=trust) as metrics:
             assert b"rthub_frames_in_total" in metrics.read()
-        if ingress == "direct":  # the WebSocket port answers a load balancer's checks
-            health = field(log, "websocket").replace("ws://", "http://").replace("/ws", "/healthz")
-            with urllib.request.urlopen(health, timeout=10) as answer:
+        if ingress != "proxy":  # the WebSocket port answers a load balancer's checks
+            health = (field(log, "websocket").replace("ws", "http", 1)
+                      .replace("/ws", "/healthz"))
+            with urllib.request.urlopen(health, timeout=10, context=trust) as answer:
                 assert json.loads(answer.read())["ok"] is True
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=120)[1]

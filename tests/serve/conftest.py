@@ -58,7 +58,8 @@ async def routed(http: str, settings: Settings) -> None:
     its WebSocket port."""
     urls = [f"{http}/readyz"]
     if DIRECT_INGRESS:
-        urls.append(f"http://127.0.0.1:{settings.ws_port}/healthz")
+        scheme = "https" if settings.tls_cert else "http"
+        urls.append(f"{scheme}://127.0.0.1:{settings.ws_port}/healthz")
     for url in urls:
         assert await asyncio.to_thread(ready_at, url, 60), f"{url} never answered"
 

@@ -183,6 +183,7 @@ class Editor:
         self.doc = PlaylistDoc(playlist, f"{name}-{rng.randrange(10**6)}")
         self.client: Client | None = None
         self.sent: Any = None  # id of the playlist.op frame awaiting its reply
+        self.stale = False  # the last op was refused as based on a version too old
         self.reconnects = self.resends = self.duplicates = 0
 
     async def connect(self, resume: str | None = None) -> None:
@@ -224,8 +225,11 @@ class Editor:
             if frame["type"] == "ack":
                 self.duplicates += bool(frame["content"].get("duplicate"))
                 self.doc.acked(frame["content"])
-            else:  # unavailable while the host restarts: resend the same op later
-                assert frame["content"]["code"] == "unavailable", frame
+            else:  # unavailable while the host restarts: resend the same op later;
+                # conflict when this editor fell more than the playlist's transform window
+                # behind (a slow resume under load): catch up from history, then resend
+                assert frame["content"]["code"] in ("unavailable", "conflict"), frame
+                self.stale = frame["content"]["code"] == "conflict"
 
     async def pump(self, within: float) -> bool:
         """Handle frames for up to ``within`` s; False if none came."""
@@ -252,6 +256,9 @@ class Editor:
 
     async def send_next(self) -> None:
         assert self.client is not None
+        if self.stale:
+            self.stale = False
+            await self.catch_up()
         if self.doc.gap:  # our ack may be waiting behind it: it is not a lost reply
             await self.fill_gap()
         again = self.doc.inflight is not None
