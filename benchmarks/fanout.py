@@ -27,8 +27,10 @@ import os
 import re
 import resource
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ import uvloop
 from benchmarks.hub import HubProcess
 from benchmarks.loadgen import Socket
 from benchmarks.procs import tree_cpu, tree_rss
+from cluster.devcert import self_signed
 from cluster.ingress import free_port
 from serve.auth import issue_token
 
@@ -73,6 +76,8 @@ class Target:
     secret = ""
     max_sockets = 15_000  # one server process: the open-files limit (20,000) is per process
     data_dir = ""  # where a server keeps embedded servers of its own (counted in its cost)
+    tls: ssl.SSLContext | None = None  # the load generator's, when the server speaks TLS
+    idle_clients = True  # S3's client processes can reach it
 
     def start(self) -> None: ...
 
@@ -115,14 +120,14 @@ class Rthub(Target):
     async def idle(self, user: str) -> Socket:
         token = issue_token(self.secret, user, ttl_s=7200)
         sock = await Socket.open("127.0.0.1", self.port, "/ws",
-                                 {"Authorization": f"Bearer {token}"})
+                                 {"Authorization": f"Bearer {token}"}, self.tls)
         await sock.recv()  # welcome: the session entity knows the socket
         return sock
 
     async def member(self, user: str, room: str, first: bool) -> Socket:
         token = issue_token(self.secret, user, ttl_s=7200)
         sock = await Socket.open("127.0.0.1", self.port, "/ws",
-                                 {"Authorization": f"Bearer {token}"})
+                                 {"Authorization": f"Bearer {token}"}, self.tls)
         await sock.recv()  # welcome
         kind, content = (("room.create", {"room_id": room, "name": room}) if first
                          else ("room.join", {"room": room}))
@@ -146,6 +151,22 @@ class Rthub(Target):
             return None
         match = _DIGITS.search(text)
         return match[1] if match else None
+
+
+class RthubTLS(Rthub):
+    """The same hub serving ``wss://`` (a self-signed certificate the run makes): what TLS
+    costs, against the plain target in the same run."""
+
+    name = "rthub (direct ingress, TLS)"
+    key = "rthub-tls"
+    idle_clients = False
+
+    def start(self) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="rthub-tls-"))
+        cert, key, _ = self_signed(folder)
+        self.extra_env = {**Rthub.extra_env, "RTHUB_TLS_CERT": cert, "RTHUB_TLS_KEY": key}
+        self.tls = ssl.create_default_context(cafile=cert)
+        super().start()
 
 
 class RthubProxy(Rthub):
@@ -223,7 +244,7 @@ class SocketIO(Target):
         return None
 
 
-TARGETS = (Rthub, RthubProxy, PlainWebsockets, SocketIO)
+TARGETS = (Rthub, RthubTLS, RthubProxy, PlainWebsockets, SocketIO)
 
 
 def target_for(key: str, port: int, secret: str) -> Target:
@@ -383,6 +404,8 @@ async def scenario_three(target: Target, count: int) -> Idle:
     """``count`` idle sockets from several client processes (the open-files limit is per
     process): how fast they connect, what each costs the server, and that all stay."""
     assert target.proc is not None
+    if not target.idle_clients:
+        return Idle(count, 0, 0, 0, "not run: S3's client processes speak plain WebSockets")
     if count > target.max_sockets:
         return Idle(count, 0, 0, 0, f"not run: over {target.max_sockets:,} sockets per server "
                     "process under a 20,000 open-files limit")
@@ -548,6 +571,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated words: run the targets named so")
     parser.add_argument("--replicas", type=int, default=2,
                         help="gateway replicas of rthub (default 2; all on the server core)")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"where the table goes (default {RESULTS.relative_to(HERE.parent)})")
     parser.add_argument("--scenarios", default="s1,s2,s3",
                         help="comma-separated: which of s1, s2, s3 to run (default all)")
     args = parser.parse_args()
@@ -564,8 +589,8 @@ def main() -> None:
     raise_fd_limit(max(args.idle) * 3 + 10_000)  # the servers, started from here, inherit it
     uvloop.install()
     table = asyncio.run(run(args))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(table)
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(table)
     sys.stdout.write(table)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import ssl
 import struct
 from collections.abc import Callable
 
@@ -30,10 +31,10 @@ class Socket(asyncio.Protocol):
         self._upgraded = asyncio.get_running_loop().create_future()
 
     @classmethod
-    async def open(cls, host: str, port: int, path: str, headers: dict[str, str] | None = None
-                   ) -> Socket:
+    async def open(cls, host: str, port: int, path: str, headers: dict[str, str] | None = None,
+                   tls: ssl.SSLContext | None = None) -> Socket:
         loop = asyncio.get_running_loop()
-        _, sock = await loop.create_connection(cls, host, port)
+        _, sock = await loop.create_connection(cls, host, port, ssl=tls)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
