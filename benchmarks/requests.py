@@ -45,8 +45,6 @@ from benchmarks.procs import tree_cpu
 
 log = logging.getLogger("benchmarks.requests")
 RESULTS = Path(__file__).parent / "results" / "requests.md"
-_RTHUB_REF = re.compile(r'"ref":(\d+)')
-_SIO_ACK = re.compile(r"^43(\d+)\[")
 
 
 @dataclass
@@ -75,7 +73,11 @@ class Requester:
         if ident is not None and (future := self.waiting.pop(ident, None)) is not None:
             future.set_result(time.perf_counter())
 
-    def reply_id(self, text: str) -> int | None: ...
+    reply: re.Pattern[str]  # the request id in a reply frame (group 1)
+
+    def reply_id(self, text: str) -> int | None:
+        match = self.reply.search(text)
+        return int(match[1]) if match else None
 
     def kinds(self) -> dict[str, Kind | None]:
         """``gateway``, ``read`` and ``send`` (None where the target has no such request)."""
@@ -105,9 +107,7 @@ class Requester:
 
 
 class RthubRequester(Requester):
-    def reply_id(self, text: str) -> int | None:
-        match = _RTHUB_REF.search(text)
-        return int(match[1]) if match else None
+    reply = re.compile(r'"ref":(\d+)')
 
     def kinds(self) -> dict[str, Kind | None]:
         room = self.room
@@ -126,9 +126,7 @@ class RthubRequester(Requester):
 
 
 class SocketIORequester(Requester):
-    def reply_id(self, text: str) -> int | None:
-        match = _SIO_ACK.match(text)
-        return int(match[1]) if match else None
+    reply = re.compile(r"^43(\d+)\[")  # an ack packet: 43<id>[...]
 
     def kinds(self) -> dict[str, Kind | None]:
         room = self.room

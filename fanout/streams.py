@@ -88,11 +88,11 @@ async def publish(client: aioredis.Redis, events: Sequence[StreamEvent],
     parts = []
     for event in events:
         packed = event.pack()
-        tag = _tag(event.tenant, event.topic)
         if event.seq is not None:  # the epoch is made by the first ``position()`` read
-            parts.append(pack_command(("XADD", f"rthub:s:{tag}", "MAXLEN", "~", retention_events,
-                                       f"{event.seq}-1", "e", packed)))
-        parts.append(pack_command(("PUBLISH", f"rthub:c:{tag}", packed)))
+            parts.append(pack_command((
+                "XADD", stream_key(event.tenant, event.topic), "MAXLEN", "~", retention_events,
+                f"{event.seq}-1", "e", packed)))
+        parts.append(pack_command(("PUBLISH", channel(event.tenant, event.topic), packed)))
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:

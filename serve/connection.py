@@ -147,7 +147,6 @@ class Connection:
                 self._count_malformed()
             return
         self._in_flight += 1
-        self.core.in_flight += 1
         if self._in_flight >= self.core.settings.max_in_flight and not self._paused:
             self._pause(True)
         if self.state == OPEN:
@@ -156,6 +155,16 @@ class Connection:
             if self._held is None:
                 self._held = deque()
             self._held.append(frame)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered (what RTHUB_MAX_IN_FLIGHT bounds)."""
+        return self._in_flight
+
+    @property
+    def paused(self) -> bool:
+        """Not read until enough of its requests are answered."""
+        return self._paused
 
     def heard(self) -> None:
         """Any sign of life from the client (a control frame, say)."""
@@ -207,13 +216,11 @@ class Connection:
         finally:
             release()
             self._in_flight -= 1
-            self.core.in_flight -= 1
             if self._paused and self._in_flight <= self.core.settings.max_in_flight // 2:
                 self._pause(False)
 
     def _pause(self, paused: bool) -> None:
         self._paused = paused
-        self.core.paused += 1 if paused else -1
         if paused:
             self.sink.pause_reading()
         else:
@@ -258,12 +265,8 @@ class Connection:
         dropped = [self._held or deque(), *(self._lanes or {}).values()]
         for waiting in dropped:  # never started: no reply will come
             self._in_flight -= len(waiting)
-            self.core.in_flight -= len(waiting)
             waiting.clear()
         self._held = None
-        if self._paused:
-            self._paused = False
-            self.core.paused -= 1
         self.core.ended(self, was_open)
 
     # -- heartbeat and resume ---------------------------------------------------------------

@@ -78,10 +78,11 @@ class GatewayCore:
         self.connections: dict[str, Connection] = {}
         self.batcher = Batcher()
         self.metrics.socket_writes.read = lambda: self.batcher.writes
-        self.in_flight = 0  # requests of all sockets, received and not yet answered
-        self.paused = 0  # sockets not read: RTHUB_MAX_IN_FLIGHT of theirs are pending
-        self.metrics.in_flight.set_function(lambda: self.in_flight)
-        self.metrics.paused.set_function(lambda: self.paused)
+        # read on scrape from the sockets themselves: nothing kept in step on the hot path
+        self.metrics.in_flight.set_function(
+            lambda: sum(c.in_flight for c in self.connections.values()))
+        self.metrics.paused.set_function(
+            lambda: sum(c.paused for c in self.connections.values()))
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False
