@@ -9,6 +9,14 @@ slow call does not hold up every other entity of the host), and Ray may start an
 actor's calls out of order, so each call carries its sequence number and the lowest one still
 unanswered: the host enqueues a call only after every earlier unanswered one, which keeps
 per-entity order.
+
+Admission control: a message sent on behalf of a client request (the gateway sets
+``admission`` to the requesting user) is refused at once, ``Overloaded`` (``unavailable`` with
+``retry_after_ms``), instead of queueing for seconds, when its host is behind from this
+process's point of view: RTHUB_HOST_QUEUE_LIMIT messages wait on it, or the oldest has
+waited over twice RTHUB_QUEUE_TARGET_MS (a host that stopped answering). Past half the limit
+or past the target, only a room or user with nothing waiting gets through: a flood cannot
+take every slot. The runtime's own messages (a socket's close, timers) are never refused.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from actors.host import Host
 from actors.messages import Message
 from actors.placement import host_name
 from rthub.config import Settings
-from rthub.errors import HubError, Unavailable, from_content
+from rthub.errors import HubError, Overloaded, Unavailable, from_content
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,16 @@ _RemoteHost = ray.remote(Host)
 # that keeps requests in order (a socket's pipelined frames) may start the next one.
 on_queued: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "rthub_on_queued", default=None)
+
+# Set (to the requesting user) while a client request runs: its entity messages pass
+# admission control and count towards that user's and entity's waiting messages.
+admission: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "rthub_admission", default=None)
+
+MIN_RETRY_MS, MAX_RETRY_MS = 10, 5000  # bounds of the retry_after_ms a refusal gives
+
+Pending = tuple[tuple, "asyncio.Future | None", "tuple[EntityKey, str] | None"]
+"""(envelope, reply future, (entity, user) for an admitted client message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +91,25 @@ class EntityRef:
 
 
 class _Lane:
-    __slots__ = ("handle", "in_flight", "pending", "scheduled", "seq", "unanswered")
+    __slots__ = ("handle", "in_flight", "pending", "pending_since", "scheduled", "seq",
+                 "unanswered", "waiting")
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
-        self.pending: list[tuple[tuple, asyncio.Future | None]] = []
+        self.pending: list[Pending] = []
+        self.pending_since = 0.0  # when the oldest pending message was queued
         self.in_flight = 0
         self.scheduled = False
         self.seq = 0
-        self.unanswered: set[int] = set()  # seqs of calls in flight
+        self.unanswered: dict[int, float] = {}  # seq of a call in flight -> its oldest message
+        self.waiting = 0  # messages pending or in flight
+
+    def delay(self, now: float) -> float:
+        """Seconds the oldest message waiting on this host has waited."""
+        oldest = self.pending_since if self.pending else now
+        for since in self.unanswered.values():
+            oldest = min(oldest, since)
+        return now - oldest
 
 
 class ActorSystem:
@@ -92,6 +120,19 @@ class ActorSystem:
         self.caller_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lanes: dict[str, _Lane] = {}
         self._calls: set[asyncio.Task] = set()
+        # admitted client messages waiting, per entity and per user (admission fairness)
+        self._entity_waiting: dict[EntityKey, int] = {}
+        self._user_waiting: dict[str, int] = {}
+        self.shed: dict[str, int] = {}  # client messages refused, by the bound that refused
+
+    def queue_depth(self) -> int:
+        """Messages this process has waiting on hosts (pending or in a call)."""
+        return sum(lane.waiting for lane in self._lanes.values())
+
+    def queue_delay(self) -> float:
+        """Seconds the oldest message waiting on any host has waited."""
+        now = asyncio.get_running_loop().time()
+        return max((lane.delay(now) for lane in self._lanes.values()), default=0.0)
 
     def ref(self, kind: str, entity_id: str, tenant: str = "default") -> EntityRef:
         return EntityRef(self, (tenant, kind, entity_id))
@@ -129,12 +170,47 @@ class ActorSystem:
         loop = asyncio.get_running_loop()
         name = self.host_for(key)
         lane = self._lane(name)
+        now = loop.time()
+        tag = None
+        if (user := admission.get()) is not None:
+            self._admit(lane, key, user, now)
+            admission.set(None)  # admitted: the request's further messages are part of it
+            tag = (key, user)
+            self._entity_waiting[key] = self._entity_waiting.get(key, 0) + 1
+            self._user_waiting[user] = self._user_waiting.get(user, 0) + 1
         future = loop.create_future() if wants_reply else None
-        lane.pending.append(((*key, message_type, payload, wants_reply), future))
+        if not lane.pending:
+            lane.pending_since = now
+        lane.pending.append(((*key, message_type, payload, wants_reply), future, tag))
+        lane.waiting += 1
         if not lane.scheduled and lane.in_flight < self.settings.host_calls_in_flight:
             lane.scheduled = True
             loop.call_soon(self._flush, name, lane)  # same-tick messages share the call
         return future
+
+    def _admit(self, lane: _Lane, key: EntityKey, user: str, now: float) -> None:
+        """Raise ``Overloaded`` if a client message for ``key`` must not wait on its host.
+
+        Behind (half the queue limit waiting, or the oldest waiting message older than the
+        target): only a room and a user with nothing waiting get in. Past the limit or twice
+        the target: nothing does. ``retry_after_ms``: the oldest waiting message's age (how
+        far behind the host is), at least a quarter of the target."""
+        limit = self.settings.host_queue_limit
+        target = self.settings.queue_target_ms / 1000
+        delay = lane.delay(now)
+        if lane.waiting >= limit:
+            reason = "host_queue"
+        elif delay > 2 * target:
+            reason = "host_delay"
+        elif lane.waiting < limit // 2 and delay <= target:
+            return
+        elif self._entity_waiting.get(key) or self._user_waiting.get(user):
+            reason = "fair_share"  # behind: one waiting message per room and per user
+        else:
+            return
+        self.shed[reason] = self.shed.get(reason, 0) + 1
+        retry_ms = int(min(max(delay * 1000, target * 1000 / 4, MIN_RETRY_MS), MAX_RETRY_MS))
+        raise Overloaded("the hub is overloaded; retry shortly", retry_ms, reason)
 
     def _flush(self, name: str, lane: _Lane) -> None:
         lane.scheduled = False
@@ -145,40 +221,56 @@ class ActorSystem:
             del lane.pending[:size]
             lane.in_flight += 1
             lane.seq += 1
-            lane.unanswered.add(lane.seq)
+            lane.unanswered[lane.seq] = lane.pending_since  # the rest count from it too
             call = loop.create_task(self._send(name, lane, lane.seq, batch))
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
 
-    async def _send(self, name: str, lane: _Lane, seq: int,
-                    batch: list[tuple[tuple, asyncio.Future | None]]) -> None:
+    async def _send(self, name: str, lane: _Lane, seq: int, batch: list[Pending]) -> None:
         try:
             floor = min(lane.unanswered)  # every earlier call has been answered
-            results = await lane.handle.deliver.remote(self.caller_id, seq, floor,
-                                                       [e for e, _ in batch])
+            sheddable = [i for i, (_, _, tag) in enumerate(batch) if tag is not None]
+            envelopes = [e for e, _, _ in batch]
+            results = await (lane.handle.deliver.remote(self.caller_id, seq, floor, envelopes,
+                                                        sheddable) if sheddable else
+                             lane.handle.deliver.remote(self.caller_id, seq, floor, envelopes))
         except (RayError, OSError) as exc:
             log.warning("call to %s failed (%s): %d messages have an unknown outcome",
                         name, type(exc).__name__, len(batch))
             error = Unavailable(f"host {name} failed mid-call; the outcome is unknown, "
                                 "retry with the same idempotency key")
-            for _, future in batch:
+            for _, future, _ in batch:
                 if future is not None and not future.done():
                     future.set_exception(error)
         else:
-            for (_, future), result in zip(batch, results, strict=True):
+            for (_, future, _), result in zip(batch, results, strict=True):
                 if future is None or future.done():
                     continue
                 ok, content = result
                 if ok:
                     future.set_result(content)
                 else:
+                    if (where := content.get("where")) is not None:  # refused at the host
+                        self.shed[where] = self.shed.get(where, 0) + 1
                     future.set_exception(from_content(content))
         finally:
-            lane.unanswered.discard(seq)
+            del lane.unanswered[seq]
             lane.in_flight -= 1
+            lane.waiting -= len(batch)
+            for _, _, tag in batch:
+                if tag is not None:
+                    self._release(*tag)
             if lane.pending and not lane.scheduled:
                 lane.scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush, name, lane)
+
+    def _release(self, key: EntityKey, user: str) -> None:
+        for counts, which in ((self._entity_waiting, key), (self._user_waiting, user)):
+            left = counts[which] - 1
+            if left:
+                counts[which] = left
+            else:
+                del counts[which]
 
 
 def _unpack(message: Message | str, content: dict[str, Any] | None) -> tuple[str, Any]:

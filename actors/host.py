@@ -95,18 +95,19 @@ class Host:
             except Exception:
                 delay = min(max(delay * 2, period), 30.0)
 
-    async def deliver(self, caller: str, seq: int, floor: int, batch: list[Envelope]
-                      ) -> list[Outcome | None]:
+    async def deliver(self, caller: str, seq: int, floor: int, batch: list[Envelope],
+                      sheddable: list[int] | None = None) -> list[Outcome | None]:
         """Run a batch; replies line up with ``batch`` (None for tells).
 
         A caller numbers its calls (``seq``) and says which is the oldest still unanswered
         (``floor``); the batch is enqueued only after those between ``floor`` and ``seq``.
+        ``sheddable``: positions of client requests the host may refuse at its bounds.
         """
         self.calls += 1
         self.largest_batch = max(self.largest_batch, len(batch))
         table = await self._table_ready()
         await self._wait_turn(caller, seq, floor)
-        futures = table.deliver(batch)
+        futures = table.deliver(batch, sheddable or ())
         self._next_seq[caller] = max(self._next_seq.get(caller, 0), seq + 1)
         assert self._advanced is not None
         async with self._advanced:
@@ -138,6 +139,8 @@ class Host:
             "log_commits": getattr(getattr(journal, "writer", None), "commits", 0),
             "published": getattr(table.publisher, "published", 0),
             "publish_failures": getattr(table.publisher, "failures", 0),
+            "journal_backlog": journal.backlog(),  # events waiting for the group commit
+            "mailbox_depth": sum(len(r.mailbox or ()) for r in table.residents.values()),
             **{field: getattr(table.stats, field) for field in table.stats.__slots__},
         }
 

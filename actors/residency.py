@@ -9,6 +9,10 @@ No Ray here: a host actor wraps this table, and tests can drive it directly. Gua
   turn's replies become ``unavailable`` and the entity is dropped from memory, so the next
   message reloads exactly what is durable.
 * Activation = checkpoint + log replay, loaded for all entities of a delivery in two queries.
+* Bounded intake. Client messages (the caller marks them ``sheddable``) are refused before
+  they run, ``unavailable`` with ``retry_after_ms``, when their entity's mailbox holds
+  RTHUB_MAILBOX_LIMIT messages or RTHUB_JOURNAL_QUEUE_LIMIT events wait for the group commit;
+  the runtime's own messages (timers, service answers, leaves) are never refused.
 * Checkpoints are written behind (every N changes or T seconds, and on passivation); a
   failed write is retried and counted, and an entity is never unloaded before its checkpoint
   is saved.
@@ -28,7 +32,7 @@ import msgpack
 from actors.entity import Broadcast, Call, Context, Deactivation, Entity, EntityKey
 from actors.messages import Message
 from rthub.config import Settings
-from rthub.errors import BadRequest, HubError, NotFound, Unavailable
+from rthub.errors import BadRequest, HubError, NotFound, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ class Store(Protocol):
     def append(self, rows: list[tuple], projections: list[tuple[str, dict[str, Any]]]
                ) -> asyncio.Future[None]: ...
     async def save_checkpoints(self, rows: list[tuple]) -> None: ...
+    def backlog(self) -> int: ...
 
 
 Service = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -69,6 +74,8 @@ class Stats:
     checkpoints: int = 0
     checkpoint_failures: int = 0
     persist_failures: int = 0
+    shed_mailbox: int = 0  # client messages refused at the host, by bound
+    shed_journal: int = 0
 
 
 class Resident:
@@ -108,13 +115,23 @@ class EntityTable:
         self._tasks: set[asyncio.Task] = set()
 
     # -- intake ----------------------------------------------------------------------------
-    def deliver(self, envelopes: Sequence[Envelope]) -> list[asyncio.Future | None]:
-        """Enqueue in order; return a reply future per envelope that wants one."""
+    def deliver(self, envelopes: Sequence[Envelope], sheddable: Sequence[int] = ()
+                ) -> list[asyncio.Future | None]:
+        """Enqueue in order; return a reply future per envelope that wants one.
+
+        ``sheddable``: positions of client messages that may be refused at a bound."""
         futures: list[asyncio.Future | None] = []
         fresh: list[Resident] = []
-        for tenant, kind, entity_id, message_type, payload, wants_reply in envelopes:
+        shed = set(sheddable) if sheddable else None
+        journal_full = bool(shed) and self.store.backlog() >= self.settings.journal_queue_limit
+        for position, (tenant, kind, entity_id, message_type, payload, wants_reply) in (
+                enumerate(envelopes)):
             future = self._loop.create_future() if wants_reply else None
             futures.append(future)
+            if shed and position in shed and (refusal := self._refusal(
+                    (tenant, kind, entity_id), journal_full)) is not None:
+                _settle(future, False, {**refusal.to_content(), "where": refusal.where})
+                continue
             cls = self.kinds.get(kind)
             if cls is None or not cls.accepts(message_type):
                 err = (NotFound(f"no entity kind {kind!r}") if cls is None
@@ -136,6 +153,20 @@ class EntityTable:
             self._spawn(self._activate(fresh))
         self.stats.messages += len(envelopes)
         return futures
+
+    def _refusal(self, key: EntityKey, journal_full: bool) -> Overloaded | None:
+        """Why a client message for ``key`` must be refused now, if it must."""
+        if journal_full:
+            self.stats.shed_journal += 1
+            return Overloaded("the hub is overloaded (storage is behind); retry shortly",
+                              retry_after_ms=100, where="journal")
+        resident = self.residents.get(key)
+        if resident is not None and resident.mailbox is not None and (
+                len(resident.mailbox) >= self.settings.mailbox_limit):
+            self.stats.shed_mailbox += 1
+            return Overloaded(f"{key[1]} {key[2]} is overloaded; retry shortly",
+                              retry_after_ms=100, where="mailbox")
+        return None
 
     # -- activation ------------------------------------------------------------------------
     async def _activate(self, fresh: list[Resident]) -> None:

@@ -131,16 +131,25 @@ class Rthub(Target):
         await sock.recv()  # welcome
         kind, content = (("room.create", {"room_id": room, "name": room}) if first
                          else ("room.join", {"room": room}))
-        sock.send(json.dumps({"type": kind, "id": 1, "content": content}))
-        while '"ref":1' not in (reply := await sock.recv()):
-            pass
+        reply = await self._ask(sock, kind, content, 1)
         if '"error"' in reply and "already exists" not in reply:
             raise RuntimeError(reply)
         if '"error"' in reply:  # someone created it first: join
-            sock.send(json.dumps({"type": "room.join", "id": 2, "content": {"room": room}}))
-            while '"ref":2' not in await sock.recv():
-                pass
+            await self._ask(sock, "room.join", {"room": room}, 2)
         return sock
+
+    @staticmethod
+    async def _ask(sock: Socket, kind: str, content: dict, ident: int) -> str:
+        """The reply to one request, retried as PROTOCOL.md says while the hub sheds load
+        (``unavailable`` with ``retry_after_ms``: a join wave can outrun the hosts)."""
+        while True:
+            sock.send(json.dumps({"type": kind, "id": ident, "content": content}))
+            while f'"ref":{ident}' not in (reply := await sock.recv()):
+                pass
+            if '"retry_after_ms"' not in reply:
+                return reply
+            wait_ms = json.loads(reply)["content"]["retry_after_ms"]
+            await asyncio.sleep(wait_ms / 1000)
 
     def publish(self, sock: Socket, room: str, payload: str) -> None:
         sock.send(json.dumps({"type": "chat.send", "content": {

@@ -112,6 +112,13 @@ def public_host(settings: Settings) -> str:
             else "127.0.0.1")
 
 
+def operator_base(settings: Settings) -> str:
+    """The first replica's operator origin (``/metrics``, ``/readyz``); always plain HTTP."""
+    host = settings.operator_host
+    host = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{settings.operator_port}"
+
+
 def tls(settings: Settings) -> bool:
     return bool(settings.tls_cert and settings.tls_key)
 
@@ -129,11 +136,11 @@ def http_base(settings: Settings) -> str:
 
 
 def wait_until_ready(settings: Settings, timeout_s: float = 60.0) -> None:
-    """Until ``/readyz`` answers 200 on Serve's HTTP port and, under direct ingress, a
-    replica answers ``/healthz`` on the WebSocket port: the URLs printed next must work
-    when they are printed."""
+    """Until the app answers on Serve's HTTP port, a replica is ready on its operator port
+    and, under direct ingress, answers ``/healthz`` on the WebSocket port: the URLs printed
+    next must work when they are printed."""
     scheme = "https" if tls(settings) else "http"
-    urls = [f"{http_base(settings)}/readyz"]
+    urls = [f"{http_base(settings)}/healthz", f"{operator_base(settings)}/readyz"]
     if settings.ingress == "direct":
         urls.append(f"{scheme}://{public_host(settings)}:{settings.ws_port}/healthz")
     for url in urls:
@@ -168,7 +175,9 @@ def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
         log.info("rthub is up")
         log.info("  websocket: %s", ws_url(resolved))
         log.info("  http api:  %s/v1/ (search, attachments, audit)", base)
-        log.info("  metrics:   %s/metrics", base)
+        log.info("  operator:  %s/metrics and /readyz (replica %d of %d; one port each from "
+                 "%d, on %s only)", operator_base(resolved), 1, resolved.gateway_replicas,
+                 resolved.operator_port, resolved.operator_host)
         if resolved.jwt_secret:
             log.info("  dev token: %s  (user 'alice'; `rthub token --user NAME` for more)",
                      issue_token(resolved.jwt_secret, "alice", ttl_s=86_400))

@@ -87,6 +87,12 @@ def _optional(raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _host(raw: str) -> str:
+    if not raw.strip() or any(c.isspace() for c in raw.strip()):
+        raise ValueError(raw)
+    return raw.strip()
+
+
 def _secret(raw: str) -> str | None:
     raw = raw.strip()
     if raw and len(raw) < 32:
@@ -241,8 +247,16 @@ VARS: tuple[Var, ...] = (
         "answers `/healthz` for an L4 load balancer's checks."),
     Var("RTHUB_HTTP_PORT", "http_port", "8001", _int_between(1, 65535),
         "an integer from 1 to 65535",
-        "Port of Serve's HTTP ingress: `/v1/...`, `/metrics`, `/readyz` (and the WebSockets "
-        "under `RTHUB_INGRESS=proxy`)."),
+        "Port of Serve's HTTP ingress: `/v1/...` and `/healthz` (and the WebSockets under "
+        "`RTHUB_INGRESS=proxy`)."),
+    Var("RTHUB_OPERATOR_HOST", "operator_host", "127.0.0.1", _host,
+        "a host name or address",
+        "Address of the operator port (`/metrics`, `/readyz`, `/healthz`), which no client "
+        "port serves; loopback unless a scraper or probe elsewhere must reach it."),
+    Var("RTHUB_OPERATOR_PORT", "operator_port", "8002", _int_between(1, 65535),
+        "an integer from 1 to 65535",
+        "First operator port: each gateway replica takes the first free one from here up "
+        "(8002, 8003, ... for replicas sharing a node), so a scrape reads one replica."),
     Var("RTHUB_INGRESS", "ingress", "direct", _choice("direct", "proxy"), "direct or proxy",
         "`direct`: each gateway replica serves WebSockets on `RTHUB_WS_PORT` itself (picows; "
         "frames never cross Ray or a proxy). `proxy`: WebSockets through Serve's HTTP proxy "
@@ -270,6 +284,26 @@ VARS: tuple[Var, ...] = (
         "an integer from 1 to 4096",
         "Requests of one socket handled at once (pipelining); past it the gateway stops "
         "reading that socket until replies go out."),
+    Var("RTHUB_QUEUE_TARGET_MS", "queue_target_ms", "1000", _seconds(1, 60_000),
+        "a number of milliseconds from 1 to 60000",
+        "Admission control: while the oldest message a gateway replica has waiting on a host "
+        "is older than this, a new client request for that host is admitted only if its "
+        "room (party, playlist ...) and its user have nothing waiting; past twice this, none "
+        "is (a host that stopped answering). Refused requests get `unavailable` with "
+        "`retry_after_ms` at once."),
+    Var("RTHUB_HOST_QUEUE_LIMIT", "host_queue_limit", "200", _int_between(2, 1_000_000),
+        "an integer from 2 to 1000000",
+        "Admission control: entity messages one gateway replica keeps waiting on one host. "
+        "Past half of it only a room and user with nothing waiting get in; past it, client "
+        "requests are refused (`unavailable`, `retry_after_ms`)."),
+    Var("RTHUB_MAILBOX_LIMIT", "mailbox_limit", "1000", _int_between(1, 1_000_000),
+        "an integer from 1 to 1000000",
+        "Admission control at the host: client messages queued for one entity past which "
+        "new ones are refused before they run."),
+    Var("RTHUB_JOURNAL_QUEUE_LIMIT", "journal_queue_limit", "5000",
+        _int_between(1, 10_000_000), "an integer from 1 to 10000000",
+        "Admission control at the host: events waiting for PostgreSQL's group commit past "
+        "which new client messages are refused before they run."),
     Var("RTHUB_SEND_BUFFER_BYTES", "send_buffer_bytes", "1048576",
         _int_between(4096, 1_073_741_824), "an integer from 4096 to 1073741824",
         "Bytes waiting to be sent to one socket; a client that lets more pile up is closed "
@@ -360,6 +394,8 @@ class Settings:
     http_host: str | None
     ws_port: int
     http_port: int
+    operator_host: str
+    operator_port: int
     ingress: str
     gateway_replicas: int
     gateway_autoscaling: dict[str, float] | None
@@ -368,6 +404,10 @@ class Settings:
     tls_cert: str | None
     tls_key: str | None
     max_in_flight: int
+    queue_target_ms: float
+    host_queue_limit: int
+    mailbox_limit: int
+    journal_queue_limit: int
     send_buffer_bytes: int
     stream_retention_s: float
     stream_retention_events: int

@@ -11,7 +11,9 @@
     ├── RateLimited               entity/gateway: too many requests (``rate_limited``, with
     │                             ``retry_after_ms``)
     └── Unavailable               runtime/storage: outcome unknown, retry with the same
-                                  idempotency key (``unavailable``)
+        │                         idempotency key (``unavailable``)
+        └── Overloaded            runtime: refused before it ran, at a bound (``unavailable``,
+                                  with ``retry_after_ms``); nothing happened, retry later
 
 Handlers raise these; the runtime turns them into ``error`` replies with the same ``code``.
 Anything else becomes ``internal`` and is logged with its traceback.
@@ -83,6 +85,19 @@ class Unavailable(HubError):
     code = "unavailable"
 
 
+class Overloaded(Unavailable):
+    """Refused at a bound before anything ran (admission control); try again after
+    ``retry_after_ms``. Same code as ``Unavailable``: a client retries either the same way."""
+
+    def __init__(self, message: str, retry_after_ms: int, where: str = "") -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+        self.where = where  # which bound refused it (metrics label), not sent to clients
+
+    def to_content(self) -> dict[str, Any]:
+        return {**super().to_content(), "retry_after_ms": self.retry_after_ms}
+
+
 _BY_CODE = {cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
                                       TooLarge, Unavailable)}
 
@@ -91,5 +106,8 @@ def from_content(content: dict[str, str]) -> HubError:
     """Rebuild the error a remote host reported, keeping its class and message."""
     if content.get("code") == RateLimited.code:
         return RateLimited(content.get("message", ""), int(content.get("retry_after_ms", 0)))
+    if content.get("code") == Unavailable.code and "retry_after_ms" in content:
+        return Overloaded(content.get("message", ""), int(content["retry_after_ms"]),
+                          str(content.get("where", "")))
     cls = _BY_CODE.get(content.get("code", ""), HubError)
     return cls(content.get("message", ""))

@@ -2,9 +2,10 @@
 
 Under RTHUB_INGRESS=direct (the default) each replica binds the WebSocket port itself
 (``serve.sockets``: picows, ``SO_REUSEPORT``) and Serve's HTTP ingress carries only the HTTP
-API, ``/metrics`` and ``/readyz`` on a port of its own (Serve's proxy binds with
-``SO_REUSEPORT`` too, and would take WebSocket connections if the two shared one). Under
-``proxy`` the WebSockets come through Serve's proxy as ASGI (``serve.asgi_socket``).
+API (and ``/healthz``) on a port of its own (Serve's proxy binds with ``SO_REUSEPORT`` too,
+and would take WebSocket connections if the two shared one). Under ``proxy`` the WebSockets
+come through Serve's proxy as ASGI (``serve.asgi_socket``). ``/metrics`` and ``/readyz`` are
+on neither client port: each replica serves them on its operator port (``serve.operator``).
 
 Serve integration (checked against Ray 2.60):
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from ray import serve as rayserve
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -33,11 +34,11 @@ from serve.asgi_socket import serve_asgi
 from serve.autoscaling import deployment_scaling
 from serve.gateway import GatewayCore
 from serve.http_api import HttpApi
+from serve.operator import OperatorServer
 from serve.sockets import SocketServer
 
 GRACEFUL_SHUTDOWN_S = 10.0
 HTTP_REQUESTS_PER_REPLICA = 256  # Serve's max_ongoing_requests when sockets are not requests
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @rayserve.ingress()
@@ -48,6 +49,9 @@ class Gateway:
         logging.basicConfig(level=settings.log_level,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.core = GatewayCore(settings)
+        self.operator = OperatorServer(self.core, settings.operator_host,
+                                       settings.operator_port)
+        await self.operator.start()
         self.listener: SocketServer | None = None
         if settings.ingress == "direct":
             self.listener = SocketServer(self.core, settings.http_host, settings.ws_port)
@@ -57,8 +61,6 @@ class Gateway:
     def __serve_build_asgi_app__(self) -> Router:
         routes: list[BaseRoute] = [
             Route("/healthz", self.healthz),
-            Route("/readyz", self.readyz),
-            Route("/metrics", self.metrics),
             *HttpApi(self.core).routes(),
         ]
         if self.listener is None:
@@ -71,19 +73,6 @@ class Gateway:
     async def healthz(self, request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "gateway": self.core.gateway_id})
 
-    async def readyz(self, request: Request) -> JSONResponse:
-        try:
-            await self.core.redis.ping()
-            ready = not self.core.draining
-        except Exception as exc:
-            return JSONResponse({"ready": False, "reason": f"redis: {exc}"}, status_code=503)
-        return JSONResponse({"ready": ready, "connections": len(self.core.connections),
-                             "gateway": self.core.gateway_id},
-                            status_code=200 if ready else 503)
-
-    async def metrics(self, request: Request) -> Response:
-        return Response(self.core.metrics.render(), media_type=PROMETHEUS_TEXT)
-
     async def check_health(self) -> None:
         """Serve replaces a replica whose WebSocket listener is gone."""
         if self.listener is not None and not self.listener.serving and not self.core.draining:
@@ -95,6 +84,7 @@ class Gateway:
 
     async def __del__(self) -> None:
         await self.core.drain()
+        await self.operator.stop()
 
 
 def build(settings: Settings) -> Any:

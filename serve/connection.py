@@ -13,7 +13,9 @@ for earlier replies, up to RTHUB_MAX_IN_FLIGHT per socket; past that the sink st
 the socket (back-pressure, not an unbounded queue). Frames for the same entity (its *lane*,
 ``room:<id>`` ...) keep the order they were sent in: the next one starts when the one before
 has queued its entity message (``serve.handlers`` says which types may) or has finished.
-Replies carry ``ref`` and interleave across entities. An idle socket costs no task.
+Replies carry ``ref`` and interleave across entities. An idle socket costs no task. A
+request's first entity message passes admission control (``actors.client``): under
+overload it is answered ``unavailable`` with ``retry_after_ms`` at once.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors.client import on_queued
+from actors.client import admission, on_queued
 from rthub.errors import BadRequest, HubError
 from serve import handlers, protocol
 from serve.auth import Identity
@@ -209,8 +211,11 @@ class Connection:
                 released = True
                 self._next_in(key)
 
-        if not released and frame["type"] in handlers.PIPELINED:
-            on_queued.set(release)  # this task's own context: its entity message frees the lane
+        if not released:  # an entity request, not the gateway's own (ping)
+            # this task's own context: its first entity message passes admission control
+            admission.set(f"{self.identity.tenant}:{self.identity.user}")
+            if frame["type"] in handlers.PIPELINED:
+                on_queued.set(release)  # its entity message frees the lane
         try:
             await self._handle(frame)
         finally:

@@ -83,6 +83,9 @@ class GatewayCore:
             lambda: sum(c.in_flight for c in self.connections.values()))
         self.metrics.paused.set_function(
             lambda: sum(c.paused for c in self.connections.values()))
+        self.metrics.shed.counts = self.system.shed  # the actor system counts its refusals
+        self.metrics.queue_depth.set_function(self.system.queue_depth)
+        self.metrics.queue_delay.set_function(self.system.queue_delay)
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False

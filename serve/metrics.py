@@ -67,6 +67,17 @@ class GatewayMetrics:
         self.paused = Gauge("rthub_sockets_paused",
                             "Sockets not read because RTHUB_MAX_IN_FLIGHT requests are pending",
                             registry=self.registry)
+        self.shed = TallyBy("rthub_requests_shed",
+                            "Client requests refused by admission control (unavailable with "
+                            "retry_after_ms), by the bound that refused them", "reason",
+                            self.registry)
+        self.queue_depth = Gauge("rthub_host_queue_depth",
+                                 "Entity messages this replica has waiting on actor hosts",
+                                 registry=self.registry)
+        self.queue_delay = Gauge("rthub_host_queue_delay_seconds",
+                                 "Age of the oldest message this replica has waiting on an "
+                                 "actor host (admission control compares it with "
+                                 "RTHUB_QUEUE_TARGET_MS)", registry=self.registry)
         self.slow_closed = Tally("rthub_slow_clients_closed",
                                  "Sockets closed with 4413 for not reading", self.registry)
         self.delivery_latency = Histogram(

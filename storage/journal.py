@@ -101,12 +101,14 @@ class LogWriter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="log-writer")
         self.commits = 0
         self.rows = 0
+        self.backlog = 0  # rows appended and not yet committed (admission control reads it)
 
     def append(self, rows: list[LogRow], projections: Sequence[Projection] = ()
                ) -> asyncio.Future[None]:
         """Queue rows (and their projection rows) for the next commit; resolved when durable."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((rows, list(projections), future))
+        self.backlog += len(rows)
         self._wakeup.set()
         return future
 
@@ -127,7 +129,10 @@ class LogWriter:
                     item = self._queue.popleft()
                     group.append(item)
                     size += len(item[0])
-                await self._commit(group)
+                try:
+                    await self._commit(group)
+                finally:
+                    self.backlog -= size
 
     async def _commit(self, group: list[tuple[list[LogRow], list[Projection],
                                               asyncio.Future[None]]]) -> None:
@@ -192,6 +197,10 @@ class Journal:
     def append(self, rows: list[LogRow], projections: Sequence[Projection] = ()
                ) -> asyncio.Future[None]:
         return self.writer.append(rows, projections)
+
+    def backlog(self) -> int:
+        """Events waiting for the group commit."""
+        return self.writer.backlog
 
     async def save_checkpoints(self, rows: Sequence[tuple[str, str, str, int, bytes]]) -> None:
         await save_checkpoints(self.pool, rows)

@@ -7,6 +7,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -56,7 +57,8 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
     env.update({"RTHUB_DATA_DIR": str(tmp_path / "data"), "RAY_ADDRESS": "",
                 "RTHUB_NAMESPACE": f"cli{uuid.uuid4().hex[:8]}",
                 "RTHUB_INGRESS": ingress.removesuffix("+tls"),
-                "RTHUB_HTTP_PORT": str(free_port()), "RTHUB_WS_PORT": str(free_port())})
+                "RTHUB_HTTP_PORT": str(free_port()), "RTHUB_WS_PORT": str(free_port()),
+                "RTHUB_OPERATOR_PORT": str(free_port())})
     trust = None  # with TLS: the client trusts the hub's own certificate, nothing else
     if ingress.endswith("+tls"):
         cert, key, _ = self_signed(tmp_path)
@@ -75,9 +77,20 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
         assert welcome["type"] == "session.welcome"
         assert welcome["content"]["user_id"] == "alice"
         assert (message["topic"], message["content"]["text"]) == ("room:hello", "hi")
-        assert field(log, "metrics").startswith("https://" if trust else "http://")
-        with urllib.request.urlopen(field(log, "metrics"), timeout=10, context=trust) as metrics:
+        operator = field(log, "operator")  # metrics and readiness: loopback, off client ports
+        assert operator.startswith(f"http://127.0.0.1:{env['RTHUB_OPERATOR_PORT']}/")
+        with urllib.request.urlopen(operator, timeout=10) as metrics:
             assert b"rthub_frames_in_total" in metrics.read()
+        with urllib.request.urlopen(operator.replace("/metrics", "/readyz"), timeout=10) as ready:
+            assert json.loads(ready.read())["ready"] is True
+        api = field(log, "http api").removesuffix("/v1/")
+        client_ports = [api] + ([] if ingress == "proxy" else [
+            field(log, "websocket").replace("ws", "http", 1).removesuffix("/ws")])
+        for origin in client_ports:
+            for path in ("/metrics", "/readyz"):
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(origin + path, timeout=10, context=trust)
+                assert refused.value.code == 404
         if ingress != "proxy":  # the WebSocket port answers a load balancer's checks
             health = (field(log, "websocket").replace("ws", "http", 1)
                       .replace("/ws", "/healthz"))

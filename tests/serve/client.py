@@ -14,20 +14,20 @@ import websockets
 _ids = itertools.count(1)
 
 
-async def metrics_text(http: str) -> str:
-    """The Prometheus text of a gateway replica of the app at HTTP base ``http``."""
+async def metrics_text(operator: str) -> str:
+    """The Prometheus text of the gateway replica whose operator port is at ``operator``."""
 
     def fetch() -> str:
-        with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"{operator}/metrics", timeout=10) as response:
             return response.read().decode()
 
     return await asyncio.to_thread(fetch)
 
 
-async def scrape(http: str) -> dict[str, float]:
+async def scrape(operator: str) -> dict[str, float]:
     """The gateway's metrics as {name: value} (unlabelled series only)."""
     values = {}
-    for line in (await metrics_text(http)).splitlines():
+    for line in (await metrics_text(operator)).splitlines():
         name, _, value = line.partition(" ")
         if not line.startswith("#") and "{" not in name:
             values[name] = float(value)

@@ -19,7 +19,7 @@ from ray import serve as rayserve
 
 from actors.client import ActorSystem
 from cluster.ingress import free_port
-from cluster.local import ready_at
+from cluster.local import operator_base, ready_at
 from fanout.embedded import EmbeddedRedis
 from rthub.config import Settings
 from serve.app import build
@@ -29,8 +29,10 @@ from tests.conftest import create_database, make_settings
 EXTERNAL_REDIS = os.environ.get("RTHUB_TEST_REDIS_URL")
 DIRECT_INGRESS = os.environ.get("RTHUB_TEST_INGRESS", "direct") == "direct"
 SECRET = "test-secret-" + uuid.uuid4().hex
-# Tests send faster than a person types; the rate limit has tests of its own.
-FAST_SENDERS = {"RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000"}
+# Tests send faster than a person types, in bursts a busy machine may take a while over; the
+# rate limit and admission control have tests of their own.
+FAST_SENDERS = {"RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000",
+                "RTHUB_QUEUE_TARGET_MS": "60000"}
 
 
 @dataclass
@@ -38,11 +40,16 @@ class Hub:
     """A deployed gateway and what tests need to reach it."""
 
     url: str
-    http: str  # Serve's HTTP ingress for this app: /v1/..., /metrics, /readyz
+    http: str  # Serve's HTTP ingress for this app: /v1/...
     settings: Settings
     system: ActorSystem
     tenant: str
     app_name: str | None = None
+
+    @property
+    def operator(self) -> str:
+        """The first replica's operator port: /metrics, /readyz."""
+        return operator_base(self.settings)
 
     def token(self, user: str, **claims) -> str:
         return issue_token(SECRET, user, tenant=claims.pop("tenant", self.tenant), **claims)
@@ -54,9 +61,9 @@ class Hub:
 
 
 async def routed(http: str, settings: Settings) -> None:
-    """Until the app answers on Serve's HTTP port and, under direct ingress, a replica on
-    its WebSocket port."""
-    urls = [f"{http}/readyz"]
+    """Until the app answers on Serve's HTTP port, a replica is ready on the operator port
+    and, under direct ingress, a replica answers on its WebSocket port."""
+    urls = [f"{http}/healthz", f"{operator_base(settings)}/readyz"]
     if DIRECT_INGRESS:
         scheme = "https" if settings.tls_cert else "http"
         urls.append(f"{scheme}://127.0.0.1:{settings.ws_port}/healthz")
@@ -68,6 +75,7 @@ def app_settings(pg_url: str, redis_url: str, **env: str) -> Settings:
     """A test app's settings: a WebSocket port of its own (apps share one Serve)."""
     return make_settings(pg_url, REDIS_URL=redis_url, RTHUB_JWT_SECRET=SECRET,
                          RTHUB_HTTP_HOST="127.0.0.1", RTHUB_WS_PORT=str(free_port()),
+                         RTHUB_OPERATOR_PORT=str(free_port()),
                          RTHUB_INGRESS="direct" if DIRECT_INGRESS else "proxy",
                          **{**FAST_SENDERS, **env})
 

@@ -36,7 +36,7 @@ async def test_json_and_msgpack_members_get_every_event_in_order(deploy):
         got = [await reader.expect("chat.message", topic="room:r") for _ in range(20)]
         assert [(f["seq"], f["content"]["text"]) for f in got] == [
             (ack["seq"], f"t{i}") for i, ack in enumerate(acks)]
-    metrics = await scrape(hub.http)
+    metrics = await scrape(hub.operator)
     others = sum(1 for c in (owner, *members) for f in c.inbox if f.get("topic") == "room:r")
     assert metrics["rthub_deliveries_total"] == 5 * 20 + others  # joins seen, chat messages
     for client in (owner, *members):
@@ -88,7 +88,7 @@ async def test_a_client_that_stops_reading_is_closed_4413_and_the_room_carries_o
         await stalled.send(f'{{"type":"chat.history","id":{i + 2},'
                            '"content":{"room":"big","limit":100}}')
     async with asyncio.timeout(60):  # the metric is the only outside view of the close
-        while (await scrape(hub.http)).get("rthub_slow_clients_closed_total", 0) < 1:  # noqa: ASYNC110
+        while (await scrape(hub.operator)).get("rthub_slow_clients_closed_total", 0) < 1:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     # the room carried on for everyone else
     after = await owner.ask("chat.send", {"room": "big", "text": "after",

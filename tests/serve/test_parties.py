@@ -319,7 +319,7 @@ async def test_quality_follows_bandwidth_with_hysteresis_and_counts_changes(depl
     assert tiers == [320, 160, 160, 160, 320]
     error = await dj.error_for("party.quality", {"party": "hq", "bandwidth_kbps": -1})
     assert error == {"code": "bad_request", "message": "bandwidth_kbps must be a number >= 0"}
-    metrics = await scrape(hub.http)
+    metrics = await scrape(hub.operator)
     assert metrics["rthub_party_tier_changes_total"] >= 2
     await dj.close()
 
@@ -339,7 +339,7 @@ async def test_reported_drift_lands_in_the_drift_histogram(deploy):
     dj = await make_party(hub, party="hd")
     state = (await dj.ask("party.control", {"party": "hd", "action": "play"}))["state"]
     name = "rthub_party_drift_seconds"
-    before = histogram(await metrics_text(hub.http), name)
+    before = histogram(await metrics_text(hub.operator), name)
     at = state["at_server_ms"] + 10_000
     for drift in (3, -150, 2000):  # 3 ms, 150 ms behind, 2 s ahead
         reply = await dj.ask("party.report", {"party": "hd", "position_ms": 10_000 + drift,
@@ -348,7 +348,7 @@ async def test_reported_drift_lands_in_the_drift_histogram(deploy):
     wrong = await dj.ask("party.report", {"party": "hd", "position_ms": 0, "at_server_ms": at,
                                           "track": "another"})
     assert wrong["correction"]["mode"] == "reload"  # no drift to measure: not counted
-    after = histogram(await metrics_text(hub.http), name)
+    after = histogram(await metrics_text(hub.operator), name)
     moved = {key: after[key] - before.get(key, 0) for key in after}
     assert moved["count"] == 3
     assert abs(moved["sum"] - 2.153) < 1e-6

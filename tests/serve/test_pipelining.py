@@ -106,9 +106,9 @@ async def test_past_max_in_flight_the_socket_is_not_read_until_replies_go_out(de
                                                 "client_msg_id": str(i)}) for i in range(4)]
         await until_writes_wait(pg)
         async with asyncio.timeout(15):
-            while (await scrape(hub.http)).get("rthub_sockets_paused") != 1:  # noqa: ASYNC110
+            while (await scrape(hub.operator)).get("rthub_sockets_paused") != 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
-        assert (await scrape(hub.http))["rthub_requests_in_flight"] == 4
+        assert (await scrape(hub.operator))["rthub_requests_in_flight"] == 4
         ping = await alice.send("time.ping", {"t0": 1})  # not read while four wait
         other = await bob.send("time.ping", {"t0": 2})  # another socket is served meanwhile
         [answer] = await replies(bob, [other])
@@ -117,7 +117,7 @@ async def test_past_max_in_flight_the_socket_is_not_read_until_replies_go_out(de
     # reading resumes once half the bound is answered: the ping comes after two acks at least
     assert [f["type"] for f in arrived].index("time.pong") >= 2
     assert [f["content"]["seq"] for f in arrived if f["type"] == "ack"] == [1, 2, 3, 4]
-    metrics = await scrape(hub.http)
+    metrics = await scrape(hub.operator)
     assert metrics["rthub_sockets_paused"] == 0
     assert metrics["rthub_requests_in_flight"] == 0
     await alice.close()

@@ -173,7 +173,7 @@ async def test_metrics_are_served_in_prometheus_text(deploy):
     url, hub = await deploy()  # one replica: the scrape sees this socket's counters
     client = await Client.connect(url, hub.token("alice"))
     await client.ask("ping")
-    text = await metrics_text(hub.http)
+    text = await metrics_text(hub.operator)
     assert "rthub_connections " in text
     assert 'rthub_frames_in_total{type="ping"}' in text
     await client.close()

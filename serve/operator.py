@@ -1,0 +1,84 @@
+"""The operator port: ``/metrics``, ``/readyz`` and ``/healthz`` of one gateway replica, off the
+client ports.
+
+Clients reach the WebSocket port and Serve's HTTP API; what only operators should see (the
+replica's counters, its readiness) is served here instead, on RTHUB_OPERATOR_HOST (loopback by
+default: a scraper or kubelet on the node, or an address a network policy guards). Each
+replica takes the first free port from RTHUB_OPERATOR_PORT up, so replicas sharing a node
+get one port each (8002, 8003, ...) and a scrape always reads one replica's counters whole,
+never a different replica each time as a shared port would. aiohttp serves it: the readiness
+check awaits Redis, which picows' synchronous request hook cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from serve.gateway import GatewayCore
+
+log = logging.getLogger(__name__)
+
+PORTS_TRIED = 64  # replicas of one hub on one node, at most
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+
+
+class OperatorServer:
+    """The operator listener of one replica."""
+
+    def __init__(self, core: GatewayCore, host: str, first_port: int) -> None:
+        self.core = core
+        self.host = host
+        self.first_port = first_port
+        self.port: int | None = None  # the one this replica bound
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        """Bind the first free port from ``first_port``; return it."""
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/healthz", self.healthz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        last: OSError | None = None
+        for port in range(self.first_port, min(self.first_port + PORTS_TRIED, 65536)):
+            site = web.TCPSite(self._runner, self.host, port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as err:  # taken (another replica, or another program)
+                last = err
+                continue
+            self.port = port
+            log.info("operator endpoints of %s on %s:%d", self.core.gateway_id, self.host, port)
+            return port
+        await self._runner.cleanup()
+        raise OSError(f"no free operator port in {self.first_port}-"
+                      f"{self.first_port + PORTS_TRIED - 1} on {self.host}: {last}")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.core.metrics.render(),
+                            headers={"Content-Type": PROMETHEUS_TEXT})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "gateway": self.core.gateway_id})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Ready: Redis answers and the replica is not draining (a balancer stops sending
+        new sockets to a draining one)."""
+        try:
+            await self.core.redis.ping()
+        except Exception as exc:
+            return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
+        ready = not self.core.draining
+        return web.json_response({"ready": ready, "connections": len(self.core.connections),
+                                  "gateway": self.core.gateway_id},
+                                 status=200 if ready else 503)
