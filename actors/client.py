@@ -13,7 +13,7 @@ per-entity order.
 Admission control: a message sent on behalf of a client request (the gateway sets
 ``admission`` to the requesting user) is refused at once, ``Overloaded`` (``unavailable`` with
 ``retry_after_ms``), instead of queueing for seconds, when its host is behind from this
-process's point of view: RTHUB_HOST_QUEUE_LIMIT messages wait on it, or the oldest has
+process's point of view: RTHUB_HOST_QUEUE_LIMIT client messages wait on it, or the oldest has
 waited over twice RTHUB_QUEUE_TARGET_MS (a host that stopped answering). Past half the limit
 or past the target, only a room or user with nothing waiting gets through: a flood cannot
 take every slot. The runtime's own messages (a socket's close, timers) are never refused.
@@ -58,8 +58,8 @@ admission: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 MIN_RETRY_MS, MAX_RETRY_MS = 10, 5000  # bounds of the retry_after_ms a refusal gives
 
-Pending = tuple[tuple, "asyncio.Future | None", "tuple[EntityKey, str] | None"]
-"""(envelope, reply future, (entity, user) for an admitted client message)."""
+Pending = tuple[tuple, "asyncio.Future | None", "tuple[EntityKey, str] | None", float]
+"""(envelope, reply future, (entity, user) for an admitted client message, when queued)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,22 +91,22 @@ class EntityRef:
 
 
 class _Lane:
-    __slots__ = ("handle", "in_flight", "pending", "pending_since", "scheduled", "seq",
+    __slots__ = ("admitted", "handle", "in_flight", "pending", "scheduled", "seq",
                  "unanswered", "waiting")
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.pending: list[Pending] = []
-        self.pending_since = 0.0  # when the oldest pending message was queued
         self.in_flight = 0
         self.scheduled = False
         self.seq = 0
         self.unanswered: dict[int, float] = {}  # seq of a call in flight -> its oldest message
         self.waiting = 0  # messages pending or in flight
+        self.admitted = 0  # of which client requests' (what RTHUB_HOST_QUEUE_LIMIT bounds)
 
     def delay(self, now: float) -> float:
         """Seconds the oldest message waiting on this host has waited."""
-        oldest = self.pending_since if self.pending else now
+        oldest = self.pending[0][3] if self.pending else now
         for since in self.unanswered.values():
             oldest = min(oldest, since)
         return now - oldest
@@ -173,15 +173,14 @@ class ActorSystem:
         now = loop.time()
         tag = None
         if (user := admission.get()) is not None:
+            admission.set(None)  # one gate per request: what it sends next is part of it
             self._admit(lane, key, user, now)
-            admission.set(None)  # admitted: the request's further messages are part of it
             tag = (key, user)
+            lane.admitted += 1
             self._entity_waiting[key] = self._entity_waiting.get(key, 0) + 1
             self._user_waiting[user] = self._user_waiting.get(user, 0) + 1
         future = loop.create_future() if wants_reply else None
-        if not lane.pending:
-            lane.pending_since = now
-        lane.pending.append(((*key, message_type, payload, wants_reply), future, tag))
+        lane.pending.append(((*key, message_type, payload, wants_reply), future, tag, now))
         lane.waiting += 1
         if not lane.scheduled and lane.in_flight < self.settings.host_calls_in_flight:
             lane.scheduled = True
@@ -198,11 +197,11 @@ class ActorSystem:
         limit = self.settings.host_queue_limit
         target = self.settings.queue_target_ms / 1000
         delay = lane.delay(now)
-        if lane.waiting >= limit:
+        if lane.admitted >= limit:
             reason = "host_queue"
         elif delay > 2 * target:
             reason = "host_delay"
-        elif lane.waiting < limit // 2 and delay <= target:
+        elif lane.admitted < limit // 2 and delay <= target:
             return
         elif self._entity_waiting.get(key) or self._user_waiting.get(user):
             reason = "fair_share"  # behind: one waiting message per room and per user
@@ -221,7 +220,7 @@ class ActorSystem:
             del lane.pending[:size]
             lane.in_flight += 1
             lane.seq += 1
-            lane.unanswered[lane.seq] = lane.pending_since  # the rest count from it too
+            lane.unanswered[lane.seq] = batch[0][3]  # its oldest message
             call = loop.create_task(self._send(name, lane, lane.seq, batch))
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
@@ -229,8 +228,10 @@ class ActorSystem:
     async def _send(self, name: str, lane: _Lane, seq: int, batch: list[Pending]) -> None:
         try:
             floor = min(lane.unanswered)  # every earlier call has been answered
-            sheddable = [i for i, (_, _, tag) in enumerate(batch) if tag is not None]
-            envelopes = [e for e, _, _ in batch]
+            # the host may refuse an admitted client ask (a tell's refusal would go unheard)
+            sheddable = [i for i, (_, future, tag, _) in enumerate(batch)
+                         if tag is not None and future is not None]
+            envelopes = [e for e, _, _, _ in batch]
             results = await (lane.handle.deliver.remote(self.caller_id, seq, floor, envelopes,
                                                         sheddable) if sheddable else
                              lane.handle.deliver.remote(self.caller_id, seq, floor, envelopes))
@@ -239,11 +240,11 @@ class ActorSystem:
                         name, type(exc).__name__, len(batch))
             error = Unavailable(f"host {name} failed mid-call; the outcome is unknown, "
                                 "retry with the same idempotency key")
-            for _, future, _ in batch:
+            for _, future, _, _ in batch:
                 if future is not None and not future.done():
                     future.set_exception(error)
         else:
-            for (_, future, _), result in zip(batch, results, strict=True):
+            for (_, future, _, _), result in zip(batch, results, strict=True):
                 if future is None or future.done():
                     continue
                 ok, content = result
@@ -257,8 +258,9 @@ class ActorSystem:
             del lane.unanswered[seq]
             lane.in_flight -= 1
             lane.waiting -= len(batch)
-            for _, _, tag in batch:
+            for _, _, tag, _ in batch:
                 if tag is not None:
+                    lane.admitted -= 1
                     self._release(*tag)
             if lane.pending and not lane.scheduled:
                 lane.scheduled = True

@@ -4,6 +4,7 @@ on exit."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -17,7 +18,7 @@ import ray
 
 from actors.client import ActorSystem
 from cluster.ingress import ray_env
-from rthub.config import Settings
+from rthub.config import OPERATOR_PORTS, Settings
 from storage.crypto import dev_keys
 from storage.embedded import EmbeddedPostgres
 
@@ -43,6 +44,7 @@ class LocalHub:
         self.redis = None
         self.system: ActorSystem | None = None
         self.dashboard_url: str | None = None
+        self.operator = ""  # a ready replica's operator origin, once started
 
     def start(self) -> Settings:
         settings = self.settings
@@ -79,7 +81,7 @@ class LocalHub:
         from serve.app import start as start_gateway  # imports Serve: only when running it
 
         start_gateway(settings)
-        wait_until_ready(settings)
+        self.operator = wait_until_ready(settings)
         return settings
 
     def stop(self) -> None:
@@ -112,11 +114,31 @@ def public_host(settings: Settings) -> str:
             else "127.0.0.1")
 
 
-def operator_base(settings: Settings) -> str:
-    """The first replica's operator origin (``/metrics``, ``/readyz``); always plain HTTP."""
+def operator_base(settings: Settings, port: int | None = None) -> str:
+    """An operator origin (``/metrics``, ``/readyz``), by default the first port's; plain
+    HTTP, loopback for a wildcard address."""
     host = settings.operator_host
-    host = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
-    return f"http://{host}:{settings.operator_port}"
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.operator_port if port is None else port}"
+
+
+def find_operator(settings: Settings, timeout_s: float) -> str | None:
+    """The operator origin of a ready replica of *this* hub: a replica takes the first free
+    port from RTHUB_OPERATOR_PORT, which another program may hold, so the ports are tried in
+    turn until one answers ``/readyz`` with this hub's namespace (polled: from outside)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for port in range(settings.operator_port,
+                          min(settings.operator_port + OPERATOR_PORTS, 65536)):
+            base = operator_base(settings, port)
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:
+                    if json.loads(answer.read()).get("namespace") == settings.namespace:
+                        return base
+            except (OSError, ValueError):
+                continue  # nothing there, not ready yet, or not an rthub operator port
+        time.sleep(0.2)
+    return None
 
 
 def tls(settings: Settings) -> bool:
@@ -135,17 +157,22 @@ def http_base(settings: Settings) -> str:
             f"{settings.http_port}")
 
 
-def wait_until_ready(settings: Settings, timeout_s: float = 60.0) -> None:
+def wait_until_ready(settings: Settings, timeout_s: float = 60.0) -> str:
     """Until the app answers on Serve's HTTP port, a replica is ready on its operator port
     and, under direct ingress, answers ``/healthz`` on the WebSocket port: the URLs printed
-    next must work when they are printed."""
+    next must work when they are printed. Returns the ready replica's operator origin."""
     scheme = "https" if tls(settings) else "http"
-    urls = [f"{http_base(settings)}/healthz", f"{operator_base(settings)}/readyz"]
+    operator = find_operator(settings, timeout_s)
+    if operator is None:
+        raise RuntimeError(f"no gateway replica became ready on an operator port from "
+                           f"{operator_base(settings)} in {timeout_s:.0f} s")
+    urls = [f"{http_base(settings)}/healthz"]
     if settings.ingress == "direct":
         urls.append(f"{scheme}://{public_host(settings)}:{settings.ws_port}/healthz")
     for url in urls:
         if not ready_at(url, timeout_s):
             raise RuntimeError(f"the gateway did not become ready at {url} in {timeout_s:.0f} s")
+    return operator
 
 
 def ready_at(url: str, timeout_s: float) -> bool:
@@ -175,9 +202,9 @@ def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
         log.info("rthub is up")
         log.info("  websocket: %s", ws_url(resolved))
         log.info("  http api:  %s/v1/ (search, attachments, audit)", base)
-        log.info("  operator:  %s/metrics and /readyz (replica %d of %d; one port each from "
-                 "%d, on %s only)", operator_base(resolved), 1, resolved.gateway_replicas,
-                 resolved.operator_port, resolved.operator_host)
+        log.info("  operator:  %s/metrics and /readyz (one replica's; each has a port of its "
+                 "own from %d, on %s only)", hub.operator, resolved.operator_port,
+                 resolved.operator_host)
         if resolved.jwt_secret:
             log.info("  dev token: %s  (user 'alice'; `rthub token --user NAME` for more)",
                      issue_token(resolved.jwt_secret, "alice", ttl_s=86_400))

@@ -18,6 +18,8 @@ from typing import Any
 
 from rthub.errors import ConfigError
 
+OPERATOR_PORTS = 64  # operator ports tried from RTHUB_OPERATOR_PORT up: replicas per node
+
 
 @dataclass(frozen=True)
 class Var:
@@ -293,7 +295,8 @@ VARS: tuple[Var, ...] = (
         "`retry_after_ms` at once."),
     Var("RTHUB_HOST_QUEUE_LIMIT", "host_queue_limit", "200", _int_between(2, 1_000_000),
         "an integer from 2 to 1000000",
-        "Admission control: entity messages one gateway replica keeps waiting on one host. "
+        "Admission control: client requests' entity messages one gateway replica keeps "
+        "waiting on one host. "
         "Past half of it only a room and user with nothing waiting get in; past it, client "
         "requests are refused (`unavailable`, `retry_after_ms`)."),
     Var("RTHUB_MAILBOX_LIMIT", "mailbox_limit", "1000", _int_between(1, 1_000_000),

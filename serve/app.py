@@ -83,8 +83,10 @@ class Gateway:
         return {"sockets": float(len(self.core.connections))}
 
     async def __del__(self) -> None:
-        await self.core.drain()
-        await self.operator.stop()
+        try:
+            await self.core.drain()
+        finally:
+            await self.operator.stop()
 
 
 def build(settings: Settings) -> Any:

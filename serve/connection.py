@@ -211,11 +211,12 @@ class Connection:
                 released = True
                 self._next_in(key)
 
-        if not released:  # an entity request, not the gateway's own (ping)
-            # this task's own context: its first entity message passes admission control
+        # this task's own context (a fresh one: ``core.spawn``): its first entity message
+        # passes admission control, and for pipelined types frees the lane once queued
+        if frame["type"] not in handlers.UNGATED:
             admission.set(f"{self.identity.tenant}:{self.identity.user}")
-            if frame["type"] in handlers.PIPELINED:
-                on_queued.set(release)  # its entity message frees the lane
+        if not released and frame["type"] in handlers.PIPELINED:
+            on_queued.set(release)
         try:
             await self._handle(frame)
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import secrets
 import time
@@ -143,8 +144,10 @@ class GatewayCore:
 
     def spawn(self, job: Any) -> None:
         """Run a short job of the gateway's, keeping a reference until it ends; a job that
-        fails is logged (nothing awaits it)."""
-        task = asyncio.get_running_loop().create_task(job)
+        fails is logged (nothing awaits it). It starts in a context of its own: a job started
+        while a client request runs (a socket closed mid-reply) is not that request's, and
+        must not pass admission control as if it were."""
+        task = asyncio.get_running_loop().create_task(job, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._job_done)
 

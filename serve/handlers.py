@@ -22,6 +22,9 @@ Handler = Callable[["GatewayCore", "Connection", dict[str, Any]], Awaitable[dict
 HANDLERS: dict[str, Handler] = {}
 PIPELINED: set[str] = set()  # types whose next frame for the same entity need not wait
 IMMEDIATE = frozenset({"ping", "pong", "time.ping"})  # the gateway's own: no order to keep
+# Not gated by admission control: they change the socket's own following in several steps
+# (a refusal half-way would leave it half-changed), and cost the hosts one tell each.
+UNGATED = IMMEDIATE | {"subscribe", "unsubscribe"}
 ENTITY_FIELDS = ("room", "party", "playlist")
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")

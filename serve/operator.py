@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from rthub.config import OPERATOR_PORTS
+
 if TYPE_CHECKING:
     from serve.gateway import GatewayCore
 
 log = logging.getLogger(__name__)
 
-PORTS_TRIED = 64  # replicas of one hub on one node, at most
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
@@ -45,19 +46,20 @@ class OperatorServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         last: OSError | None = None
-        for port in range(self.first_port, min(self.first_port + PORTS_TRIED, 65536)):
+        for port in range(self.first_port, min(self.first_port + OPERATOR_PORTS, 65536)):
             site = web.TCPSite(self._runner, self.host, port, reuse_address=True)
             try:
                 await site.start()
             except OSError as err:  # taken (another replica, or another program)
                 last = err
+                await site.stop()  # what it did bind (one of several addresses) is let go
                 continue
             self.port = port
             log.info("operator endpoints of %s on %s:%d", self.core.gateway_id, self.host, port)
             return port
         await self._runner.cleanup()
         raise OSError(f"no free operator port in {self.first_port}-"
-                      f"{self.first_port + PORTS_TRIED - 1} on {self.host}: {last}")
+                      f"{self.first_port + OPERATOR_PORTS - 1} on {self.host}: {last}")
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -68,8 +70,12 @@ class OperatorServer:
         return web.Response(body=self.core.metrics.render(),
                             headers={"Content-Type": PROMETHEUS_TEXT})
 
+    def _who(self) -> dict[str, str]:
+        """Which hub and replica answered (a port scan finds its own hub by namespace)."""
+        return {"gateway": self.core.gateway_id, "namespace": self.core.settings.namespace}
+
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "gateway": self.core.gateway_id})
+        return web.json_response({"ok": True, **self._who()})
 
     async def readyz(self, request: web.Request) -> web.Response:
         """Ready: Redis answers and the replica is not draining (a balancer stops sending
@@ -80,5 +86,4 @@ class OperatorServer:
             return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
         ready = not self.core.draining
         return web.json_response({"ready": ready, "connections": len(self.core.connections),
-                                  "gateway": self.core.gateway_id},
-                                 status=200 if ready else 503)
+                                  **self._who()}, status=200 if ready else 503)

@@ -78,7 +78,7 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
         assert welcome["content"]["user_id"] == "alice"
         assert (message["topic"], message["content"]["text"]) == ("room:hello", "hi")
         operator = field(log, "operator")  # metrics and readiness: loopback, off client ports
-        assert operator.startswith(f"http://127.0.0.1:{env['RTHUB_OPERATOR_PORT']}/")
+        assert operator.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(operator, timeout=10) as metrics:
             assert b"rthub_frames_in_total" in metrics.read()
         with urllib.request.urlopen(operator.replace("/metrics", "/readyz"), timeout=10) as ready:

@@ -19,7 +19,7 @@ from ray import serve as rayserve
 
 from actors.client import ActorSystem
 from cluster.ingress import free_port
-from cluster.local import operator_base, ready_at
+from cluster.local import find_operator, ready_at
 from fanout.embedded import EmbeddedRedis
 from rthub.config import Settings
 from serve.app import build
@@ -41,15 +41,11 @@ class Hub:
 
     url: str
     http: str  # Serve's HTTP ingress for this app: /v1/...
+    operator: str  # a replica's operator port: /metrics, /readyz (the one of a one-replica app)
     settings: Settings
     system: ActorSystem
     tenant: str
     app_name: str | None = None
-
-    @property
-    def operator(self) -> str:
-        """The first replica's operator port: /metrics, /readyz."""
-        return operator_base(self.settings)
 
     def token(self, user: str, **claims) -> str:
         return issue_token(SECRET, user, tenant=claims.pop("tenant", self.tenant), **claims)
@@ -60,15 +56,18 @@ class Hub:
         await asyncio.to_thread(rayserve.delete, self.app_name)
 
 
-async def routed(http: str, settings: Settings) -> None:
-    """Until the app answers on Serve's HTTP port, a replica is ready on the operator port
-    and, under direct ingress, a replica answers on its WebSocket port."""
-    urls = [f"{http}/healthz", f"{operator_base(settings)}/readyz"]
+async def routed(http: str, settings: Settings) -> str:
+    """Until the app answers on Serve's HTTP port, a replica is ready on an operator port
+    and, under direct ingress, a replica answers on its WebSocket port; that operator origin."""
+    operator = await asyncio.to_thread(find_operator, settings, 60)
+    assert operator is not None, "no replica became ready on an operator port"
+    urls = [f"{http}/healthz"]
     if DIRECT_INGRESS:
         scheme = "https" if settings.tls_cert else "http"
         urls.append(f"{scheme}://127.0.0.1:{settings.ws_port}/healthz")
     for url in urls:
         assert await asyncio.to_thread(ready_at, url, 60), f"{url} never answered"
+    return operator
 
 
 def app_settings(pg_url: str, redis_url: str, **env: str) -> Settings:
@@ -105,8 +104,9 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session", params=["embedded", "external"])
 async def deployed(request: pytest.FixtureRequest, serve_port: int
-                   ) -> AsyncIterator[tuple[str, str, Settings, ActorSystem]]:
-    """(ws url, http base, settings, actor system) of a gateway app on one backend pair."""
+                   ) -> AsyncIterator[tuple[str, str, str, Settings, ActorSystem]]:
+    """(ws url, http base, operator origin, settings, actor system) of a gateway app on one
+    backend pair."""
     if request.param == "external":
         if not (os.environ.get("RTHUB_TEST_POSTGRES_URL") and EXTERNAL_REDIS):
             pytest.skip("RTHUB_TEST_POSTGRES_URL / RTHUB_TEST_REDIS_URL not set (CI sets them)")
@@ -122,16 +122,16 @@ async def deployed(request: pytest.FixtureRequest, serve_port: int
     name = f"gw-{request.param}"
     rayserve.run(build(settings), name=name, route_prefix=f"/{name}")
     ws, http = urls(serve_port, name, settings)
-    await routed(http, settings)
-    yield ws, http, settings, system
+    operator = await routed(http, settings)
+    yield ws, http, operator, settings, system
     rayserve.delete(name)
     system.shutdown_hosts()
 
 
 @pytest.fixture
-def hub(deployed: tuple[str, str, Settings, ActorSystem]) -> Hub:
-    url, http, settings, system = deployed
-    return Hub(url, http, settings, system, tenant=f"t{uuid.uuid4().hex[:10]}")
+def hub(deployed: tuple[str, str, str, Settings, ActorSystem]) -> Hub:
+    url, http, operator, settings, system = deployed
+    return Hub(url, http, operator, settings, system, tenant=f"t{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture
@@ -149,9 +149,9 @@ async def deploy(serve_port: int, embedded_pg: str, embedded_redis: str, tmp_pat
         await asyncio.to_thread(rayserve.run, build(settings), name=name,
                                 route_prefix=f"/{name}")
         url, http = urls(serve_port, name, settings)
-        await routed(http, settings)
+        operator = await routed(http, settings)
         made.append((name, system))
-        return url, Hub(url, http, settings, system, f"t{uuid.uuid4().hex[:8]}",
+        return url, Hub(url, http, operator, settings, system, f"t{uuid.uuid4().hex[:8]}",
                         app_name=name)
 
     yield make
