@@ -29,7 +29,7 @@ from actors.kinds.chat_types import (
 )
 from actors.kinds.presence import ListPresence
 from rthub.errors import BadRequest, NotFound
-from serve.handlers import ROOM_ID, entity_fields, follow_topic, handles, room_of
+from serve.handlers import ENTITY_ID, entity_fields, follow_topic, handles, room_of
 from storage import attachments
 from storage import chat as chat_store
 
@@ -74,7 +74,7 @@ async def room_create(core: GatewayCore, conn: Connection, frame: dict[str, Any]
         content.pop("room_id", None)
     else:
         room = content.pop("room_id", None) or secrets.token_urlsafe(9)
-        if not isinstance(room, str) or not ROOM_ID.match(room) or room.startswith("dm-"):
+        if not isinstance(room, str) or not ENTITY_ID.match(room) or room.startswith("dm-"):
             raise BadRequest("'room_id' must be 1 to 128 letters, digits or '_.:-' and must "
                              "not start with 'dm-'")
     payload = Create.decode({**entity_fields(content, user), "ip": conn.ip})
@@ -229,7 +229,7 @@ async def search(core: GatewayCore, tenant: str, user: str, query: Any, room: An
     """Shared by ``chat.search`` and ``GET /v1/search``."""
     if not isinstance(query, str) or not query.strip() or len(query) > 500:
         raise BadRequest("'query' must be 1 to 500 characters")
-    if room is not None and (not isinstance(room, str) or not ROOM_ID.match(room)):
+    if room is not None and (not isinstance(room, str) or not ENTITY_ID.match(room)):
         raise BadRequest("'room' must be 1 to 128 letters, digits or '_.:-'")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= SEARCH_MAX:
         raise BadRequest(f"'limit' must be an integer from 1 to {SEARCH_MAX}")
@@ -251,7 +251,7 @@ async def chat_search(core: GatewayCore, conn: Connection, frame: dict[str, Any]
 async def presence_list(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     topic = frame["content"].get("topic", frame.get("topic"))
     kind, _, ident = topic.partition(":") if isinstance(topic, str) else ("", "", "")
-    if kind not in ("room", "party", "playlist") or not ROOM_ID.match(ident):
+    if kind not in ("room", "party", "playlist") or not ENTITY_ID.match(ident):
         raise BadRequest("presence.list needs a 'topic' room:<id>, party:<id> or "
                          "playlist:<id>")
     entity = core.system.ref(kind, ident, conn.identity.tenant)

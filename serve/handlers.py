@@ -8,6 +8,7 @@ The user on every entity message comes from the token, never from the client's c
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ IMMEDIATE = frozenset({"ping", "pong", "time.ping"})  # the gateway's own: no or
 UNGATED = IMMEDIATE | {"subscribe", "unsubscribe"}
 ENTITY_FIELDS = ("room", "party", "playlist")
 
-ROOM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+ENTITY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")  # a room's, party's or playlist's id
 
 
 def handles(message_type: str, pipelined: bool = False) -> Callable[[Handler], Handler]:
@@ -64,11 +65,19 @@ def lane(frame: dict[str, Any]) -> str | None:
     return ""
 
 
+def entity_id(content: dict[str, Any], field: str, new: bool = False) -> str:
+    """The entity id in ``content[field]``, checked; with ``new`` (a create) a random one
+    when the client gave none."""
+    ident = content.get(field)
+    if new and not ident:
+        return secrets.token_urlsafe(9)
+    if not isinstance(ident, str) or not ENTITY_ID.match(ident):
+        raise BadRequest(f"'{field}' must be 1 to 128 letters, digits or '_.:-'")
+    return ident
+
+
 def room_of(content: dict[str, Any]) -> str:
-    room = content.get("room")
-    if not isinstance(room, str) or not ROOM_ID.match(room):
-        raise BadRequest("'room' must be 1 to 128 letters, digits or '_.:-'")
-    return room
+    return entity_id(content, "room")
 
 
 def entity_fields(content: dict[str, Any], user: str, *drop: str) -> dict[str, Any]:

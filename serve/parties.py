@@ -7,8 +7,6 @@ records each device's reported drift and tier changes in the metrics.
 
 from __future__ import annotations
 
-import re
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from actors.kinds.party_types import (
@@ -24,20 +22,14 @@ from actors.kinds.party_types import (
     Report,
 )
 from rthub.errors import BadRequest
-from serve.handlers import entity_fields, follow_topic, handles
+from serve.handlers import entity_fields, entity_id, follow_topic, handles
 
 if TYPE_CHECKING:
     from serve.connection import Connection
     from serve.gateway import GatewayCore
 
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-
-
 def party_of(content: dict[str, Any]) -> str:
-    party = content.get("party")
-    if not isinstance(party, str) or not _ID.match(party):
-        raise BadRequest("'party' must be 1 to 128 letters, digits or '_.:-'")
-    return party
+    return entity_id(content, "party")
 
 
 def _fields(conn: Connection, content: dict[str, Any]) -> dict[str, Any]:
@@ -47,9 +39,8 @@ def _fields(conn: Connection, content: dict[str, Any]) -> dict[str, Any]:
 @handles("party.create")
 async def party_create(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = dict(frame["content"])
-    party = content.pop("party_id", None) or secrets.token_urlsafe(9)
-    if not isinstance(party, str) or not _ID.match(party):
-        raise BadRequest("'party_id' must be 1 to 128 letters, digits or '_.:-'")
+    party = entity_id(content, "party_id", new=True)
+    content.pop("party_id", None)
     reply = await core.party(conn, party).ask(Create.decode(entity_fields(
         content, conn.identity.user)))
     return {**reply, **await follow_topic(core, conn, f"party:{party}")}

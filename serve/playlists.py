@@ -6,14 +6,12 @@ topic for the socket and reads old versions from storage (the op log and its mil
 
 from __future__ import annotations
 
-import re
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from actors.kinds import playlist_ot as ot
 from actors.kinds.playlist_types import Authorize, Create, Open, Revert, Share, Submit
 from rthub.errors import BadRequest, NotFound
-from serve.handlers import entity_fields, follow_topic, handles
+from serve.handlers import entity_fields, entity_id, follow_topic, handles
 from storage import playlists as store
 
 if TYPE_CHECKING:
@@ -22,15 +20,11 @@ if TYPE_CHECKING:
     from serve.connection import Connection
     from serve.gateway import GatewayCore
 
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 HISTORY_MAX = 1000
 
 
 def playlist_of(content: dict[str, Any]) -> str:
-    playlist = content.get("playlist")
-    if not isinstance(playlist, str) or not _ID.match(playlist):
-        raise BadRequest("'playlist' must be 1 to 128 letters, digits or '_.:-'")
-    return playlist
+    return entity_id(content, "playlist")
 
 
 def _version(content: dict[str, Any], name: str, default: int | None = None) -> int:
@@ -43,9 +37,8 @@ def _version(content: dict[str, Any], name: str, default: int | None = None) -> 
 @handles("playlist.create")
 async def playlist_create(core: GatewayCore, conn: Connection, frame: dict[str, Any]) -> dict:
     content = dict(frame["content"])
-    playlist = content.pop("playlist_id", None) or secrets.token_urlsafe(9)
-    if not isinstance(playlist, str) or not _ID.match(playlist):
-        raise BadRequest("'playlist_id' must be 1 to 128 letters, digits or '_.:-'")
+    playlist = entity_id(content, "playlist_id", new=True)
+    content.pop("playlist_id", None)
     payload = Create.decode(entity_fields(content, conn.identity.user))
     reply = await core.playlist(conn, playlist).ask(payload)
     return {**reply, **await follow_topic(core, conn, f"playlist:{playlist}")}
