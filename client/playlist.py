@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from actors.kinds import playlist_ot as ot
+from rthub import playlist_ot as ot
 
 NO_OP = {"remove": {"item_id": "\x00none"}}  # names no item a client can create
 

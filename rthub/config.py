@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rthub.errors import ConfigError
+from rthub.keys import parse_keys
 
 OPERATOR_PORTS = 64  # operator ports tried from RTHUB_OPERATOR_PORT up: replicas per node
 
@@ -128,14 +129,12 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 
 def _keys(raw: str) -> str | None:
-    """RTHUB_ENCRYPTION_KEYS: checked by building the keyring once, kept as the raw string."""
-    from storage.crypto import Keyring  # storage owns the format
-
+    """RTHUB_ENCRYPTION_KEYS: checked once (``rthub.keys``), kept as the raw string."""
     raw = raw.strip()
     if not raw:
         return None
     try:
-        Keyring.parse(raw)
+        parse_keys(raw)
     except ConfigError:
         raise ValueError from None
     return raw

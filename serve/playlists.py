@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from actors.kinds import playlist_ot as ot
 from actors.kinds.playlist_types import Authorize, Create, Open, Revert, Share, Submit
+from rthub import playlist_ot as ot
 from rthub.errors import BadRequest, NotFound
 from serve.handlers import entity_fields, entity_id, follow_topic, handles
 from storage import playlists as store

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,9 +20,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from rthub.errors import ConfigError
+from rthub.keys import check_keys, parse_keys
 
 NONCE_BYTES = 12  # GCM's standard nonce; random per value (2^32 values per key is safe)
-_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 class SealError(Exception):
@@ -34,35 +33,13 @@ class Keyring:
     """The configured keys; the first one seals, all of them open."""
 
     def __init__(self, keys: Iterable[tuple[str, bytes]]) -> None:
-        self._keys: dict[str, AESGCM] = {}
-        for key_id, key in keys:
-            if not _KEY_ID.match(key_id):
-                raise ConfigError(f"encryption key id {key_id!r}: use 1 to 32 letters, digits "
-                                  "or '_.-'")
-            if len(key) != 32:
-                raise ConfigError(f"encryption key {key_id!r} is {len(key)} bytes; AES-256 "
-                                  "needs 32")
-            if key_id in self._keys:
-                raise ConfigError(f"encryption key id {key_id!r} is configured twice")
-            self._keys[key_id] = AESGCM(key)
-        if not self._keys:
-            raise ConfigError("no encryption key configured")
+        self._keys: dict[str, AESGCM] = {key_id: AESGCM(key) for key_id, key in check_keys(keys)}
         self.active = next(iter(self._keys))
 
     @classmethod
     def parse(cls, raw: str) -> Keyring:
         """``id:base64key[,id:base64key...]`` (the RTHUB_ENCRYPTION_KEYS format)."""
-        keys = []
-        for item in filter(None, (part.strip() for part in raw.split(","))):
-            key_id, sep, encoded = item.partition(":")
-            if not sep:
-                raise ConfigError("each encryption key is id:base64 (32 bytes)")
-            try:
-                key = base64.b64decode(encoded, validate=True)
-            except ValueError:
-                raise ConfigError(f"encryption key {key_id!r} is not base64") from None
-            keys.append((key_id, key))
-        return cls(keys)
+        return cls(parse_keys(raw))
 
     @property
     def ids(self) -> tuple[str, ...]:

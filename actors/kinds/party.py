@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.entity import Context, Entity, applies, handles, transient
-from actors.kinds import playlist_ot as ot
 from actors.kinds.party_types import (
     ACTIONS,
     MODES,
@@ -54,6 +53,7 @@ from actors.kinds.presence import (
     OccupancyPending,
     Presence,
 )
+from rthub import playlist_ot as ot
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
 
 MAX_QUEUE = 500

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.entity import Context, Entity, applies, handles, transient
-from actors.kinds import playlist_ot as ot
 from actors.kinds.playlist_types import (
     MILESTONE_EVERY,
     ROLES,
@@ -29,6 +28,7 @@ from actors.kinds.playlist_types import (
     Submit,
 )
 from actors.kinds.presence import PRESENCE_EVENTS, PRESENCE_MESSAGES, Presence
+from rthub import playlist_ot as ot
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
 
 RECENT = 1000  # committed ops kept for transforming ops made on older versions

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.kinds.playlist_ot import (
+from rthub.playlist_ot import (
     apply,
     merge,
     transform,

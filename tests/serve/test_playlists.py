@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from actors.kinds import playlist_ot as ot
 from client.playlist import PlaylistDoc
+from rthub import playlist_ot as ot
 from serve.playlists import replay
 from tests.serve.client import Client
 from tests.serve.hosts import kill_and_restart
