@@ -57,7 +57,7 @@ from typing import Any
 import psutil
 import uvloop
 
-from benchmarks.fanout import Rthub, SocketIO, raise_fd_limit
+from benchmarks.fanout import UNBOUNDED, Rthub, SocketIO, raise_fd_limit
 from benchmarks.loadgen import Socket
 from client.clock import ClockEstimator
 
@@ -107,7 +107,7 @@ class Hub(Rthub):
 
     def start(self) -> None:
         self.data_dir = tempfile.mkdtemp(prefix="rthub-parties-")
-        self.extra_env = {**Rthub.extra_env, "RTHUB_DATA_DIR": self.data_dir,
+        self.extra_env = {**Rthub.extra_env, **UNBOUNDED, "RTHUB_DATA_DIR": self.data_dir,
                           "RTHUB_NAMESPACE": f"party{os.getpid()}"}
         super().start()
         assert self.proc is not None

@@ -48,7 +48,7 @@ from typing import Any
 import psutil
 import uvloop
 
-from benchmarks.fanout import wait_port
+from benchmarks.fanout import UNBOUNDED, wait_port
 from benchmarks.hub import HubProcess
 from benchmarks.loadgen import Socket
 from benchmarks.procs import tree_cpu
@@ -309,7 +309,7 @@ class Rthub:
     data_dir = ""
 
     def start(self) -> None:
-        self.hub = HubProcess("playlists", {"RTHUB_INGRESS": "direct"})
+        self.hub = HubProcess("playlists", {"RTHUB_INGRESS": "direct", **UNBOUNDED})
         self.hub.start()
         self.proc, self.port, self.secret = self.hub.proc, self.hub.port, self.hub.secret
         self.data_dir = self.hub.data_dir

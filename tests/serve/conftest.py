@@ -32,7 +32,7 @@ SECRET = "test-secret-" + uuid.uuid4().hex
 # Tests send faster than a person types, in bursts a busy machine may take a while over; the
 # rate limit and admission control have tests of their own.
 FAST_SENDERS = {"RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000",
-                "RTHUB_QUEUE_TARGET_MS": "60000"}
+                "RTHUB_QUEUE_TARGET_MS": "60000", "RTHUB_HOST_QUEUE_LIMIT": "1000000"}
 
 
 @dataclass

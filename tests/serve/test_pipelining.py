@@ -65,7 +65,7 @@ async def test_pipelined_sends_are_handled_in_order_per_room(hub):
                                                   "client_msg_id": f"c{i}"})
         sent[frame_id] = (room, i)
     answers = await replies(alice, list(sent))
-    assert {a["type"] for a in answers} == {"ack"}
+    assert [a for a in answers if a["type"] != "ack"] == []
     for room in ("pipe-a", "pipe-b"):
         by_seq = sorted((a["content"]["seq"], sent[a["ref"]][1]) for a in answers
                         if sent[a["ref"]][0] == room)
