@@ -295,9 +295,8 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_HOST_QUEUE_LIMIT", "host_queue_limit", "200", _int_between(2, 1_000_000),
         "an integer from 2 to 1000000",
         "Admission control: client requests' entity messages one gateway replica keeps "
-        "waiting on one host. "
-        "Past half of it only a room and user with nothing waiting get in; past it, client "
-        "requests are refused (`unavailable`, `retry_after_ms`)."),
+        "waiting on one host. Past half of it only a room and user with nothing waiting get "
+        "in; past it, client requests are refused (`unavailable`, `retry_after_ms`)."),
     Var("RTHUB_MAILBOX_LIMIT", "mailbox_limit", "1000", _int_between(1, 1_000_000),
         "an integer from 1 to 1000000",
         "Admission control at the host: client messages queued for one entity past which "
