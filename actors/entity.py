@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
+from actors.channels import Channel, register
 from actors.messages import Event, Message, field_specs
 from rthub.config import Settings
 from rthub.errors import BadRequest
@@ -69,6 +70,7 @@ class Broadcast:
     type: str
     content: dict[str, Any]
     seq: int | None = None
+    removes: str | None = None  # a user who loses the topic, on every device, once delivered
 
 
 @dataclasses.dataclass(slots=True)
@@ -92,13 +94,15 @@ class Call:
 class Context:
     """Effects of one handler call. The runtime executes them; tests read them directly."""
 
-    __slots__ = ("broadcasts", "calls", "events", "key", "now_ms", "reply_content", "settings",
-                 "stopping", "timers")
+    __slots__ = ("_state", "_streamed", "broadcasts", "calls", "events", "key", "now_ms",
+                 "reply_content", "settings", "stopping", "timers")
 
     def __init__(self, key: EntityKey, now_ms: int, settings: Settings) -> None:
         self.key = key
         self.now_ms = now_ms
         self.settings = settings
+        self._state: Any = None  # the entity's (``Entity.handle`` sets it): its stream's seq
+        self._streamed: int | None = None  # the last seq this handler gave out
         self.events: list[Event] = []
         self.reply_content: dict[str, Any] | None = None
         self.timers: list[Timer] = []
@@ -122,14 +126,33 @@ class Context:
         """The ``ack`` content for the asker (an ask with no reply gets ``{}``)."""
         self.reply_content = content
 
-    def publish(self, topic: str, event_type: str, content: dict[str, Any],
-                seq: int | None = None) -> None:
-        """Send an event to ``topic``'s subscribers once this message's events are durable.
+    @property
+    def topic(self) -> str:
+        """The entity's own topic (``room:<id>``), whose stream it numbers."""
+        return f"{self.key[1]}:{self.key[2]}"
 
-        With ``seq`` it joins the topic's stream (kept for resume; the entity owning the topic
-        numbers it, strictly increasing); without, it is ephemeral (typing, presence).
-        """
-        self.broadcasts.append(Broadcast(topic, event_type, content, seq))
+    def publish(self, event_type: str, content: dict[str, Any], topic: str | None = None,
+                removes: str | None = None) -> None:
+        """Send an ephemeral event (typing, presence) to a topic's subscribers once this
+        message's events are durable: live only, never kept for resume."""
+        self.broadcasts.append(Broadcast(topic or self.topic, event_type, content, None,
+                                         removes))
+
+    @property
+    def next_seq(self) -> int:
+        """The ``seq`` the next ``stream`` call will give (for content that names it)."""
+        return (self._state.seq if self._streamed is None else self._streamed) + 1
+
+    def stream(self, event_type: str, content: dict[str, Any],
+               removes: str | None = None) -> int:
+        """Add an event to the entity's own stream and return its ``seq``, one past the last
+        (the state's ``seq``, or the one this handler gave out before). Record the durable
+        event that carries it (its applier sets ``state.seq``): the stream and the log then
+        agree after a restart. ``removes``: the user who loses the topic, on every device,
+        once this event is delivered (left, removed)."""
+        self._streamed = seq = self.next_seq
+        self.broadcasts.append(Broadcast(self.topic, event_type, content, seq, removes))
+        return seq
 
     def schedule(self, delay_s: float, message: Message) -> None:
         """Deliver ``message`` to this entity after ``delay_s`` (not durable: lost on restart)."""
@@ -159,6 +182,8 @@ class Entity:
     State: ClassVar[type]
     messages: ClassVar[tuple[type[Message], ...]] = ()
     events: ClassVar[tuple[type[Event], ...]] = ()
+    streams: ClassVar[bool] = False  # numbers a stream on its topic (``ctx.stream``)
+    channel: ClassVar[Channel | None] = None  # how clients reach it (``actors.channels``)
 
     _handlers: ClassVar[dict[str, tuple[type[Message], Callable]]]
     _appliers: ClassVar[dict[str, tuple[type[Event], Callable]]]
@@ -188,6 +213,15 @@ class Entity:
             if event.__name__ not in appliers:
                 raise TypeError(f"{cls.__name__} declares event {event.__name__} "
                                 "but has no @applies for it")
+        if cls.streams and "seq" not in {f.name for f in dataclasses.fields(cls.State)}:
+            raise TypeError(f"{cls.__name__} streams but its State has no 'seq' (the last "
+                            "seq of its topic's stream, set by the appliers)")
+        if cls.channel is not None:
+            undeclared = [m.__name__ for m in cls.channel.messages() if m not in cls.messages]
+            if undeclared or cls.channel.kind != cls.kind:
+                raise TypeError(f"{cls.__name__}'s channel routes {undeclared or 'another kind'}"
+                                " that it does not declare")
+            register(cls.channel)
         cls._handlers = handlers
         cls._appliers = appliers
 
@@ -214,6 +248,7 @@ class Entity:
             raise BadRequest(f"{self.kind} does not accept {message_type!r}")
         message_cls, fn = entry
         message = payload if isinstance(payload, message_cls) else message_cls.decode(payload)
+        ctx._state = self.state
         fn(self, message, ctx)
 
     def apply(self, event: Event) -> None:

@@ -57,6 +57,11 @@ def field_specs(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+@functools.cache
+def _gateway_fields(cls: type) -> frozenset[str]:
+    return frozenset(field_specs(cls)) & {"user", "device", "ip"}
+
+
 class _Record:
     """Shared decode/encode for messages and events (plain-data dataclasses)."""
 
@@ -68,18 +73,23 @@ class _Record:
         fields = field_specs(cls)
         unknown = set(payload) - set(fields)
         if unknown:
-            raise BadRequest(f"{cls.__name__}: unknown field {sorted(unknown)[0]!r}")
+            raise BadRequest(f"{cls.__name__}: unknown field {cls._named(sorted(unknown)[0])!r}")
         hints = _hints(cls)
         for name, spec in fields.items():
             if name not in payload:
                 required = (spec.default is dataclasses.MISSING
                             and spec.default_factory is dataclasses.MISSING)
                 if required:
-                    raise BadRequest(f"{cls.__name__}: missing field {name!r}")
+                    raise BadRequest(f"{cls.__name__}: missing field {cls._named(name)!r}")
                 continue
             if not _check(payload[name], hints[name]):
-                raise BadRequest(f"{cls.__name__}: field {name!r} has the wrong type")
+                raise BadRequest(f"{cls.__name__}: field {cls._named(name)!r} has the wrong type")
         return cls(**payload)
+
+    @classmethod
+    def _named(cls, field: str) -> str:
+        """A field as its sender calls it (see ``Message.wire``)."""
+        return field
 
     def encode(self) -> dict[str, Any]:
         """The record as a plain dict (msgpack-ready)."""
@@ -87,9 +97,29 @@ class _Record:
 
 
 class Message(_Record):
-    """A client or system request to an entity; ``type`` is its wire name."""
+    """A client or system request to an entity; ``type`` is its wire name.
+
+    ``wire`` maps a client's field name to the message's where they differ (a client names
+    the member to kick ``user``; the message calls it ``target``, ``user`` being the sender).
+    ``from_wire`` adapts a client's payload before it is decoded (override when a client's
+    ``null`` means something a field cannot say).
+    """
 
     type: ClassVar[str]
+    wire: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_wire(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        return payload
+
+    @classmethod
+    def _named(cls, field: str) -> str:
+        return next((wire for wire, name in cls.wire.items() if name == field), field)
+
+    @classmethod
+    def gateway_fields(cls) -> frozenset[str]:
+        """Which of ``user``, ``device``, ``ip`` the message takes (the gateway fills them)."""
+        return _gateway_fields(cls)
 
 
 class Event(_Record):

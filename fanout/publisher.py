@@ -11,15 +11,24 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from fanout.streams import StreamEvent, publish
 
-if TYPE_CHECKING:
-    from actors.entity import Broadcast
+
+class Outbound(Protocol):
+    """What an entity publishes (``actors.entity.Broadcast`` has this shape): fan-out takes
+    plain events and knows nothing of entities."""
+
+    topic: str
+    type: str
+    content: dict[str, Any]
+    seq: int | None
+    removes: str | None
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +47,10 @@ class StreamPublisher:
         self.published = 0
         self.failures = 0
 
-    def publish(self, tenant: str, broadcasts: list[Broadcast]) -> None:
+    def publish(self, tenant: str, broadcasts: Iterable[Outbound]) -> None:
         now_ms = int(time.time() * 1000)
-        self._queue.extend(StreamEvent(tenant, b.topic, b.seq, b.type, b.content, now_ms)
-                           for b in broadcasts)
+        self._queue.extend(StreamEvent(tenant, b.topic, b.seq, b.type, b.content, now_ms,
+                                       b.removes) for b in broadcasts)
         self._wakeup.set()
 
     async def _run(self) -> None:

@@ -9,7 +9,8 @@ Per topic (keys hash-tagged so a Redis Cluster keeps them in one slot):
   recovery is impossible (PROTOCOL.md "Topics, streams and recovery");
 * ``rthub:c:{tenant/topic}`` the pub/sub channel gateways subscribe to.
 
-An event travels as msgpack ``{type, topic, seq, content, ts}``.
+An event travels as msgpack ``{type, topic, seq, content, ts}``, with ``removes`` (a user who
+loses the topic on every device once it is delivered) when the entity named one.
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ class StreamEvent:
     type: str
     content: dict[str, Any]
     ts_ms: int
+    removes: str | None = None
 
     def pack(self) -> bytes:
         event = {"type": self.type, "topic": self.topic, "content": self.content,
                  "ts": self.ts_ms}
         if self.seq is not None:
             event["seq"] = self.seq
+        if self.removes is not None:
+            event["removes"] = self.removes
         return msgpack.packb(event, use_bin_type=True)
 
 

@@ -1,18 +1,18 @@
 """One client socket, whatever serves it: incoming frames, bounded sends, heartbeat, topics.
 
-Transport only: what each message type does is in ``serve.handlers``; how bytes reach the
-network is the ``Sink``'s (``serve.sockets`` for picows, ``serve.asgi_socket`` for Serve's
-proxy path). The rules here are PROTOCOL.md's: a malformed frame gets ``error bad_request``
-and the socket stays open, 20 in a minute close it (4400); an oversized one gets
+Transport only: what each message type does is the gateway router's (``serve.router``); how
+bytes reach the network is the ``Sink``'s (``serve.sockets`` for picows, ``serve.asgi_socket``
+for Serve's proxy path). The rules here are PROTOCOL.md's: a malformed frame gets ``error
+bad_request`` and the socket stays open, 20 in a minute close it (4400); an oversized one gets
 ``too_large``; silence for two heartbeat intervals closes it (4408); a client that lets
-RTHUB_SEND_BUFFER_BYTES pile up is closed (4413) and never slows the others; stream events
-are delivered in ``seq`` order with duplicates dropped.
+RTHUB_SEND_BUFFER_BYTES pile up is closed (4413) and never slows the others; stream events are
+delivered in ``seq`` order with duplicates dropped.
 
 Requests are pipelined: each frame gets a short-lived task as it arrives, without waiting
 for earlier replies, up to RTHUB_MAX_IN_FLIGHT per socket; past that the sink stops reading
 the socket (back-pressure, not an unbounded queue). Frames for the same entity (its *lane*,
 ``room:<id>`` ...) keep the order they were sent in: the next one starts when the one before
-has queued its entity message (``serve.handlers`` says which types may) or has finished.
+has queued its entity message (the routes say which types may) or has finished.
 Replies carry ``ref`` and interleave across entities. An idle socket costs no task. A
 request's first entity message passes admission control (``actors.client``): under
 overload it is answered ``unavailable`` with ``retry_after_ms`` at once.
@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.client import admission, on_queued
 from rthub.errors import BadRequest, HubError
-from serve import handlers, protocol
+from serve import protocol
 from serve.auth import Identity
+from serve.router import UNGATED
 from serve.wire import Outgoing
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ class Connection:
                 self._admit(held.popleft())
 
     def _admit(self, frame: dict[str, Any]) -> None:
-        key = handlers.lane(frame)
+        key = self.core.router.lane(frame)
         if key is not None:
             if self._lanes is None:
                 self._lanes = {}
@@ -213,9 +214,9 @@ class Connection:
 
         # this task's own context (a fresh one: ``core.spawn``): its first entity message
         # passes admission control, and for pipelined types frees the lane once queued
-        if frame["type"] not in handlers.UNGATED:
+        if frame["type"] not in UNGATED:
             admission.set(f"{self.identity.tenant}:{self.identity.user}")
-        if not released and frame["type"] in handlers.PIPELINED:
+        if not released and frame["type"] in self.core.router.pipelined:
             on_queued.set(release)
         try:
             await self._handle(frame)

@@ -1,9 +1,10 @@
 """The gateway core: what one ingress replica does for its sockets, independent of Serve.
 
 It authenticates before the upgrade, opens (or resumes) the user's session entity, follows
-topics through the replica's single Redis subscriber, and hands frames to
-``serve.handlers``. Evictions over the per-user cap reach the gateway holding the old socket
-through a control channel of its own in Redis.
+topics through the replica's single Redis subscriber, and hands frames to its router: the
+routes the kinds' channel specs imply, and the hand-written ones of ``serve.topics``,
+``serve.chat`` and ``serve.playlists``. Evictions over the per-user cap reach the gateway
+holding the old socket through a control channel of its own in Redis.
 """
 
 from __future__ import annotations
@@ -21,22 +22,19 @@ import asyncpg
 import msgpack
 import redis.asyncio as aioredis
 
+from actors.channels import CHANNELS
 from actors.client import ActorSystem, EntityRef
 from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from rthub.config import Settings
-from rthub.errors import Conflict, Forbidden, HubError, NotFound, Unauthorized, Unavailable
-from serve import (  # noqa: F401 (chat and playlists register their handlers)
-    chat,
-    handlers,
-    parties,
-    playlists,
-    protocol,
-)
+from rthub.errors import Conflict, Forbidden, HubError, Unauthorized, Unavailable
+from serve import chat, playlists, protocol, topics
 from serve.auth import Identity, TokenVerifier
+from serve.channel_routes import channel_routes
 from serve.connection import GONE, Connection
 from serve.metrics import GatewayMetrics
 from serve.replica_hooks import when_draining
+from serve.router import Router
 from serve.wire import Batcher, Outgoing
 from storage.blobs import open_blob_store
 from storage.crypto import keyring
@@ -44,8 +42,6 @@ from storage.postgres import open_pool
 
 log = logging.getLogger(__name__)
 
-PRESENCE_KINDS = ("room", "party", "playlist")  # topic kinds whose entity tracks who is here
-LEAVING = ("room.left", "party.left")  # the user named loses the topic on every device
 CONNECT_RETRY_S = (0.1, 0.3, 1.0)  # while a restarted host comes back
 RESUME_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # waits for an old socket to be recorded
 
@@ -56,8 +52,7 @@ def outgoing(event: dict[str, Any]) -> Outgoing:
                 "timestamp": protocol.timestamp(event["ts"])}
     if "seq" in event:
         envelope["seq"] = event["seq"]
-    removes = event["content"].get("user") if event["type"] in LEAVING else None
-    return Outgoing(envelope, removes)
+    return Outgoing(envelope, event.get("removes"))
 
 
 class GatewayCore:
@@ -77,6 +72,8 @@ class GatewayCore:
         self.hub = TopicHub(settings.redis_url, prepare=self._arrived)
         self.metrics = metrics or GatewayMetrics()
         self.connections: dict[str, Connection] = {}
+        self.router = Router(channel_routes(CHANNELS.values()), topics.ROUTES, chat.ROUTES,
+                             playlists.ROUTES)
         self.batcher = Batcher()
         self.metrics.socket_writes.read = lambda: self.batcher.writes
         # read on scrape from the sockets themselves: nothing kept in step on the hot path
@@ -214,22 +211,6 @@ class GatewayCore:
             log.warning("could not record the end of %s: %s", conn.id, err)
 
     # -- topics ---------------------------------------------------------------------------------
-    async def authorize_topic(self, conn: Connection, topic: str) -> None:
-        kind, _, ident = topic.partition(":")
-        if kind == "room" and ident:
-            await self.room(conn, ident).ask("room.authorize", {"user": conn.identity.user})
-        elif kind == "party" and ident:
-            await self.party(conn, ident).ask("party.authorize", {"user": conn.identity.user})
-        elif kind == "playlist" and ident:
-            await self.playlist(conn, ident).ask("playlist.authorize",
-                                                 {"user": conn.identity.user})
-        elif kind == "user" and ident:
-            if ident != conn.identity.user:
-                raise Forbidden("you may only follow your own user topic")
-        else:
-            raise NotFound(f"no topic {topic!r}: follow room:<id>, party:<id>, "
-                           "playlist:<id> or user:<your id>")
-
     async def follow(self, conn: Connection, topic: str, since: tuple[str, int] | None,
                      frame_id: Any, answer: bool = True, record: bool = True) -> Position:
         """Subscribe ``conn`` to ``topic``; ack, then replay the gap, then go live."""
@@ -274,9 +255,10 @@ class GatewayCore:
     def _presence(self, conn: Connection, topic: str, present: bool) -> None:
         """A socket following a room is one of its user's devices there."""
         kind, _, ident = topic.partition(":")
-        if kind not in PRESENCE_KINDS:
+        channel = CHANNELS.get(kind)
+        if channel is None or not channel.presence:
             return
-        entity = self.system.ref(kind, ident, conn.identity.tenant)
+        entity = self.system.ref(channel.kind, ident, conn.identity.tenant)
         if present:
             entity.tell("presence.attach", {
                 "user": conn.identity.user, "device": conn.id, "name": conn.identity.name})
@@ -290,8 +272,9 @@ class GatewayCore:
         for conn in self.connections.values():
             for topic in conn.positions:
                 kind, _, ident = topic.partition(":")
-                if kind in PRESENCE_KINDS:
-                    entities.setdefault((conn.identity.tenant, kind, ident), []).append(
+                channel = CHANNELS.get(kind)
+                if channel is not None and channel.presence:
+                    entities.setdefault((conn.identity.tenant, channel.kind, ident), []).append(
                         [conn.identity.user, conn.id, conn.identity.name])
         for (tenant, kind, ident), devices in entities.items():
             self.system.ref(kind, ident, tenant).tell("presence.refresh", {"devices": devices})
@@ -305,17 +288,17 @@ class GatewayCore:
     def session(self, identity: Identity) -> EntityRef:
         return self.system.ref("session", identity.user, identity.tenant)
 
-    def room(self, conn: Connection, room: str) -> EntityRef:
-        return self.system.ref("room", room, conn.identity.tenant)
-
-    def party(self, conn: Connection, party: str) -> EntityRef:
-        return self.system.ref("party", party, conn.identity.tenant)
-
-    def playlist(self, conn: Connection, playlist: str) -> EntityRef:
-        return self.system.ref("playlist", playlist, conn.identity.tenant)
+    def ref(self, kind: str, ident: str, tenant: str) -> EntityRef:
+        return self.system.ref(kind, ident, tenant)
 
     async def handle(self, conn: Connection, frame: dict[str, Any]) -> dict | None:
-        return await handlers.dispatch(self, conn, frame)
+        return await self.router.dispatch(self, conn, frame)
+
+    def replied(self, message_type: str, reply: dict[str, Any]) -> None:
+        """An entity answered a message passed straight to it: what the metrics read."""
+        observe = self.metrics.replies.get(message_type)
+        if observe is not None:
+            observe(reply)
 
     async def db(self) -> asyncpg.Pool:
         """The replica's Postgres pool for reads (history, search, attachments, audit)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -93,6 +94,17 @@ class GatewayMetrics:
         self.tier_changes = Counter("rthub_party_tier_changes_total",
                                     "Bitrate tier changes given to party devices",
                                     registry=self.registry)
+        # what an entity's answer to a message passed straight to it adds to the figures
+        self.replies: dict[str, Callable[[dict[str, Any]], None]] = {
+            "party.quality": self._tier_reply, "party.report": self._drift_reply}
+
+    def _tier_reply(self, reply: dict[str, Any]) -> None:
+        if reply.get("changed"):
+            self.tier_changes.inc()
+
+    def _drift_reply(self, reply: dict[str, Any]) -> None:
+        if reply.get("drift_ms") is not None:
+            self.party_drift.observe(abs(reply["drift_ms"]) / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

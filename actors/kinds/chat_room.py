@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.channels import Channel
 from actors.entity import Context, Entity, applies, handles, transient
 from actors.kinds.chat_types import (
     ROLES,
@@ -61,6 +62,9 @@ RETENTION_RANGE = (60, 10 * 365 * 86_400)
 
 class ChatRoom(Presence, Entity):
     kind = "room"
+    streams = True
+    channel = Channel("room", "room", authorize=Authorize, join=Join, leave=Leave,
+                      direct=(Invite, Kick, SetRole, Update, Typing, Read), presence=True)
     messages = (Create, Update, Join, Leave, Invite, Kick, SetRole, Authorize, Send, Edit,
                 Delete, Typing, Read, TypingTimer, *PRESENCE_MESSAGES)
     events = (Created, Updated, Joined, Left, Invited, RoleSet, Posted, Edited, Deleted,
@@ -113,8 +117,9 @@ class ChatRoom(Presence, Entity):
             raise Forbidden("only the room's owner or a moderator may do this")
         return role
 
-    def _stream(self, ctx: Context, event_type: str, content: dict[str, Any], seq: int) -> None:
-        ctx.publish(self.topic, event_type, {"room": self.room_id, **content}, seq=seq)
+    def _stream(self, ctx: Context, event_type: str, content: dict[str, Any],
+                removes: str | None = None) -> int:
+        return ctx.stream(event_type, {"room": self.room_id, **content}, removes)
 
     # -- rooms and membership ------------------------------------------------------------------
     @handles(Create)
@@ -127,8 +132,8 @@ class ChatRoom(Presence, Entity):
             if state.visibility == "direct" == msg.visibility and msg.user in pair \
                     and set(msg.members) | {msg.user} == pair:
                 if msg.user not in state.members:  # a direct room is created once: rejoin
-                    ctx.emit(Joined(msg.user, "member", state.seq + 1, ctx.now_ms, msg.ip))
-                    self._stream(ctx, "room.joined", {"user": msg.user}, state.seq + 1)
+                    seq = self._stream(ctx, "room.joined", {"user": msg.user})
+                    ctx.emit(Joined(msg.user, "member", seq, ctx.now_ms, msg.ip))
                 ctx.reply({"room_id": self.room_id, "existing": True})
                 return
             raise Conflict(f"room {self.room_id!r} already exists")
@@ -177,10 +182,8 @@ class ChatRoom(Presence, Entity):
                 raise Forbidden(f"room {self.room_id!r} is {what}; "
                                 + ("only its two members may join" if what != "private"
                                    else "ask a member for an invite"))
-            seq = state.seq + 1
-            ctx.emit(Joined(msg.user, "member", seq, ctx.now_ms, msg.ip))
-            self._stream(ctx, "room.joined", {"user": msg.user}, seq)
-            seq_now = seq
+            seq_now = self._stream(ctx, "room.joined", {"user": msg.user})
+            ctx.emit(Joined(msg.user, "member", seq_now, ctx.now_ms, msg.ip))
         else:
             seq_now = state.seq
         ctx.reply({"room_id": self.room_id, "seq": seq_now, "role":
@@ -207,9 +210,8 @@ class ChatRoom(Presence, Entity):
     def _remove(self, user: str, by: str, ip: str, ctx: Context) -> None:
         """Leave or kick: the member goes, gateways drop the user's sockets from the topic
         when ``room.left`` reaches them, and their presence ends."""
-        seq = self.state.seq + 1
+        seq = self._stream(ctx, "room.left", {"user": user, "by": by}, removes=user)
         ctx.emit(Left(user, by, seq, ctx.now_ms, ip))
-        self._stream(ctx, "room.left", {"user": user, "by": by}, seq)
         self._devices_gone(user, list(self.state.present.get(user, {}).get("devices", {})), ctx)
 
     @handles(Invite)
@@ -234,9 +236,8 @@ class ChatRoom(Presence, Entity):
         if msg.target == msg.user:
             raise Forbidden("the owner's own role cannot change")
         if self.state.members[msg.target] != msg.role:
-            seq = self.state.seq + 1
+            seq = self._stream(ctx, "room.role", {"user": msg.target, "role": msg.role})
             ctx.emit(RoleSet(msg.target, msg.role, msg.user, seq, ctx.now_ms, msg.ip))
-            self._stream(ctx, "room.role", {"user": msg.target, "role": msg.role}, seq)
         ctx.reply({"room_id": self.room_id, "user": msg.target, "role": msg.role})
 
     @handles(Authorize)
@@ -264,14 +265,13 @@ class ChatRoom(Presence, Entity):
             raise BadRequest(f"{len(msg.attachments)} attachments; the limit is "
                              f"{limits.chat_max_attachments}")
         self._spend(msg.user, ctx)
-        seq = self.state.seq + 1
+        seq = ctx.next_seq  # the message's view names its own seq
         message_id = ctx.new_token(12)
         attachments = list(dict.fromkeys(msg.attachments))
+        ctx.stream("chat.message", message_view(self.room_id, message_id, msg.user, msg.text,
+                                                seq, ctx.now_ms, msg.reply_to, attachments))
         ctx.emit(Posted(message_id, seq, msg.user, msg.client_msg_id, msg.reply_to,
                         attachments, self.state.search, ctx.now_ms, msg.text))
-        ctx.publish(self.topic, "chat.message",
-                    message_view(self.room_id, message_id, msg.user, msg.text, seq, ctx.now_ms,
-                                 msg.reply_to, attachments), seq=seq)
         if self.state.typing.get(msg.user, [False, 0, False])[2]:
             self._typing(msg.user, False, 0, ctx)  # sending ends typing
         ctx.reply({"message_id": message_id, "seq": seq})
@@ -301,20 +301,18 @@ class ChatRoom(Presence, Entity):
         if len(msg.text) > ctx.settings.chat_max_text:
             raise BadRequest(f"text is {len(msg.text)} characters; the limit is "
                              f"{ctx.settings.chat_max_text}")
-        seq = self.state.seq + 1
+        seq = self._stream(ctx, "chat.edited", {"message_id": msg.message_id, "text": msg.text,
+                                                "edited_by": msg.user, "ts": iso(ctx.now_ms)})
         ctx.emit(Edited(msg.message_id, seq, msg.user, self.state.search, ctx.now_ms, msg.ip,
                         msg.text))
-        self._stream(ctx, "chat.edited", {"message_id": msg.message_id, "text": msg.text,
-                                          "edited_by": msg.user, "ts": iso(ctx.now_ms)}, seq)
         ctx.reply({"message_id": msg.message_id, "seq": seq})
 
     @handles(Delete)
     def delete(self, msg: Delete, ctx: Context) -> None:
         self._editable(msg.user, msg.message_id, msg.author)
-        seq = self.state.seq + 1
+        seq = self._stream(ctx, "chat.deleted", {"message_id": msg.message_id,
+                                                 "deleted_by": msg.user})
         ctx.emit(Deleted(msg.message_id, seq, msg.user, ctx.now_ms, msg.ip))
-        self._stream(ctx, "chat.deleted", {"message_id": msg.message_id,
-                                           "deleted_by": msg.user}, seq)
         ctx.reply({"message_id": msg.message_id, "seq": seq})
 
     @handles(Read)
@@ -324,9 +322,8 @@ class ChatRoom(Presence, Entity):
             raise BadRequest(f"seq must be from 1 to the room's current seq {self.state.seq}")
         current = self.state.reads.get(msg.user, 0)
         if msg.seq > current:  # receipts only move forward
-            seq = self.state.seq + 1
+            seq = self._stream(ctx, "chat.read", {"user": msg.user, "seq": msg.seq})
             ctx.emit(ReadUpTo(msg.user, msg.seq, seq))
-            self._stream(ctx, "chat.read", {"user": msg.user, "seq": msg.seq}, seq)
         ctx.reply({"room_id": self.room_id, "read_seq": max(current, msg.seq)})
 
     # -- typing --------------------------------------------------------------------------------
@@ -358,8 +355,8 @@ class ChatRoom(Presence, Entity):
         if wanted != shown:
             wait_ms = shown_at + TYPING_THROTTLE_MS - ctx.now_ms
             if wait_ms <= 0:
-                ctx.publish(self.topic, "chat.typing",
-                            {"room": self.room_id, "user": user, "typing": wanted})
+                ctx.publish("chat.typing", {"room": self.room_id, "user": user,
+                                            "typing": wanted})
                 shown, shown_at = wanted, ctx.now_ms
             elif not pending:
                 ctx.schedule(wait_ms / 1000, TypingTimer(user))

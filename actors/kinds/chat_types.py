@@ -39,6 +39,14 @@ class Update(Message):
     forever: bool = False  # set retention back to "keep forever"
     ip: str = ""
 
+    @classmethod
+    def from_wire(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        """A client's ``retention_s: null`` means keep forever (absent: unchanged)."""
+        if "retention_s" in payload and payload["retention_s"] is None:
+            payload = {**payload, "forever": True}
+            del payload["retention_s"]
+        return payload
+
 
 @dataclass(frozen=True, slots=True)
 class Join(Message):
@@ -57,6 +65,7 @@ class Leave(Message):
 @dataclass(frozen=True, slots=True)
 class Invite(Message):
     type: ClassVar[str] = "room.invite"
+    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
     user: str
     target: str
     ip: str = ""
@@ -65,6 +74,7 @@ class Invite(Message):
 @dataclass(frozen=True, slots=True)
 class Kick(Message):
     type: ClassVar[str] = "room.kick"
+    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
     user: str
     target: str
     ip: str = ""
@@ -73,6 +83,7 @@ class Kick(Message):
 @dataclass(frozen=True, slots=True)
 class SetRole(Message):
     type: ClassVar[str] = "room.role"
+    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
     user: str
     target: str
     role: str

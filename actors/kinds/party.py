@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.channels import Channel
 from actors.entity import Context, Entity, applies, handles, transient
 from actors.kinds.party_types import (
     ACTIONS,
@@ -79,6 +80,10 @@ def pick_tier(ladder: tuple[int, ...], current: int | None, bandwidth_kbps: floa
 
 class ListeningParty(Presence, Entity):
     kind = "party"
+    streams = True
+    channel = Channel("party", "party", authorize=Authorize, create=Create, join=Join,
+                      leave=Leave, direct=(Control, QueueOp, Quality, Report, HandOver, Remove,
+                                           End), presence=True)
     messages = (Create, Join, Leave, Authorize, Control, QueueOp, Quality, Report, HandOver,
                 Remove, End, IdleCheck, Recommended, *PRESENCE_MESSAGES)
     events = (Created, Joined, Left, Played, Queued, HostChanged, Ended, RecommendationsShown,
@@ -197,10 +202,8 @@ class ListeningParty(Presence, Entity):
             raise Conflict(f"party {self.key[2]!r} has ended")
         if msg.user not in self.state.members:
             if len(self.state.members) < ctx.settings.presence_limit:
-                seq = self.state.seq + 1
+                seq = ctx.stream("party.joined", {"party": self.key[2], "user": msg.user})
                 ctx.emit(Joined(msg.user, seq))
-                ctx.publish(self.topic, "party.joined", {"party": self.key[2],
-                                                         "user": msg.user}, seq=seq)
             else:  # a concert: a join per listener to every listener would be quadratic;
                 ctx.emit(Joined(msg.user, 0))  # the occupancy counts say how many are here
                 self._occupancy_soon(ctx)
@@ -233,10 +236,9 @@ class ListeningParty(Presence, Entity):
         devices = list(self.state.present.get(user, {}).get("devices", {}))
         if (len(self.state.members) <= ctx.settings.presence_limit or by != user
                 or set(devices) - {device}):
-            seq = self.state.seq + 1
+            seq = ctx.stream("party.left", {"party": self.key[2], "user": user, "by": by},
+                             removes=user)
             ctx.emit(Left(user, by, seq))
-            ctx.publish(self.topic, "party.left",
-                        {"party": self.key[2], "user": user, "by": by}, seq=seq)
         else:
             ctx.emit(Left(user, by, 0))
             if not devices:  # no presence.leave follows to trigger the count
@@ -248,10 +250,8 @@ class ListeningParty(Presence, Entity):
         self._host(msg.user, "hand the party over")
         if msg.target not in self.state.members:
             raise BadRequest(f"{msg.target} is not in this party")
-        seq = self.state.seq + 1
+        seq = ctx.stream("party.host", {"party": self.key[2], "host": msg.target})
         ctx.emit(HostChanged(msg.target, seq))
-        ctx.publish(self.topic, "party.host", {"party": self.key[2], "host": msg.target},
-                    seq=seq)
         ctx.reply({"party": self.key[2], "host": msg.target})
 
     @handles(End)
@@ -268,10 +268,8 @@ class ListeningParty(Presence, Entity):
             self._end("", ctx)
 
     def _end(self, by: str, ctx: Context) -> None:
-        seq = self.state.seq + 1
+        seq = ctx.stream("party.ended", {"party": self.key[2], "by": by or "idle"})
         ctx.emit(Ended(by, seq))
-        ctx.publish(self.topic, "party.ended", {"party": self.key[2], "by": by or "idle"},
-                    seq=seq)
 
     # -- playback ------------------------------------------------------------------------------
     @handles(Control)
@@ -310,14 +308,13 @@ class ListeningParty(Presence, Entity):
             position = 0
         if queue_after is not None:
             self._queue_changed(queue_after, msg.user, "next", ctx)
-        seq = self.state.seq + 1 + (1 if queue_after is not None else 0)
-        ctx.emit(Played(track, item_id, position, playing, volume, at, msg.user, msg.action,
-                        seq))
         state = {**self.view(), "track": track, "item_id": item_id, "position_ms": position,
                  "playing": playing, "volume": volume, "at_server_ms": at,
                  "queue_version": s.queue_version + (1 if queue_after is not None else 0),
                  "by": msg.user, "action": msg.action}
-        ctx.publish(self.topic, "party.state", state, seq=seq)
+        seq = ctx.stream("party.state", state)
+        ctx.emit(Played(track, item_id, position, playing, volume, at, msg.user, msg.action,
+                        seq))
         ctx.reply({"state": state})
 
     @handles(Report)
@@ -381,12 +378,12 @@ class ListeningParty(Presence, Entity):
 
     def _queue_changed(self, queue: list[list[Any]], by: str, op: str, ctx: Context) -> None:
         s = self.state
-        seq, version = s.seq + 1, s.queue_version + 1
-        ctx.emit(Queued(queue, version, by, op, seq))
-        ctx.publish(self.topic, "party.queue", {
+        version = s.queue_version + 1
+        seq = ctx.stream("party.queue", {
             "party": self.key[2], "queue_version": version, "op": op, "by": by,
             "queue": [{"item_id": i, "track": t, "added_by": a, "votes": len(v)}
-                      for i, t, a, v in queue]}, seq=seq)
+                      for i, t, a, v in queue]})
+        ctx.emit(Queued(queue, version, by, op, seq))
         if len(queue) < LOW_QUEUE and op != "add":
             ctx.emit(RecommendationsAsked(version))
             ctx.call("recommend", {"seed": [*s.played[-5:], *(t for _, t, _, _ in queue)],
@@ -406,10 +403,8 @@ class ListeningParty(Presence, Entity):
         tracks = [t for t in msg.result.get("tracks", []) if t not in queued]
         if not tracks:
             return
-        seq = self.state.seq + 1
+        seq = ctx.stream("party.recommendations", {"party": self.key[2], "tracks": tracks})
         ctx.emit(RecommendationsShown(seq))
-        ctx.publish(self.topic, "party.recommendations",
-                    {"party": self.key[2], "tracks": tracks}, seq=seq)
 
     # -- quality -------------------------------------------------------------------------------
     @handles(Quality)

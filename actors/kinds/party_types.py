@@ -83,6 +83,7 @@ class Report(Message):
 @dataclass(frozen=True, slots=True)
 class HandOver(Message):
     type: ClassVar[str] = "party.host"
+    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
     user: str
     target: str
 
@@ -90,6 +91,7 @@ class HandOver(Message):
 @dataclass(frozen=True, slots=True)
 class Remove(Message):
     type: ClassVar[str] = "party.kick"
+    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
     user: str
     target: str
 

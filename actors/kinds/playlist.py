@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.channels import Channel
 from actors.entity import Context, Entity, applies, handles, transient
 from actors.kinds.playlist_types import (
     MILESTONE_EVERY,
@@ -64,6 +65,9 @@ def check_op(op: dict[str, Any]) -> dict[str, Any]:
 
 class Playlist(Presence, Entity):
     kind = "playlist"
+    streams = True
+    channel = Channel("playlist", "playlist", authorize=Authorize, create=Create, open=Open,
+                      direct=(Submit, Share), presence=True)
     messages = (Create, Open, Submit, Revert, Share, Authorize, *PRESENCE_MESSAGES)
     events = (Created, Committed, Milestone, Shared, *PRESENCE_EVENTS)
     __slots__ = ()
@@ -186,15 +190,14 @@ class Playlist(Presence, Entity):
                 conflict: str = "") -> None:
         before = self._pairs()
         after = ot.apply(before, op)
-        version, seq = self.state.version + 1, self.state.seq + 1
+        version = self.state.version + 1
+        seq = ctx.stream("playlist.op", {"playlist": self.key[2], "version": version, "op": op,
+                                         "author": author, "client_id": client_id,
+                                         "client_seq": client_seq})
         ctx.emit(Committed(version, op, _undo(before, op), author, client_id, client_seq, seq,
                            ctx.now_ms, conflict))
         if version % MILESTONE_EVERY == 0:
             ctx.emit(Milestone(version, [[i, t] for i, t in after]))
-        content: dict[str, Any] = {"playlist": self.key[2], "version": version, "op": op,
-                                   "author": author, "client_id": client_id,
-                                   "client_seq": client_seq}
-        ctx.publish(self.topic, "playlist.op", content, seq=seq)
         ctx.reply(_result(version, op, conflict))
 
     @handles(Revert)
@@ -216,10 +219,9 @@ class Playlist(Presence, Entity):
             raise Forbidden("the owner's role cannot change")
         if not 1 <= len(msg.target) <= 200:
             raise BadRequest("'user' must be a user id of 1 to 200 characters")
-        seq = self.state.seq + 1
+        seq = ctx.stream("playlist.shared",
+                         {"playlist": self.key[2], "user": msg.target, "role": msg.role})
         ctx.emit(Shared(msg.target, msg.role, msg.user, seq))
-        ctx.publish(self.topic, "playlist.shared",
-                    {"playlist": self.key[2], "user": msg.target, "role": msg.role}, seq=seq)
         ctx.reply({"playlist_id": self.key[2], "user": msg.target, "role": msg.role})
 
     # -- appliers ------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class Revert(Message):
 @dataclass(frozen=True, slots=True)
 class Share(Message):
     type: ClassVar[str] = "playlist.share"
+    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
     user: str
     target: str
     role: str

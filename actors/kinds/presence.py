@@ -151,9 +151,8 @@ class Presence:
     @handles(FlushOccupancy)
     def flush_occupancy(self, msg: FlushOccupancy, ctx: Context) -> None:
         ctx.emit(OccupancyPending(False))
-        ctx.publish(self.topic, "presence.occupancy",
-                    {**self._scope(), "online": len(self.state.present),
-                     "members": self._member_count()})
+        ctx.publish("presence.occupancy", {**self._scope(), "online": len(self.state.present),
+                                           "members": self._member_count()})
 
     @handles(ListPresence)
     def list_presence(self, msg: ListPresence, ctx: Context) -> None:
@@ -185,7 +184,7 @@ class Presence:
 
     def _presence_changed(self, event_type: str, user: str, name: str, ctx: Context) -> None:
         if self._member_count() <= ctx.settings.presence_limit:
-            ctx.publish(self.topic, event_type, {**self._scope(), "user": user, "name": name})
+            ctx.publish(event_type, {**self._scope(), "user": user, "name": name})
         elif not self.state.occupancy_pending[0]:
             ctx.emit(OccupancyPending(True))
             ctx.schedule(OCCUPANCY_EVERY_S, FlushOccupancy())

@@ -17,21 +17,21 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from actors.channels import CHANNELS, TOPIC_MAX, Channel
 from actors.entity import Context, Entity, applies, handles
 from actors.messages import Event, Message
 from rthub.errors import BadRequest, Forbidden
 
-TOPIC_KINDS = ("room", "party", "playlist", "user")
 MAX_TOPICS = 1000  # per connection
 MAX_DETACHED = 20  # resumable connections kept per user
 
 
 def check_topic(topic: str) -> str:
-    """``room:<id>``, ``party:<id>``, ``playlist:<id>`` or ``user:<id>`` (PROTOCOL.md)."""
+    """A topic of a declared channel: ``room:<id>``, ``user:<id>`` ... (PROTOCOL.md)."""
     prefix, _, ident = topic.partition(":")
-    if prefix not in TOPIC_KINDS or not ident or len(topic) > 200:
-        raise BadRequest(f"topic must be one of {', '.join(k + ':<id>' for k in TOPIC_KINDS)}"
-                         f" (at most 200 characters), got {topic[:50]!r}")
+    if prefix not in CHANNELS or not ident or len(topic) > TOPIC_MAX:
+        raise BadRequest(f"topic must be one of {', '.join(k + ':<id>' for k in CHANNELS)}"
+                         f" (at most {TOPIC_MAX} characters), got {topic[:50]!r}")
     return topic
 
 
@@ -123,6 +123,7 @@ class Resumed(Event):
 
 class UserSession(Entity):
     kind = "session"
+    channel = Channel("session", "user", topic="user", own=True)  # user:<id>, its user's only
     messages = (Connect, Resume, Disconnect, Follow, Unfollow, Get)
     events = (Started, Connected, Followed, Unfollowed, Disconnected, Resumed)
     __slots__ = ()

@@ -1,0 +1,104 @@
+"""Gateway routes made from the kinds' channel specs (``actors.channels``): create, join,
+open, leave and the messages that pass straight to an entity, for every kind at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from actors.channels import Channel, split_topic
+from actors.messages import Message
+from rthub.errors import Forbidden
+from serve.handlers import Gateway, Handler, Routes, Socket, follow_topic, payload
+
+
+def channel_routes(channels: Iterable[Channel]) -> Routes:
+    """The routes every declared channel implies."""
+    routes = Routes()
+    for channel in channels:
+        if channel.create is not None:
+            routes.add(channel.create.type, _create(channel, channel.create))
+        if channel.join is not None:
+            routes.add(channel.join.type, _join(channel, channel.join))
+        if channel.open is not None:
+            routes.add(channel.open.type, _open(channel, channel.open))
+        if channel.leave is not None:
+            routes.add(channel.leave.type, _leave(channel, channel.leave))
+        for message in channel.direct:
+            routes.add(message.type, _direct(channel, message), pipelined=True)
+    return routes
+
+
+async def authorize_topic(gw: Gateway, conn: Socket, topic: str) -> None:
+    """May this socket follow ``topic``? Its entity says (``Channel.authorize``), or, for a
+    user's own topic, the token."""
+    channel, ident = split_topic(topic)
+    if channel.own:
+        if ident != conn.identity.user:
+            raise Forbidden(f"you may only follow your own {channel.prefix} topic")
+    elif channel.authorize is not None:
+        await gw.ref(channel.kind, ident, conn.identity.tenant).ask(
+            payload(channel.authorize, conn, {}))
+    else:
+        raise Forbidden(f"{channel.prefix} topics cannot be followed")
+
+
+def _create(channel: Channel, message: type[Message]) -> Handler:
+    async def create(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
+        content = frame["content"]
+        ident = channel.entity_id(content, new=True)
+        reply = await gw.ref(channel.kind, ident, conn.identity.tenant).ask(
+            payload(message, conn, content, f"{channel.id_field}_id"))
+        return {**reply, **await follow_topic(gw, conn, f"{channel.prefix}:{ident}")}
+
+    return create
+
+
+def _join(channel: Channel, message: type[Message]) -> Handler:
+    """Asked first (joining decides membership), then followed."""
+    async def join(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
+        content = frame["content"]
+        ident = channel.entity_id(content)
+        reply = await gw.ref(channel.kind, ident, conn.identity.tenant).ask(
+            payload(message, conn, content, channel.id_field))
+        return {**reply, **await follow_topic(gw, conn, f"{channel.prefix}:{ident}")}
+
+    return join
+
+
+def _open(channel: Channel, message: type[Message]) -> Handler:
+    """Authorized, followed, then read: every change after the answer arrives live (changes
+    at or before it may arrive too; clients drop what they have)."""
+    async def open_(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
+        content = frame["content"]
+        ident = channel.entity_id(content)
+        ref = gw.ref(channel.kind, ident, conn.identity.tenant)
+        if channel.authorize is not None:
+            await ref.ask(payload(channel.authorize, conn, {}))
+        where = await follow_topic(gw, conn, f"{channel.prefix}:{ident}")
+        return {**await ref.ask(payload(message, conn, content, channel.id_field)), **where}
+
+    return open_
+
+
+def _leave(channel: Channel, message: type[Message]) -> Handler:
+    async def leave(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
+        content = frame["content"]
+        ident = channel.entity_id(content)
+        reply = await gw.ref(channel.kind, ident, conn.identity.tenant).ask(
+            payload(message, conn, content, channel.id_field))
+        await gw.unfollow(conn, f"{channel.prefix}:{ident}")
+        return reply
+
+    return leave
+
+
+def _direct(channel: Channel, message: type[Message]) -> Handler:
+    async def direct(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
+        content = frame["content"]
+        reply = await gw.ref(channel.kind, channel.entity_id(content), conn.identity.tenant
+                             ).ask(payload(message, conn, content, channel.id_field))
+        gw.replied(message.type, reply)
+        return reply
+
+    return direct
