@@ -184,6 +184,8 @@ class Entity:
     events: ClassVar[tuple[type[Event], ...]] = ()
     streams: ClassVar[bool] = False  # numbers a stream on its topic (``ctx.stream``)
     channel: ClassVar[Channel | None] = None  # how clients reach it (``actors.channels``)
+    replies_kept: ClassVar[int] = 1000  # answers to idempotent requests kept for resends
+    renamed: ClassVar[dict[str, str]] = {}  # state fields renamed since older checkpoints
 
     _handlers: ClassVar[dict[str, tuple[type[Message], Callable]]]
     _appliers: ClassVar[dict[str, tuple[type[Event], Callable]]]
@@ -213,9 +215,24 @@ class Entity:
             if event.__name__ not in appliers:
                 raise TypeError(f"{cls.__name__} declares event {event.__name__} "
                                 "but has no @applies for it")
-        if cls.streams and "seq" not in {f.name for f in dataclasses.fields(cls.State)}:
+        state = getattr(cls, "State", None)
+        state_fields = ({f.name for f in dataclasses.fields(state)}
+                        if dataclasses.is_dataclass(state) else set())
+        for base in cls.__mro__[1:]:  # what the kind's mixins rely on
+            for name in base.__dict__.get("state_needs", ()):
+                if name not in state_fields:
+                    raise TypeError(f"{cls.__name__} mixes in {base.__name__}, whose State "
+                                    f"needs {name!r}")
+            for name in base.__dict__.get("kind_provides", ()):
+                if getattr(cls, name) is getattr(base, name):
+                    raise TypeError(f"{cls.__name__} mixes in {base.__name__} but does not "
+                                    f"define {name}")
+        if cls.streams and "seq" not in state_fields:
             raise TypeError(f"{cls.__name__} streams but its State has no 'seq' (the last "
                             "seq of its topic's stream, set by the appliers)")
+        if any(m.idempotent for m in cls.messages) and "replies" not in state_fields:
+            raise TypeError(f"{cls.__name__} takes idempotent requests but its State has no "
+                            "'replies' (what a resend gets, by key; set by Entity.remember)")
         if cls.channel is not None:
             undeclared = [m.__name__ for m in cls.channel.messages() if m not in cls.messages]
             if undeclared or cls.channel.kind != cls.kind:
@@ -248,8 +265,21 @@ class Entity:
             raise BadRequest(f"{self.kind} does not accept {message_type!r}")
         message_cls, fn = entry
         message = payload if isinstance(payload, message_cls) else message_cls.decode(payload)
+        if message_cls.idempotent:
+            earlier = self.state.replies.get(message.request_key())
+            if earlier is not None:  # a resend: the first answer, and nothing runs again
+                ctx.reply(earlier)
+                return
         ctx._state = self.state
         fn(self, message, ctx)
+
+    def remember(self, key: str, reply: dict[str, Any]) -> None:
+        """Keep what a resend of request ``key`` gets (call it from the applier of the event
+        the request made, so a restart rebuilds it; the newest ``replies_kept`` stay)."""
+        replies = self.state.replies
+        replies[key] = reply
+        while len(replies) > self.replies_kept:
+            del replies[next(iter(replies))]
 
     def apply(self, event: Event) -> None:
         """Change state by one event (live, and when replaying the log)."""
@@ -277,6 +307,7 @@ class Entity:
         if data is None:
             return cls(key)
         fields = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        fields = {cls.renamed.get(k, k): v for k, v in fields.items()}
         known = {f.name for f in dataclasses.fields(cls.State) if not f.metadata.get("transient")}
         # A checkpoint from an older version of the kind: fields it no longer has are dropped,
         # fields it did not have yet take their defaults.

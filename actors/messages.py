@@ -57,6 +57,11 @@ def field_specs(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+def request_key(*parts: Any) -> str:
+    """An idempotency key from its parts (an applier rebuilds it from an event's fields)."""
+    return "\x1f".join(map(str, parts))
+
+
 @functools.cache
 def _gateway_fields(cls: type) -> frozenset[str]:
     return frozenset(field_specs(cls)) & {"user", "device", "ip"}
@@ -102,11 +107,18 @@ class Message(_Record):
     ``wire`` maps a client's field name to the message's where they differ (a client names
     the member to kick ``user``; the message calls it ``target``, ``user`` being the sender).
     ``from_wire`` adapts a client's payload before it is decoded (override when a client's
-    ``null`` means something a field cannot say).
+    ``null`` means something a field cannot say). ``idempotent`` names the fields that make
+    one request: a resend of it gets the answer remembered for it (``Entity.remember``) and
+    runs nothing.
     """
 
     type: ClassVar[str]
     wire: ClassVar[dict[str, str]] = {}
+    idempotent: ClassVar[tuple[str, ...]] = ()  # fields naming one request: a resend's key
+
+    def request_key(self) -> str:
+        """The idempotency key of this request (``idempotent`` names its fields)."""
+        return request_key(*(getattr(self, name) for name in self.idempotent))
 
     @classmethod
     def from_wire(cls, payload: dict[str, Any]) -> dict[str, Any]:

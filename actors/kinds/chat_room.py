@@ -13,7 +13,6 @@ typing, receipts and limits. Messages and events are in ``chat_types``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,18 +49,23 @@ from actors.kinds.chat_types import (
     iso,
     message_view,
 )
+from actors.kinds.members import Members
 from actors.kinds.presence import PRESENCE_EVENTS, PRESENCE_MESSAGES, Presence
-from rthub.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
+from actors.messages import request_key
+from rthub.bucket import TokenBucket
+from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
 
 VISIBILITIES = ("public", "private", "direct")
-REMEMBERED = 1000  # client_msg_ids (idempotent resends) and deletions remembered
+MODERATORS_ONLY = "only the room's owner or a moderator may do this"
+REMEMBERED = 1000  # deletions remembered
 TYPING_THROTTLE_MS = 2000  # at most one typing event per user per room in this time
 TYPING_EXPIRES_MS = 6000
 RETENTION_RANGE = (60, 10 * 365 * 86_400)
 
 
-class ChatRoom(Presence, Entity):
+class ChatRoom(Members, Presence, Entity):
     kind = "room"
+    roles = ROLES
     streams = True
     channel = Channel("room", "room", authorize=Authorize, join=Join, leave=Leave,
                       direct=(Invite, Kick, SetRole, Update, Typing, Read), presence=True)
@@ -82,8 +86,8 @@ class ChatRoom(Presence, Entity):
         members: dict[str, str] = field(default_factory=dict)  # user -> role
         seq: int = 0  # last seq of the room:<id> stream
         reads: dict[str, int] = field(default_factory=dict)  # user -> last message seq read
-        # "sender\x1fclient_msg_id" -> [message_id, seq], oldest first, bounded
-        sends: dict[str, list[Any]] = field(default_factory=dict)
+        # "sender\x1fclient_msg_id" -> the send's ack, oldest first, bounded (Entity.remember)
+        replies: dict[str, dict[str, Any]] = field(default_factory=dict)
         deleted: dict[str, None] = field(default_factory=dict)  # recent deletions, bounded
         # transient: user -> {"name", "since", "devices": {device: expires_ms}}
         present: dict[str, dict[str, Any]] = transient(dict)
@@ -95,27 +99,6 @@ class ChatRoom(Presence, Entity):
     @property
     def room_id(self) -> str:
         return self.key[2]
-
-    @property
-    def topic(self) -> str:
-        return f"room:{self.key[2]}"
-
-    def _require_room(self) -> None:
-        if not self.state.owner:
-            raise NotFound(f"room {self.room_id!r} does not exist")
-
-    def _require_member(self, user: str) -> str:
-        self._require_room()
-        role = self.state.members.get(user)
-        if role is None:
-            raise Forbidden(f"{user} is not a member of room {self.room_id!r}")
-        return role
-
-    def _require_moderator(self, user: str) -> str:
-        role = self._require_member(user)
-        if role == "member":
-            raise Forbidden("only the room's owner or a moderator may do this")
-        return role
 
     def _stream(self, ctx: Context, event_type: str, content: dict[str, Any],
                 removes: str | None = None) -> int:
@@ -154,7 +137,7 @@ class ChatRoom(Presence, Entity):
 
     @handles(Update)
     def update(self, msg: Update, ctx: Context) -> None:
-        role = self._require_member(msg.user)
+        role = self._role(msg.user)
         state = self.state
         if role != "owner" and state.visibility != "direct":
             raise Forbidden("only the room's owner may change its settings")
@@ -172,7 +155,7 @@ class ChatRoom(Presence, Entity):
 
     @handles(Join)
     def join(self, msg: Join, ctx: Context) -> None:
-        self._require_room()
+        self._require_exists()
         state = self.state
         if msg.user not in state.members:
             allowed = (state.visibility == "public"
@@ -192,13 +175,13 @@ class ChatRoom(Presence, Entity):
 
     @handles(Leave)
     def leave(self, msg: Leave, ctx: Context) -> None:
-        self._require_member(msg.user)
+        self._role(msg.user)
         self._remove(msg.user, msg.user, msg.ip, ctx)
         ctx.reply({"room_id": self.room_id})
 
     @handles(Kick)
     def kick(self, msg: Kick, ctx: Context) -> None:
-        role = self._require_moderator(msg.user)
+        role = self._at_least(msg.user, "moderator", MODERATORS_ONLY)
         target = self.state.members.get(msg.target)
         if target is None:
             raise NotFound(f"{msg.target} is not a member of room {self.room_id!r}")
@@ -216,7 +199,7 @@ class ChatRoom(Presence, Entity):
 
     @handles(Invite)
     def invite(self, msg: Invite, ctx: Context) -> None:
-        self._require_member(msg.user)
+        self._role(msg.user)
         if self.state.visibility == "direct":
             raise Forbidden("a direct room has exactly two members; start a room instead")
         if not msg.target or len(msg.target) > 200:
@@ -227,7 +210,7 @@ class ChatRoom(Presence, Entity):
 
     @handles(SetRole)
     def set_role(self, msg: SetRole, ctx: Context) -> None:
-        if self._require_member(msg.user) != "owner":
+        if self._role(msg.user) != "owner":
             raise Forbidden("only the room's owner may change roles")
         if msg.role not in ROLES[1:]:
             raise BadRequest("role must be moderator or member")
@@ -242,19 +225,15 @@ class ChatRoom(Presence, Entity):
 
     @handles(Authorize)
     def authorize(self, msg: Authorize, ctx: Context) -> None:
-        role = self._require_member(msg.user)
+        role = self._role(msg.user)
         ctx.reply({"room_id": self.room_id, "seq": self.state.seq, "role": role})
 
     # -- messages ------------------------------------------------------------------------------
     @handles(Send)
     def send(self, msg: Send, ctx: Context) -> None:
-        self._require_member(msg.user)
+        self._role(msg.user)
         if not msg.client_msg_id or len(msg.client_msg_id) > 64:
             raise BadRequest("client_msg_id must be 1 to 64 characters")
-        earlier = self.state.sends.get(f"{msg.user}\x1f{msg.client_msg_id}")
-        if earlier is not None:  # a resend: same answer, nothing new
-            ctx.reply({"message_id": earlier[0], "seq": earlier[1]})
-            return
         limits = ctx.settings
         if not msg.text.strip() and not msg.attachments:
             raise BadRequest("a message needs text or attachments")
@@ -277,17 +256,14 @@ class ChatRoom(Presence, Entity):
         ctx.reply({"message_id": message_id, "seq": seq})
 
     def _spend(self, user: str, ctx: Context) -> None:
-        """Token bucket per user: CHAT_RATE a second, CHAT_BURST at once."""
-        rate, burst = ctx.settings.chat_rate, ctx.settings.chat_burst
-        tokens, at_ms = self.state.buckets.get(user, (burst, ctx.now_ms))
-        tokens = min(burst, tokens + (ctx.now_ms - at_ms) * rate / 1000)
-        if tokens < 1:
-            wait = math.ceil((1 - tokens) * 1000 / rate)
-            raise RateLimited(f"sending too fast in this room; retry in {wait} ms", wait)
-        ctx.emit(Spent(user, tokens - 1, ctx.now_ms))
+        """A token bucket per user: CHAT_RATE a second, CHAT_BURST at once."""
+        bucket = TokenBucket(ctx.settings.chat_rate, ctx.settings.chat_burst)
+        tokens, at_ms = bucket.take(self.state.buckets.get(user), ctx.now_ms,
+                                    "sending too fast in this room")
+        ctx.emit(Spent(user, tokens, at_ms))
 
     def _editable(self, user: str, message_id: str, author: str) -> None:
-        role = self._require_member(user)
+        role = self._role(user)
         if message_id in self.state.deleted:
             raise NotFound(f"message {message_id!r} was deleted")
         if user != author and role == "member":
@@ -317,7 +293,7 @@ class ChatRoom(Presence, Entity):
 
     @handles(Read)
     def read(self, msg: Read, ctx: Context) -> None:
-        self._require_member(msg.user)
+        self._role(msg.user)
         if not 0 < msg.seq <= self.state.seq:
             raise BadRequest(f"seq must be from 1 to the room's current seq {self.state.seq}")
         current = self.state.reads.get(msg.user, 0)
@@ -329,7 +305,7 @@ class ChatRoom(Presence, Entity):
     # -- typing --------------------------------------------------------------------------------
     @handles(Typing)
     def typing(self, msg: Typing, ctx: Context) -> None:
-        self._require_member(msg.user)
+        self._role(msg.user)
         self._typing(msg.user, msg.typing, ctx.now_ms + TYPING_EXPIRES_MS if msg.typing else 0,
                      ctx)
         if msg.typing:
@@ -362,19 +338,6 @@ class ChatRoom(Presence, Entity):
                 ctx.schedule(wait_ms / 1000, TypingTimer(user))
                 pending = True
         ctx.emit(TypingState(user, [shown, shown_at, wanted, expires_ms, pending]))
-
-    # -- presence (the Presence mixin asks) -----------------------------------------------
-    def _may_be_present(self, user: str) -> bool:
-        return user in self.state.members
-
-    def _require_reader(self, user: str) -> str:
-        return self._require_member(user)
-
-    def _member_count(self) -> int:
-        return len(self.state.members)
-
-    def _scope(self) -> dict[str, str]:
-        return {"room": self.room_id}
 
     # -- appliers ------------------------------------------------------------------------------
     @applies(Created)
@@ -412,7 +375,8 @@ class ChatRoom(Presence, Entity):
     @applies(Posted)
     def _posted(self, ev: Posted) -> None:
         self.state.seq = ev.seq
-        _remember(self.state.sends, f"{ev.sender}\x1f{ev.client_msg_id}", [ev.message_id, ev.seq])
+        self.remember(request_key(ev.sender, ev.client_msg_id),
+                      {"message_id": ev.message_id, "seq": ev.seq})
 
     @applies(Edited)
     def _edited(self, ev: Edited) -> None:

@@ -101,6 +101,7 @@ class Authorize(Message):
 @dataclass(frozen=True, slots=True)
 class Send(Message):
     type: ClassVar[str] = "chat.send"
+    idempotent: ClassVar[tuple[str, ...]] = ("user", "client_msg_id")
     user: str
     text: str
     client_msg_id: str

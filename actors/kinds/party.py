@@ -114,10 +114,6 @@ class ListeningParty(Presence, Entity):
         empty_since_ms: int = transient(int)  # when the last present user left
         asked_version: int = transient(int)  # queue_version of the latest recommendations ask
 
-    @property
-    def topic(self) -> str:
-        return f"party:{self.key[2]}"
-
     # -- permissions ---------------------------------------------------------------------------
     def _member(self, user: str) -> None:
         if not self.state.host:

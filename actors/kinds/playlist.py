@@ -14,6 +14,7 @@ from typing import Any
 
 from actors.channels import Channel
 from actors.entity import Context, Entity, applies, handles, transient
+from actors.kinds.members import Members
 from actors.kinds.playlist_types import (
     MILESTONE_EVERY,
     ROLES,
@@ -29,11 +30,11 @@ from actors.kinds.playlist_types import (
     Submit,
 )
 from actors.kinds.presence import PRESENCE_EVENTS, PRESENCE_MESSAGES, Presence
+from actors.messages import request_key
 from rthub import playlist_ot as ot
-from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
+from rthub.errors import BadRequest, Conflict, Forbidden
 
 RECENT = 1000  # committed ops kept for transforming ops made on older versions
-REMEMBERED = 5000  # (client_id, client_seq) answers kept for resends
 MAX_ITEMS = 10_000
 
 
@@ -63,9 +64,13 @@ def check_op(op: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
-class Playlist(Presence, Entity):
+class Playlist(Members, Presence, Entity):
     kind = "playlist"
+    roles = ROLES
+    not_member = "{user} may not open playlist {id!r}; ask its owner"
+    renamed = {"roles": "members"}  # checkpoints made before the Members mixin
     streams = True
+    replies_kept = 5000
     channel = Channel("playlist", "playlist", authorize=Authorize, create=Create, open=Open,
                       direct=(Submit, Share), presence=True)
     messages = (Create, Open, Submit, Revert, Share, Authorize, *PRESENCE_MESSAGES)
@@ -77,42 +82,17 @@ class Playlist(Presence, Entity):
         name: str = ""
         owner: str = ""
         allow_duplicates: bool = False
-        roles: dict[str, str] = field(default_factory=dict)
+        members: dict[str, str] = field(default_factory=dict)  # user -> role
         items: list[list[Any]] = field(default_factory=list)  # [item_id, track]
         added_by: dict[str, str] = field(default_factory=dict)
         version: int = 0
         seq: int = 0  # of the playlist:<id> stream
         recent: list[list[Any]] = field(default_factory=list)  # [version, op, undo]
-        # client op -> its first result, [version, op, conflict] (see _result)
-        answers: dict[str, list[Any]] = field(default_factory=dict)
+        # "client_id\x1fclient_seq" -> what a resend gets (Entity.remember)
+        replies: dict[str, dict[str, Any]] = field(default_factory=dict)
         # transient: collaborators here now (see actors.kinds.presence)
         present: dict[str, dict[str, Any]] = transient(dict)
         occupancy_pending: list[bool] = transient(lambda: [False])
-
-    @property
-    def topic(self) -> str:
-        return f"playlist:{self.key[2]}"
-
-    def _role(self, user: str) -> str:
-        if not self.state.owner:
-            raise NotFound(f"playlist {self.key[2]!r} does not exist")
-        role = self.state.roles.get(user)
-        if role is None:
-            raise Forbidden(f"{user} may not open playlist {self.key[2]!r}; ask its owner")
-        return role
-
-    # -- presence of collaborators (the Presence mixin asks) --------------------------------
-    def _may_be_present(self, user: str) -> bool:
-        return user in self.state.roles
-
-    def _require_reader(self, user: str) -> str:
-        return self._role(user)
-
-    def _member_count(self) -> int:
-        return len(self.state.roles)
-
-    def _scope(self) -> dict[str, str]:
-        return {"playlist": self.key[2]}
 
     def _pairs(self) -> ot.Items:
         return [(item_id, track) for item_id, track in self.state.items]
@@ -133,7 +113,7 @@ class Playlist(Presence, Entity):
         ctx.reply({"playlist_id": self.key[2], "name": self.state.name, "role": role,
                    "version": self.state.version, "items": self._view(),
                    "collaborators": [{"user": u, "role": r}
-                                     for u, r in sorted(self.state.roles.items())],
+                                     for u, r in sorted(self.state.members.items())],
                    "allow_duplicates": self.state.allow_duplicates})
 
     def _view(self) -> list[dict[str, Any]]:
@@ -150,10 +130,6 @@ class Playlist(Presence, Entity):
             raise Forbidden("viewers cannot change the playlist")
         if not 1 <= len(msg.client_id) <= 64:
             raise BadRequest("client_id must be 1 to 64 characters")
-        answered = self.state.answers.get(f"{msg.client_id}\x1f{msg.client_seq}")
-        if answered is not None:  # a resend after a reconnect: the first result, whole
-            ctx.reply({**_result(*answered), "duplicate": True})
-            return
         op = check_op(msg.op)
         if not 0 <= msg.base_version <= self.state.version:
             raise BadRequest(f"base_version must be from 0 to {self.state.version}")
@@ -229,7 +205,7 @@ class Playlist(Presence, Entity):
     def _created(self, ev: Created) -> None:
         self.state.name, self.state.owner = ev.name, ev.owner
         self.state.allow_duplicates = ev.allow_duplicates
-        self.state.roles[ev.owner] = "owner"
+        self.state.members[ev.owner] = "owner"
 
     @applies(Committed)
     def _committed(self, ev: Committed) -> None:
@@ -243,9 +219,9 @@ class Playlist(Presence, Entity):
         s.version, s.seq = ev.version, ev.seq
         s.recent.append([ev.version, ev.op, ev.undo])
         del s.recent[:-RECENT]
-        s.answers[f"{ev.client_id}\x1f{ev.client_seq}"] = [ev.version, ev.op, ev.conflict]
-        while len(s.answers) > REMEMBERED:
-            del s.answers[next(iter(s.answers))]
+        # a resend after a reconnect gets the first result, whole
+        self.remember(request_key(ev.client_id, ev.client_seq),
+                      {**_result(ev.version, ev.op, ev.conflict), "duplicate": True})
 
     @applies(Milestone)
     def _milestone(self, ev: Milestone) -> None:
@@ -253,7 +229,7 @@ class Playlist(Presence, Entity):
 
     @applies(Shared)
     def _shared(self, ev: Shared) -> None:
-        self.state.roles[ev.user] = ev.role
+        self.state.members[ev.user] = ev.role
         self.state.seq = ev.seq
 
 

@@ -33,6 +33,7 @@ class Open(Message):
 @dataclass(frozen=True, slots=True)
 class Submit(Message):
     type: ClassVar[str] = "playlist.op"
+    idempotent: ClassVar[tuple[str, ...]] = ("client_id", "client_seq")
     user: str
     base_version: int
     client_id: str

@@ -11,7 +11,8 @@ is transient state: never checkpointed, rebuilt by the next renewal after a rest
 A kind using it lists ``PRESENCE_MESSAGES`` / ``PRESENCE_EVENTS`` among its own, has
 ``present`` and ``occupancy_pending`` transient state fields, and says who may be present
 (``_may_be_present``), who may list (``_require_reader``), how many members it has
-(``_member_count``), and what names it in events (``_scope``).
+(``_member_count``), and what names it in events (``_scope``); ``actors.kinds.members``
+answers those for a kind with roles. ``Entity`` checks both at import.
 """
 
 from __future__ import annotations
@@ -102,8 +103,10 @@ class Presence:
     """Handlers and appliers of presence; mixed into an ``Entity`` kind."""
 
     __slots__ = ()
+    state_needs: ClassVar[tuple[str, ...]] = ("present", "occupancy_pending")
+    kind_provides: ClassVar[tuple[str, ...]] = (
+        "_may_be_present", "_require_reader", "_member_count", "_scope")
     state: Any
-    topic: str
 
     # -- what the kind says ----------------------------------------------------------------
     def _may_be_present(self, user: str) -> bool:

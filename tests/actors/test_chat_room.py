@@ -8,6 +8,7 @@ import pytest
 from actors import Context
 from actors.kinds.chat_room import ChatRoom
 from actors.kinds.chat_types import Posted
+from actors.testing import Sandbox
 from rthub import config
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 
@@ -16,23 +17,14 @@ SETTINGS = config.load({"RTHUB_PRESENCE_LIMIT": "3", "RTHUB_CHAT_RATE": "1",
                         "RTHUB_CHAT_MAX_TEXT": "50", "RTHUB_CHAT_MAX_ATTACHMENTS": "2"})
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.ms = 1_000_000
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> Sandbox:
+    return Sandbox(SETTINGS, now_ms=1_000_000)
 
 
-def run(room: ChatRoom, clock: Clock, message_type: str, **payload) -> Context:
+def run(room: ChatRoom, clock: Sandbox, message_type: str, **payload) -> Context:
     """One message the way the runtime runs it: handle, then apply the events."""
-    ctx = Context(room.key, clock.ms, SETTINGS)
-    room.handle(message_type, payload, ctx)
-    for event in ctx.events:
-        room.apply(event)
-    return ctx
+    return clock.run(room, message_type, **payload)
 
 
 def published(ctx: Context, event_type: str | None = None) -> list[tuple[str, dict, int | None]]:
@@ -40,13 +32,13 @@ def published(ctx: Context, event_type: str | None = None) -> list[tuple[str, di
             if event_type is None or b.type == event_type]
 
 
-def new_room(clock: Clock, visibility: str = "public", owner: str = "olga", **extra) -> ChatRoom:
+def new_room(clock: Sandbox, visibility: str = "public", owner: str = "olga", **extra) -> ChatRoom:
     room = ChatRoom(("t1", "room", "r1"))
     run(room, clock, "room.create", user=owner, name="Room", visibility=visibility, **extra)
     return room
 
 
-def say(room: ChatRoom, clock: Clock, user: str, text: str, cid: str) -> dict:
+def say(room: ChatRoom, clock: Sandbox, user: str, text: str, cid: str) -> dict:
     return run(room, clock, "chat.send", user=user, text=text, client_msg_id=cid).reply_content
 
 
@@ -154,7 +146,7 @@ def test_the_send_rate_is_a_token_bucket_per_user(clock):
         say(room, clock, "olga", "hi", "m3")
     assert raised.value.retry_after_ms == 1000
     say(room, clock, "bob", "unaffected", "b1")
-    clock.ms += 1000
+    clock.advance(1000)
     say(room, clock, "olga", "hi", "m3")
 
 
@@ -193,12 +185,12 @@ def test_typing_is_throttled_to_one_event_per_two_seconds_and_the_last_state_win
     start = run(room, clock, "chat.typing", user="olga", typing=True)
     assert published(start, "chat.typing")[0][1:] == (
         {"room": "r1", "user": "olga", "typing": True}, None)
-    clock.ms += 500
+    clock.advance(500)
     stop = run(room, clock, "chat.typing", user="olga", typing=False)
     assert published(stop) == []
     (timer,) = stop.timers
     assert timer.delay_s == 1.5
-    clock.ms += 1500
+    clock.advance(1500)
     flushed = run(room, clock, timer.message.type, **timer.message.encode())
     assert published(flushed, "chat.typing")[0][1]["typing"] is False
     assert "olga" not in room.state.typing
@@ -208,7 +200,7 @@ def test_typing_expires_after_six_seconds_without_a_refresh(clock):
     room = new_room(clock)
     ctx = run(room, clock, "chat.typing", user="olga", typing=True)
     expiry = next(t for t in ctx.timers if t.delay_s == 6)
-    clock.ms += 6000
+    clock.advance(6000)
     expired = run(room, clock, expiry.message.type, **expiry.message.encode())
     assert published(expired, "chat.typing")[0][1]["typing"] is False
 
@@ -216,9 +208,9 @@ def test_typing_expires_after_six_seconds_without_a_refresh(clock):
 def test_typing_refreshed_within_six_seconds_does_not_expire(clock):
     room = new_room(clock)
     first = run(room, clock, "chat.typing", user="olga", typing=True)
-    clock.ms += 4000
+    clock.advance(4000)
     run(room, clock, "chat.typing", user="olga", typing=True)
-    clock.ms += 2000
+    clock.advance(2000)
     expiry = first.timers[0]
     assert published(run(room, clock, expiry.message.type, **expiry.message.encode())) == []
 
@@ -240,7 +232,7 @@ def test_devices_whose_gateway_vanished_expire_after_their_lease(clock):
     room = new_room(clock)
     run(room, clock, "presence.attach", user="olga", device="tab1", name="Olga")
     run(room, clock, "presence.attach", user="olga", device="tab2", name="Olga")
-    clock.ms += 25_000 + 1  # 2.5 heartbeat intervals
+    clock.advance(25_000 + 1)  # 2.5 heartbeat intervals
     swept = run(room, clock, "presence.sweep")
     assert [t for t, _, _ in published(swept)] == ["presence.leave"]
     assert room.state.present == {}
@@ -249,9 +241,9 @@ def test_devices_whose_gateway_vanished_expire_after_their_lease(clock):
 def test_a_refresh_keeps_devices_present(clock):
     room = new_room(clock)
     run(room, clock, "presence.attach", user="olga", device="tab1", name="Olga")
-    clock.ms += 20_000
+    clock.advance(20_000)
     run(room, clock, "presence.refresh", devices=[["olga", "tab1", "Olga"]])
-    clock.ms += 10_000
+    clock.advance(10_000)
     assert published(run(room, clock, "presence.sweep")) == []
 
 

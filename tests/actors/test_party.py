@@ -10,6 +10,7 @@ import pytest
 
 from actors import Context
 from actors.kinds.party import ListeningParty, pick_tier
+from actors.testing import Sandbox
 from client.clock import ClockEstimator
 from rthub import config
 from rthub.errors import Conflict, Forbidden
@@ -18,21 +19,16 @@ SETTINGS = config.load({"RTHUB_PARTY_LEAD_MS": "150", "RTHUB_PARTY_IDLE_S": "60"
 LADDER = SETTINGS.quality_ladder
 
 
-class Clock:
-    ms = 10_000
+Clock = Sandbox(SETTINGS, now_ms=10_000)  # the party tests' clock: Clock.advance(ms)
 
 
-def run(party: ListeningParty, clock: type[Clock], message_type: str, **payload) -> Context:
-    ctx = Context(party.key, clock.ms, SETTINGS)
-    party.handle(message_type, payload, ctx)
-    for event in ctx.events:
-        party.apply(event)
-    return ctx
+def run(party: ListeningParty, clock: Sandbox, message_type: str, **payload) -> Context:
+    return clock.run(party, message_type, **payload)
 
 
 @pytest.fixture
 def party() -> ListeningParty:
-    Clock.ms = 10_000
+    Clock.now_ms = 10_000
     p = ListeningParty(("t", "party", "p1"))
     run(p, Clock, "party.create", user="dj", name="Friday", mode="host_only")
     run(p, Clock, "party.join", user="gus")
@@ -50,7 +46,7 @@ def test_play_takes_effect_a_lead_ahead_and_position_follows_time(party):
     assert (played["track"], played["position_ms"], played["playing"]) == ("song0", 0, True)
     assert played["at_server_ms"] == 10_150
     assert played["queue_version"] == 4  # the track left the queue
-    Clock.ms = 20_000
+    Clock.now_ms = 20_000
     paused = state(run(party, Clock, "party.control", user="dj", action="pause"))
     assert paused["position_ms"] == 10_000  # 20,150 - 10,150
     assert paused["playing"] is False
@@ -183,16 +179,16 @@ def test_a_timer_from_an_earlier_leave_does_not_end_a_party_visited_since(party)
     run(party, Clock, "presence.attach", user="gus", device="d1")
     (first,) = [t for t in run(party, Clock, "presence.detach", user="gus",
                                 device="d1").timers if t.message.type == "party.idle_check"]
-    Clock.ms += 30_000
+    Clock.advance(30_000)
     run(party, Clock, "presence.attach", user="gus", device="d2")  # back before the idle time
-    Clock.ms += 10_000
+    Clock.advance(10_000)
     (second,) = [t for t in run(party, Clock, "presence.detach", user="gus",
                                  device="d2").timers if t.message.type == "party.idle_check"]
-    Clock.ms += 20_000  # the first timer fires: empty for 20 s only, not 60
+    Clock.advance(20_000)  # the first timer fires: empty for 20 s only, not 60
     early = run(party, Clock, first.message.type, **first.message.encode())
     assert (early.broadcasts, early.events, party.state.ended) == ([], [], False)
     run(party, Clock, "party.control", user="dj", action="play")
-    Clock.ms += 40_000  # the second: 60 s of emptiness since the last leave
+    Clock.advance(40_000)  # the second: 60 s of emptiness since the last leave
     ended = run(party, Clock, second.message.type, **second.message.encode())
     assert [b.type for b in ended.broadcasts] == ["party.ended"]
     assert party.state.ended

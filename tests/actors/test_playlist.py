@@ -9,6 +9,7 @@ import pytest
 
 from actors import Context
 from actors.kinds.playlist import Playlist
+from actors.testing import Sandbox
 from client.playlist import PlaylistDoc
 from rthub import config
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -17,11 +18,7 @@ SETTINGS = config.load({})
 
 
 def run(entity: Playlist, message_type: str, **payload) -> Context:
-    ctx = Context(entity.key, 1_000, SETTINGS)
-    entity.handle(message_type, payload, ctx)
-    for event in ctx.events:
-        entity.apply(event)
-    return ctx
+    return Sandbox(SETTINGS, now_ms=1_000).run(entity, message_type, **payload)
 
 
 def ins(index: int, track: str, item_id: str) -> dict:

@@ -77,7 +77,8 @@ async def test_a_party_is_created_joined_and_left_through_its_channel_spec():
     made = await send(gw, dj, "party.create", party_id="p1", name="Friday")
     assert (made["party_id"], made["topic"]) == ("p1", "party:p1")
     joined = await send(gw, guest, "party.join", party="p1")
-    assert joined["topic"] == "party:p1" and ("gus", "party:p1") in gw.following
+    assert joined["topic"] == "party:p1"
+    assert ("gus", "party:p1") in gw.following
     assert_broadcast(gw.sandbox.runs[-1], "party.joined", seq=1, user="gus")
     await send(gw, guest, "party.leave", party="p1")
     left = assert_broadcast(gw.sandbox.runs[-1], "party.left", seq=2, user="gus")
