@@ -5,7 +5,8 @@ Public surface: ``ActorSystem`` / ``EntityRef`` to talk to entities; ``Entity``,
 ``handles``, ``applies``, ``Message``, ``Event`` to write an entity kind.
 """
 
-from actors.entity import Context, Deactivation, Entity, EntityKey, applies, handles
+from actors.context import Context, EntityKey
+from actors.entity import Deactivation, Entity, applies, handles
 from actors.messages import Event, Message
 
 __all__ = ["Context", "Deactivation", "Entity", "EntityKey", "Event", "Message", "applies",

@@ -34,7 +34,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from actors.entity import EntityKey
+from actors.context import EntityKey
 from actors.host import Host
 from actors.messages import Message
 from actors.placement import host_name

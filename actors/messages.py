@@ -160,3 +160,14 @@ class Event(_Record):
         for name in self.private:
             payload.pop(name, None)
         return payload
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToMember(Message):
+    """A request about another member (invite, kick, hand over, share): the sender is
+    ``user`` (the token's), and the client names the member it is about ``user`` too, which
+    the message calls ``target``."""
+
+    wire: ClassVar[dict[str, str]] = {"user": "target"}
+    user: str
+    target: str

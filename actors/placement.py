@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from actors.entity import EntityKey
+from actors.context import EntityKey
 
 _JUMP_MULTIPLIER = 2862933555777941757
 _MASK64 = (1 << 64) - 1

@@ -29,7 +29,9 @@ from typing import Any, Protocol
 
 import msgpack
 
-from actors.entity import Broadcast, Call, Context, Deactivation, Entity, EntityKey
+from actors.context import Broadcast, Call, Context, EntityKey
+from actors.entity import Deactivation, Entity
+from actors.lifecycle import Checkpointing, Resident
 from actors.messages import Message
 from rthub.config import Settings
 from rthub.errors import BadRequest, HubError, NotFound, Overloaded, Unavailable
@@ -78,25 +80,8 @@ class Stats:
     shed_journal: int = 0
 
 
-class Resident:
-    """One entity's slot in the table; kept small, there may be 100,000 of them."""
-
-    __slots__ = ("busy", "dirty_since", "entity", "key", "last_active", "mailbox",
-                 "saved_version", "version")
-
-    def __init__(self, key: EntityKey) -> None:
-        self.key = key
-        self.entity: Entity | None = None
-        self.version = 0  # events applied
-        self.saved_version = 0  # events covered by the stored checkpoint
-        self.mailbox: list[tuple[str, Any, asyncio.Future | None]] | None = None
-        self.busy = True  # activating, running a turn, or passivating
-        self.last_active = 0.0
-        self.dirty_since = 0.0
-
-
-class EntityTable:
-    """The entities one host runs."""
+class EntityTable(Checkpointing):
+    """The entities one host runs (checkpoints and passivation: ``actors.lifecycle``)."""
 
     def __init__(self, settings: Settings, kinds: dict[str, type[Entity]], store: Store,
                  publisher: Publisher | None = None, clock: Callable[[], float] = time.time,
@@ -319,101 +304,6 @@ class EntityTable:
 
     def _fire(self, key: EntityKey, message: Message) -> None:
         self.deliver([(*key, message.type, message, False)])
-
-    # -- checkpoints -----------------------------------------------------------------------
-    def _mark_dirty(self, resident: Resident) -> None:
-        queued = self._unsaved.get(resident.key)
-        covered = max(resident.saved_version, queued[0] if queued else 0)
-        if resident.version - covered >= self.settings.checkpoint_every:
-            self._snapshot(resident)
-        elif resident.key not in self._dirty:
-            resident.dirty_since = self.clock()
-            self._dirty[resident.key] = resident
-
-    def _snapshot(self, resident: Resident) -> None:
-        """Queue the durable state for the checkpoint writer (called between turns only)."""
-        assert resident.entity is not None
-        self._unsaved[resident.key] = (resident.version, resident.entity.snapshot())
-        self._dirty.pop(resident.key, None)
-
-    async def flush_checkpoints(self, force: bool = False) -> int:
-        """Snapshot entities dirty for longer than the interval (all, if ``force``), write
-        everything queued, return how many were written."""
-        cutoff = float("inf") if force else self.clock() - self.settings.checkpoint_interval_s
-        for resident in list(self._dirty.values()):
-            if resident.dirty_since > cutoff:
-                break
-            if not resident.busy:
-                self._snapshot(resident)
-        if not self._unsaved:
-            return 0
-        batch, self._unsaved = self._unsaved, {}
-        rows = [(*key, version, state) for key, (version, state) in batch.items()]
-        try:
-            await self.store.save_checkpoints(rows)
-        except Exception as exc:
-            self.stats.checkpoint_failures += 1
-            log.warning("checkpoint of %d entities failed, will retry: %s", len(rows), exc)
-            for key, item in batch.items():  # keep for the next try unless superseded
-                self._unsaved.setdefault(key, item)
-            raise
-        for key, (version, _) in batch.items():
-            resident = self.residents.get(key)
-            if resident is not None:
-                resident.saved_version = max(resident.saved_version, version)
-        self.stats.checkpoints += len(rows)
-        return len(rows)
-
-    # -- passivation -----------------------------------------------------------------------
-    async def passivate(self, resident: Resident, reason: Deactivation) -> bool:
-        """Checkpoint and unload one entity; False if it got busy or the save failed."""
-        if resident.busy or resident.mailbox or self.residents.get(resident.key) is not resident:
-            return False
-        resident.busy = True
-        try:
-            if resident.version > resident.saved_version:
-                assert resident.entity is not None
-                state = resident.entity.snapshot()
-                try:
-                    await self.store.save_checkpoints([(*resident.key, resident.version, state)])
-                except Exception as exc:
-                    self.stats.checkpoint_failures += 1
-                    log.warning("checkpoint before unloading %s failed: %s", resident.key, exc)
-                    return False
-                resident.saved_version = resident.version
-                self.stats.checkpoints += 1
-            if resident.mailbox:  # a message came in while saving: stay
-                return False
-            assert resident.entity is not None
-            resident.entity.on_deactivate(reason)
-            del self.residents[resident.key]
-            self._dirty.pop(resident.key, None)
-            self._unsaved.pop(resident.key, None)
-            self.stats.passivations += 1
-            return True
-        finally:
-            if self.residents.get(resident.key) is resident:
-                resident.busy = False
-                if resident.mailbox:
-                    resident.busy = True
-                    self._spawn(self._drain(resident))
-
-    async def passivate_idle(self) -> int:
-        """Unload entities idle for ENTITY_IDLE_S; return how many."""
-        cutoff = self.clock() - self.settings.entity_idle_s
-        idle = []
-        for resident in self.residents.values():
-            if resident.last_active > cutoff:
-                break
-            idle.append(resident)
-        done = await asyncio.gather(*(self.passivate(r, Deactivation.IDLE) for r in idle))
-        return sum(done)
-
-    async def passivate_all(self) -> int:
-        """Checkpoint and unload everything (graceful host shutdown)."""
-        done = await asyncio.gather(*(self.passivate(r, Deactivation.SHUTDOWN)
-                                      for r in list(self.residents.values())))
-        return sum(done)
 
     # -- helpers ---------------------------------------------------------------------------
     def _now_ms(self) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from actors.entity import Broadcast, Context, Entity, EntityKey
+from actors.context import Broadcast, Context, EntityKey
+from actors.entity import Entity
 from actors.kinds import KINDS
 from actors.messages import Message
 from rthub import config

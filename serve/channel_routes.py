@@ -17,9 +17,9 @@ def channel_routes(channels: Iterable[Channel]) -> Routes:
     routes = Routes()
     for channel in channels:
         if channel.create is not None:
-            routes.add(channel.create.type, _create(channel, channel.create))
+            routes.add(channel.create.type, _follows(channel, channel.create, new=True))
         if channel.join is not None:
-            routes.add(channel.join.type, _join(channel, channel.join))
+            routes.add(channel.join.type, _follows(channel, channel.join, new=False))
         if channel.open is not None:
             routes.add(channel.open.type, _open(channel, channel.open))
         if channel.leave is not None:
@@ -43,27 +43,19 @@ async def authorize_topic(gw: Gateway, conn: Socket, topic: str) -> None:
         raise Forbidden(f"{channel.prefix} topics cannot be followed")
 
 
-def _create(channel: Channel, message: type[Message]) -> Handler:
-    async def create(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
+def _follows(channel: Channel, message: type[Message], new: bool) -> Handler:
+    """A create (``new``: the id from ``<id_field>_id``, or a random one) or a join: asked
+    first (it decides membership), then the socket follows the topic."""
+    drop = f"{channel.id_field}_id" if new else channel.id_field
+
+    async def follows(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
         content = frame["content"]
-        ident = channel.entity_id(content, new=True)
+        ident = channel.entity_id(content, new)
         reply = await gw.ref(channel.kind, ident, conn.identity.tenant).ask(
-            payload(message, conn, content, f"{channel.id_field}_id"))
+            payload(message, conn, content, drop))
         return {**reply, **await follow_topic(gw, conn, f"{channel.prefix}:{ident}")}
 
-    return create
-
-
-def _join(channel: Channel, message: type[Message]) -> Handler:
-    """Asked first (joining decides membership), then followed."""
-    async def join(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
-        content = frame["content"]
-        ident = channel.entity_id(content)
-        reply = await gw.ref(channel.kind, ident, conn.identity.tenant).ask(
-            payload(message, conn, content, channel.id_field))
-        return {**reply, **await follow_topic(gw, conn, f"{channel.prefix}:{ident}")}
-
-    return join
+    return follows
 
 
 def _open(channel: Channel, message: type[Message]) -> Handler:

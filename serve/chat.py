@@ -12,7 +12,8 @@ import secrets
 from typing import Any
 
 from actors.channels import ENTITY_ID, check_id
-from actors.kinds.chat_types import Authorize, Create, Delete, Edit, Send, message_view
+from actors.kinds.chat_events import message_view
+from actors.kinds.chat_types import Authorize, Create, Delete, Edit, Send
 from rthub.errors import BadRequest, NotFound
 from serve.handlers import Gateway, Routes, Socket, follow_topic, payload
 from storage import attachments

@@ -6,18 +6,20 @@ at_server_ms, queue_version}`` means "at server time ``at_server_ms`` the track 
 ``position_ms``". Each control sets ``at_server_ms`` RTHUB_PARTY_LEAD_MS in the future, so
 every device, converting with its own clock offset (``client.clock``), starts together.
 Controls are applied in the party's order; the later one wins and everyone sees the same
-final state. The queue uses the playlist's rules (stable item ids; an op on a missing item
-is a no-op) and its version is in every state.
+final state. The queue (``party_queue``) uses the playlist's rules (stable item ids; an op on a
+missing item is a no-op) and its version is in every state; what each device reports (its
+position, its bandwidth) is ``party_devices``'.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors.channels import Channel
 from actors.entity import Context, Entity, applies, handles, transient
+from actors.kinds.party_devices import Devices
+from actors.kinds.party_queue import SharedQueue
 from actors.kinds.party_types import (
     ACTIONS,
     MODES,
@@ -54,31 +56,10 @@ from actors.kinds.presence import (
     OccupancyPending,
     Presence,
 )
-from rthub import playlist_ot as ot
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound
 
-MAX_QUEUE = 500
-LOW_QUEUE = 2  # fewer items than this after a change: ask for recommendations
-HEADROOM = 1.25  # a tier needs this much more bandwidth than its bitrate
-HYSTERESIS = 0.2  # ... and this much more again to step up to it
-RATE_WINDOW_MS = 2000  # a rate nudge corrects the drift over this long
-MAX_NUDGE = 0.05
 
-
-def pick_tier(ladder: tuple[int, ...], current: int | None, bandwidth_kbps: float) -> int:
-    """The bitrate tier for a measured bandwidth: down at once when the current tier no
-    longer fits with headroom, up only with headroom and hysteresis (no flapping near a
-    boundary)."""
-    fitting = [t for t in ladder if bandwidth_kbps >= t * HEADROOM] or [ladder[0]]
-    best = fitting[-1]
-    if current is None or best < current:
-        return best
-    climbing = [t for t in ladder
-                if t > current and bandwidth_kbps >= t * HEADROOM * (1 + HYSTERESIS)]
-    return climbing[-1] if climbing else current
-
-
-class ListeningParty(Presence, Entity):
+class ListeningParty(SharedQueue, Devices, Presence, Entity):
     kind = "party"
     streams = True
     channel = Channel("party", "party", authorize=Authorize, create=Create, join=Join,
@@ -165,10 +146,6 @@ class ListeningParty(Presence, Entity):
                 "position_ms": s.position_ms, "playing": s.playing, "volume": s.volume,
                 "at_server_ms": s.at_server_ms, "queue_version": s.queue_version,
                 "host": s.host, "mode": s.mode}
-
-    def _queue_view(self) -> list[dict[str, Any]]:
-        return [{"item_id": i, "track": t, "added_by": by, "votes": len(voters)}
-                for i, t, by, voters in self.state.queue]
 
     def position_at(self, server_ms: float) -> float:
         """Where the track is at ``server_ms`` by the current state."""
@@ -313,108 +290,6 @@ class ListeningParty(Presence, Entity):
                         seq))
         ctx.reply({"state": state})
 
-    @handles(Report)
-    def report(self, msg: Report, ctx: Context) -> None:
-        """A device says where it is; past the tolerance it gets a correction: a rate nudge
-        under 400 ms of drift (inaudible), a seek above."""
-        self._member(msg.user)
-        s = self.state
-        if msg.track is not None and msg.track != s.track:
-            ctx.reply({"drift_ms": None, "correction": {"mode": "reload", "state": self.view()}})
-            return
-        drift = msg.position_ms - self.position_at(msg.at_server_ms)
-        reply: dict[str, Any] = {"drift_ms": round(drift, 1)}
-        if s.playing and abs(drift) > ctx.settings.party_drift_tolerance_ms:
-            if abs(drift) < 400:
-                rate = max(1 - MAX_NUDGE, min(1 + MAX_NUDGE, 1 - drift / RATE_WINDOW_MS))
-                reply["correction"] = {"mode": "rate", "rate": round(rate, 4),
-                                       "for_ms": RATE_WINDOW_MS}
-            else:
-                at = ctx.now_ms + ctx.settings.party_lead_ms
-                reply["correction"] = {"mode": "seek", "position_ms": int(self.position_at(at)),
-                                       "at_server_ms": at}
-        ctx.reply(reply)
-
-    # -- queue ---------------------------------------------------------------------------------
-    @handles(QueueOp)
-    def queue_op(self, msg: QueueOp, ctx: Context) -> None:
-        self._member(msg.user)
-        s = self.state
-        queue = [list(item) for item in s.queue]
-        item_id = msg.item_id
-        if msg.op == "add":
-            if msg.track is None or len(repr(msg.track)) > 1000:
-                raise BadRequest("add needs a 'track'")
-            if len(queue) >= MAX_QUEUE:
-                raise Conflict(f"the queue is full ({MAX_QUEUE} tracks)")
-            item_id = item_id or ctx.new_token(8)
-            if any(item[0] == item_id for item in queue):  # a resend of an add: same answer
-                ctx.reply({"item_id": item_id, "queue_version": s.queue_version})
-                return
-            queue.append([item_id, msg.track, msg.user, []])
-        elif msg.op in ("remove", "move"):
-            if s.mode == "host_only" and msg.user != s.host:
-                raise Forbidden("in a host_only party guests may only add and vote")
-            if not msg.item_id:
-                raise BadRequest(f"{msg.op} needs an 'item_id'")
-            pairs = [(item[0], item) for item in queue]
-            op = ({"remove": {"item_id": msg.item_id}} if msg.op == "remove" else
-                  {"move": {"item_id": msg.item_id, "to_index": msg.to_index or 0}})
-            queue = [item for _, item in ot.apply(pairs, op)]  # missing item: no-op
-        elif msg.op == "vote":
-            for item in queue:
-                if item[0] == msg.item_id and msg.user not in item[3]:
-                    item[3] = [*item[3], msg.user]  # one vote per user per item
-        else:
-            raise BadRequest("op must be one of add, remove, move, vote")
-        if s.vote_order:
-            queue.sort(key=lambda item: -len(item[3]))  # stable: first added first on ties
-        self._queue_changed(queue, msg.user, msg.op, ctx)
-        ctx.reply({"item_id": item_id, "queue_version": s.queue_version + 1})
-
-    def _queue_changed(self, queue: list[list[Any]], by: str, op: str, ctx: Context) -> None:
-        s = self.state
-        version = s.queue_version + 1
-        seq = ctx.stream("party.queue", {
-            "party": self.key[2], "queue_version": version, "op": op, "by": by,
-            "queue": [{"item_id": i, "track": t, "added_by": a, "votes": len(v)}
-                      for i, t, a, v in queue]})
-        ctx.emit(Queued(queue, version, by, op, seq))
-        if len(queue) < LOW_QUEUE and op != "add":
-            ctx.emit(RecommendationsAsked(version))
-            ctx.call("recommend", {"seed": [*s.played[-5:], *(t for _, t, _, _ in queue)],
-                                   "exclude": [t for _, t, _, _ in queue], "count": 5},
-                     Recommended, queue_version=version)
-
-    @handles(Recommended)
-    def recommended(self, msg: Recommended, ctx: Context) -> None:
-        """An answer made for an older queue is judged against the queue now: dropped when a
-        newer ask is out (its answer will come) or the queue is no longer low; otherwise
-        pushed without the tracks queued since."""
-        s = self.state
-        if (msg.error or s.ended or msg.queue_version != s.asked_version
-                or len(s.queue) >= LOW_QUEUE):
-            return
-        queued = [t for _, t, _, _ in s.queue]
-        tracks = [t for t in msg.result.get("tracks", []) if t not in queued]
-        if not tracks:
-            return
-        seq = ctx.stream("party.recommendations", {"party": self.key[2], "tracks": tracks})
-        ctx.emit(RecommendationsShown(seq))
-
-    # -- quality -------------------------------------------------------------------------------
-    @handles(Quality)
-    def quality(self, msg: Quality, ctx: Context) -> None:
-        self._member(msg.user)
-        if not (isinstance(msg.bandwidth_kbps, int | float) and math.isfinite(msg.bandwidth_kbps)
-                and msg.bandwidth_kbps >= 0):
-            raise BadRequest("bandwidth_kbps must be a number >= 0")
-        current = self.state.tiers.get(msg.device)
-        tier = pick_tier(ctx.settings.quality_ladder, current, msg.bandwidth_kbps)
-        if tier != current:
-            ctx.emit(TierSet(msg.device, tier))
-        ctx.reply({"bitrate_kbps": tier, "changed": current is not None and tier != current})
-
     # -- appliers ------------------------------------------------------------------------------
     @applies(Created)
     def _created(self, ev: Created) -> None:
@@ -440,11 +315,6 @@ class ListeningParty(Presence, Entity):
                                                         ev.playing)
         s.volume, s.at_server_ms, s.seq = ev.volume, ev.at_server_ms, ev.seq
 
-    @applies(Queued)
-    def _queued(self, ev: Queued) -> None:
-        self.state.queue, self.state.queue_version = ev.queue, ev.queue_version
-        self.state.seq = ev.seq
-
     @applies(HostChanged)
     def _host_changed(self, ev: HostChanged) -> None:
         self.state.host, self.state.seq = ev.host, ev.seq
@@ -453,18 +323,6 @@ class ListeningParty(Presence, Entity):
     def _ended(self, ev: Ended) -> None:
         self.state.ended, self.state.playing, self.state.seq = True, False, ev.seq
 
-    @applies(RecommendationsShown)
-    def _recommendations_shown(self, ev: RecommendationsShown) -> None:
-        self.state.seq = ev.seq
-
-    @applies(TierSet)
-    def _tier_set(self, ev: TierSet) -> None:
-        self.state.tiers[ev.device] = ev.tier
-
     @applies(WentEmpty)
     def _went_empty(self, ev: WentEmpty) -> None:
         self.state.empty_since_ms = ev.at_ms
-
-    @applies(RecommendationsAsked)
-    def _recommendations_asked(self, ev: RecommendationsAsked) -> None:
-        self.state.asked_version = ev.queue_version

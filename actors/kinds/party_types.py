@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from actors.messages import Event, Message
+from actors.messages import Event, Message, ToMember
 
 MODES = ("host_only", "everyone")
 ACTIONS = ("play", "pause", "skip", "seek", "volume_change")
@@ -81,19 +81,13 @@ class Report(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class HandOver(Message):
+class HandOver(ToMember):
     type: ClassVar[str] = "party.host"
-    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
-    user: str
-    target: str
 
 
 @dataclass(frozen=True, slots=True)
-class Remove(Message):
+class Remove(ToMember):
     type: ClassVar[str] = "party.kick"
-    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
-    user: str
-    target: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from actors.messages import Event, Message
+from actors.messages import Event, Message, ToMember
 
 ROLES = ("owner", "editor", "viewer")
 MILESTONE_EVERY = 100  # a snapshot every this many versions: an old version opens fast
@@ -52,11 +52,8 @@ class Revert(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class Share(Message):
+class Share(ToMember):
     type: ClassVar[str] = "playlist.share"
-    wire: ClassVar[dict[str, str]] = {"user": "target"}  # the member it is about
-    user: str
-    target: str
     role: str
 
 

@@ -106,20 +106,7 @@ class Presence:
     state_needs: ClassVar[tuple[str, ...]] = ("present", "occupancy_pending")
     kind_provides: ClassVar[tuple[str, ...]] = (
         "_may_be_present", "_require_reader", "_member_count", "_scope")
-    state: Any
-
-    # -- what the kind says ----------------------------------------------------------------
-    def _may_be_present(self, user: str) -> bool:
-        raise NotImplementedError
-
-    def _require_reader(self, user: str) -> Any:
-        raise NotImplementedError
-
-    def _member_count(self) -> int:
-        raise NotImplementedError
-
-    def _scope(self) -> dict[str, str]:
-        raise NotImplementedError
+    state: Any  # the kind says who may be present, who may list, how many, what names it
 
     # -- handlers --------------------------------------------------------------------------
     def _lease_ms(self, ctx: Context) -> int:

@@ -6,8 +6,8 @@ import msgpack
 import pytest
 
 from actors import Context
+from actors.kinds.chat_events import Posted
 from actors.kinds.chat_room import ChatRoom
-from actors.kinds.chat_types import Posted
 from actors.testing import Sandbox
 from rthub import config
 from rthub.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited

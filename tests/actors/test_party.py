@@ -9,7 +9,8 @@ import statistics
 import pytest
 
 from actors import Context
-from actors.kinds.party import ListeningParty, pick_tier
+from actors.kinds.party import ListeningParty
+from actors.kinds.party_devices import pick_tier
 from actors.testing import Sandbox
 from client.clock import ClockEstimator
 from rthub import config

@@ -132,6 +132,17 @@ def test_what_a_kind_relies_on_is_checked_when_it_is_defined():
             class State:
                 seq: int = 0
 
+    with pytest.raises(TypeError, match="mixes in Presence but does not define _may_be_pr"):
+        class Unsaid(Presence, Entity):
+            kind = "unsaid"
+            messages = PRESENCE_MESSAGES
+            events = PRESENCE_EVENTS
+
+            @dataclass(slots=True)
+            class State:
+                present: dict = field(default_factory=dict)
+                occupancy_pending: list = field(default_factory=list)
+
     with pytest.raises(TypeError, match="mixes in Members, whose State needs 'members'"):
         class NoMembers(Members, Entity):
             kind = "nomembers"

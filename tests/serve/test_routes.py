@@ -126,7 +126,8 @@ async def test_subscribe_asks_the_entity_and_names_the_topics_there_are():
     await send(gw, eve, "subscribe", topic="user:eve")
     with pytest.raises(Forbidden, match="your own user topic"):
         await send(gw, eve, "subscribe", topic="user:olga")
-    with pytest.raises(NotFound, match="room:<id>, party:<id>, playlist:<id>, poll:<id>, user:<id>"):
+    every = "room:<id>, party:<id>, playlist:<id>, poll:<id>, user:<id>"
+    with pytest.raises(NotFound, match=every):
         await send(gw, eve, "subscribe", topic="nope:1")
     assert gw.following == {("olga", "playlist:pl"), ("eve", "user:eve")}
 

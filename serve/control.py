@@ -1,0 +1,118 @@
+"""A gateway replica's housekeeping: closing sockets other replicas evict (a control channel
+per replica in Redis), one heartbeat timer for every socket, presence leases renewed, and
+the drain when Serve stops the replica (a mixin of ``serve.gateway.GatewayCore``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgpack
+
+from actors.channels import CHANNELS
+from serve.replica_hooks import when_draining
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from actors.client import ActorSystem
+    from fanout.subscriber import TopicHub
+    from rthub.config import Settings
+    from serve.connection import Connection
+
+
+class Control:
+    """Evictions, heartbeats, presence leases and drain for ``GatewayCore``."""
+
+    settings: Settings
+    gateway_id: str
+    connections: dict[str, Connection]
+    redis: aioredis.Redis
+    hub: TopicHub
+    system: ActorSystem
+    draining: bool
+    stop_listening: Callable[[], None] | None
+    _emptied: asyncio.Event
+    _background: list[asyncio.Task]
+    _control_ready: bool
+
+    def _refresh_presence(self) -> None:
+        """Renew the lease of every local device, one message per room: a room forgets the
+        devices of a gateway that died without detaching them."""
+        entities: dict[tuple[str, str, str], list[list[str]]] = {}
+        for conn in self.connections.values():
+            for topic in conn.positions:
+                kind, _, ident = topic.partition(":")
+                channel = CHANNELS.get(kind)
+                if channel is not None and channel.presence:
+                    entities.setdefault((conn.identity.tenant, channel.kind, ident), []).append(
+                        [conn.identity.user, conn.id, conn.identity.name])
+        for (tenant, kind, ident), devices in entities.items():
+            self.system.ref(kind, ident, tenant).tell("presence.refresh", {"devices": devices})
+
+    async def _evict(self, tenant: str, evicted: list[dict[str, str]], code: int = 4409,
+                     reason: str = "replaced: too many connections for this user") -> None:
+        for item in evicted:
+            local = self.connections.get(item["connection_id"])
+            if local is not None:
+                local.close(code, reason)
+            else:
+                await self.redis.publish(f"rthub:gw:{item['gateway']}",
+                                         msgpack.packb([item["connection_id"], code, reason]))
+
+    async def _ensure_control(self) -> None:
+        """Listen on this gateway's control channel (evictions from other replicas), and
+        watch for Serve draining this replica."""
+        if self._control_ready:
+            return
+        self._control_ready = True
+        loop = asyncio.get_running_loop()
+        self._background.append(loop.create_task(when_draining(self.drain)))
+        self._background.append(loop.create_task(self._heartbeats()))
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(f"rthub:gw:{self.gateway_id}")
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    connection_id, code, reason = msgpack.unpackb(message["data"])
+                    conn = self.connections.get(connection_id)
+                    if conn is not None:
+                        conn.close(code, reason)
+
+        self._background.append(loop.create_task(listen()))
+
+    async def _heartbeats(self) -> None:
+        """One timer for every socket of the replica (not a task per socket): each socket is
+        pinged every WS_HEARTBEAT_INTERVAL from its connect time, and closed (4408) after
+        two intervals without a word from the client."""
+        tick = min(1.0, self.settings.ws_heartbeat_interval / 4)
+        next_refresh = time.monotonic() + self.settings.ws_heartbeat_interval
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                if conn.next_beat <= now:
+                    conn.beat(now)
+            if now >= next_refresh:
+                next_refresh = now + self.settings.ws_heartbeat_interval
+                self._refresh_presence()
+
+    async def drain(self) -> None:
+        """Graceful shutdown: every socket gets 1012 and resumes elsewhere (idempotent)."""
+        if self.draining:
+            return
+        self.draining = True
+        if self.stop_listening is not None:
+            self.stop_listening()
+        self._emptied.clear()
+        for conn in list(self.connections.values()):
+            conn.close(1012, "service restart: reconnect with your resume token")
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), 5)
+        with contextlib.suppress(Exception):
+            await self.hub.close()
