@@ -73,6 +73,7 @@ class Channel:
 
 
 CHANNELS: dict[str, Channel] = {}  # by topic prefix; filled as kinds are defined
+PREFIXES: dict[str, str] = {}  # kind -> its topic prefix, where it is not the kind's name
 
 
 def register(channel: Channel) -> None:
@@ -82,6 +83,14 @@ def register(channel: Channel) -> None:
         raise TypeError(f"topic prefix {channel.prefix!r} is both {known.kind}'s and "
                         f"{channel.kind}'s")
     CHANNELS[channel.prefix] = channel
+    if channel.prefix != channel.kind:
+        PREFIXES[channel.kind] = channel.prefix
+
+
+def topic_names() -> str:
+    """The topics there are, for an error (the user's own last): ``room:<id>, ...``."""
+    ordered = sorted(CHANNELS.values(), key=lambda c: c.own)
+    return ", ".join(f"{c.prefix}:<id>" for c in ordered)
 
 
 def check_id(ident: Any, field: str) -> str:
@@ -96,8 +105,7 @@ def split_topic(topic: Any) -> tuple[Channel, str]:
     prefix, _, ident = topic.partition(":") if isinstance(topic, str) else ("", "", "")
     channel = CHANNELS.get(prefix)
     if channel is None or not ident or len(topic) > TOPIC_MAX:
-        names = ", ".join(f"{p}:<id>" for p in CHANNELS)
-        raise NotFound(f"no topic {str(topic)[:50]!r}: follow one of {names} "
+        raise NotFound(f"no topic {str(topic)[:50]!r}: follow one of {topic_names()} "
                        f"(at most {TOPIC_MAX} characters)")
     return channel, ident
 

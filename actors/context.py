@@ -8,6 +8,7 @@ import dataclasses
 import secrets
 from typing import Any
 
+from actors.channels import PREFIXES
 from actors.messages import Event, Message
 from rthub.config import Settings
 
@@ -82,7 +83,8 @@ class Context:
     @property
     def topic(self) -> str:
         """The entity's own topic (``room:<id>``), whose stream it numbers."""
-        return f"{self.key[1]}:{self.key[2]}"
+        kind = self.key[1]
+        return f"{PREFIXES.get(kind, kind)}:{self.key[2]}"
 
     def publish(self, event_type: str, content: dict[str, Any], topic: str | None = None,
                 removes: str | None = None) -> None:

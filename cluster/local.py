@@ -18,6 +18,8 @@ import ray
 
 from actors.client import ActorSystem
 from cluster.ingress import ray_env
+from notify.service import notifier
+from notify.service import stop as stop_notifier
 from rthub.config import OPERATOR_PORTS, Settings
 from storage.crypto import dev_keys
 from storage.embedded import EmbeddedPostgres
@@ -78,6 +80,7 @@ class LocalHub:
         self.system = ActorSystem(settings)
         hosts = self.system.start()
         ray.get([host.stats.remote() for host in hosts])  # each host connected and migrated
+        ray.get(notifier(settings).start.remote())  # other processes send through it
         from serve.app import start as start_gateway  # imports Serve: only when running it
 
         start_gateway(settings)
@@ -101,6 +104,7 @@ class LocalHub:
             except Exception as exc:  # the log still holds every acknowledged change
                 log.warning("could not checkpoint before stopping: %s", exc)
             self.system.shutdown_hosts()
+            stop_notifier(self.settings)
         if ray.is_initialized():
             ray.shutdown()
         for server in (self.redis, self.postgres):

@@ -47,7 +47,14 @@ VARS: tuple[Var, ...] = (
     Var("NOTIFICATION_QUEUE_SIZE", "notification_queue_size", "10000",
         read.int_between(1, 10_000_000),
         "an integer from 1 to 10000000",
-        "Bound of the notification dispatch queue."),
+        "Bound of the notification queue: past it a send is refused (`rate_limited`, HTTP "
+        "429) and nothing accepted is lost."),
+    Var("RTHUB_NOTIFY_CATALOG", "notify_catalog", None, read.catalog_dir,
+        "a folder holding templates/ and locale/",
+        "Notification templates (`templates/<name>.json`) and gettext catalogs "
+        "(`locale/<locale>.po`). Unset: the packaged ones (`notify/catalog/`)."),
+    Var("RTHUB_NOTIFY_LOCALE", "notify_locale", "en", read.name, "a locale such as en or fr",
+        "The last locale of every fallback chain; its catalog must hold every key."),
     Var("ENTITY_IDLE_S", "entity_idle_s", "300", read.seconds(1, 86_400),
         "a number of seconds from 1 to 86400",
         "An entity idle this long is checkpointed and unloaded from its host."),
@@ -218,6 +225,8 @@ class Settings:
     message_batch_size: int
     host_calls_in_flight: int
     notification_queue_size: int
+    notify_catalog: str | None
+    notify_locale: str
     entity_idle_s: float
     data_dir: Path
     hosts: int

@@ -37,6 +37,14 @@ def int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def catalog_dir(raw: str) -> str:
+    """A notification catalog: a folder with ``templates/`` and ``locale/``."""
+    path = Path(raw).expanduser()
+    if not (path / "templates").is_dir() or not (path / "locale").is_dir():
+        raise ValueError(raw)
+    return str(path.resolve())
+
+
 def readable_file(raw: str) -> str:
     path = Path(raw).expanduser()
     if not path.is_file() or not os.access(path, os.R_OK):

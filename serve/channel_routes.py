@@ -88,8 +88,12 @@ def _leave(channel: Channel, message: type[Message]) -> Handler:
 def _direct(channel: Channel, message: type[Message]) -> Handler:
     async def direct(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
         content = frame["content"]
-        reply = await gw.ref(channel.kind, channel.entity_id(content), conn.identity.tenant
-                             ).ask(payload(message, conn, content, channel.id_field))
+        if channel.own:  # the user's own entity (their inbox): named by the token
+            ident, drop = conn.identity.user, ""
+        else:
+            ident, drop = channel.entity_id(content), channel.id_field
+        reply = await gw.ref(channel.kind, ident, conn.identity.tenant).ask(
+            payload(message, conn, content, drop))
         gw.replied(message.type, reply)
         return reply
 

@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from actors.channels import CHANNELS
+from notify.service import ensure_running
 from serve.replica_hooks import when_draining
+from storage import notifications
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -38,6 +40,10 @@ class Control:
     _emptied: asyncio.Event
     _background: list[asyncio.Task]
     _control_ready: bool
+
+    def spawn(self, job: Any) -> None: ...
+
+    async def db(self) -> Any: ...
 
     def _refresh_presence(self) -> None:
         """Renew the lease of every local device, one message per room: a room forgets the
@@ -100,6 +106,12 @@ class Control:
             if now >= next_refresh:
                 next_refresh = now + self.settings.ws_heartbeat_interval
                 self._refresh_presence()
+                self.spawn(self._notifications_waiting())
+
+    async def _notifications_waiting(self) -> None:
+        """Notifications wait (a hub restarted, its notifier crashed): have them sent."""
+        if await notifications.waiting(await self.db()):
+            ensure_running(self.settings)
 
     async def drain(self) -> None:
         """Graceful shutdown: every socket gets 1012 and resumes elsewhere (idempotent)."""
@@ -116,3 +128,13 @@ class Control:
                 await asyncio.wait_for(self._emptied.wait(), 5)
         with contextlib.suppress(Exception):
             await self.hub.close()
+
+    async def close(self) -> None:
+        """Drain, then stop the housekeeping (a gateway in a process that keeps running:
+        ``rthub.realtime``)."""
+        await self.drain()
+        for task in self._background:
+            task.cancel()
+        self._background.clear()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()

@@ -24,6 +24,7 @@ from actors.channels import CHANNELS
 from actors.client import ActorSystem, EntityRef
 from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
+from notify import templates
 from rthub.config import Settings
 from rthub.errors import Conflict, Forbidden, HubError, Unauthorized, Unavailable
 from serve import chat, playlists, protocol, topics
@@ -65,6 +66,7 @@ class GatewayCore(Control):
                                       settings.jwt_audience)
         self.system = ActorSystem(settings)
         self.keyring = keyring(settings.encryption_keys)
+        self.templates = templates.load(settings.notify_catalog, settings.notify_locale)
         self.blobs = open_blob_store(settings.blob_store, settings.data_dir, settings.s3_endpoint)
         self.redis = aioredis.from_url(settings.redis_url)
         self.hub = TopicHub(settings.redis_url, prepare=self._arrived)

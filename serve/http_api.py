@@ -1,4 +1,5 @@
-"""The HTTP side of chat: search, attachment upload and download, and the audit log.
+"""The HTTP API: chat search, attachment upload and download, the audit log, and sending
+notifications server to server.
 
 Same tokens as the WebSocket (``Authorization: Bearer`` or ``?token=``), same error codes
 (PROTOCOL.md), as JSON ``{"error": {"code", "message"}}`` with the matching HTTP status.
@@ -6,6 +7,7 @@ Same tokens as the WebSocket (``Authorization: Bearer`` or ``?token=``), same er
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -17,10 +19,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from notify.model import CHANNELS, Notification
+from notify.service import ensure_running
 from rthub.errors import BadRequest, Forbidden, HubError, NotFound, TooLarge, Unauthorized
 from serve import chat
 from serve.auth import Identity
-from storage import attachments, audit
+from storage import attachments, audit, notifications
 from storage.sniff import UnsupportedType, check_type
 
 if TYPE_CHECKING:
@@ -33,6 +37,8 @@ STATUS = {"bad_request": 400, "unauthorized": 401, "forbidden": 403, "not_found"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and headers around the file part
 _ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 AUDIT_MAX = 500
+NOTIFY_SCOPE = "notify:send"
+NOTIFY_BODY_MAX = 16 * 1024
 
 
 class UnsupportedMedia(BadRequest):
@@ -60,6 +66,9 @@ class HttpApi:
             Route("/v1/attachments/{attachment_id}", self._guard(self.download),
                   methods=["GET"]),
             Route("/v1/audit", self._guard(self.audit), methods=["GET"]),
+            Route("/v1/notifications", self._guard(self.notify), methods=["POST"]),
+            Route("/v1/notifications/{notification_id}", self._guard(self.notification),
+                  methods=["GET"]),
         ]
 
     def _guard(self, endpoint: Callable[[Request, Identity], Awaitable[Response]]) -> Endpoint:
@@ -145,6 +154,43 @@ class HttpApi:
                                  params.get("room"), params.get("actor"), params.get("action"),
                                  limit)
         return JSONResponse({"entries": rows, "next_after": rows[-1]["id"] if rows else None})
+
+
+    # -- notifications ---------------------------------------------------------------------
+    async def notify(self, request: Request, who: Identity) -> Response:
+        """Server to server: accept a notification for a user of the token's tenant."""
+        _require_scope(who, NOTIFY_SCOPE)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= 200:
+            raise BadRequest("'Idempotency-Key' must be 1 to 200 characters")
+        body = await request.body()
+        if len(body) > NOTIFY_BODY_MAX:
+            raise TooLarge(f"a notification is at most {NOTIFY_BODY_MAX} bytes")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise BadRequest("the body must be a JSON object") from None
+        core = self.core
+        note = Notification.from_request(payload, core.templates)
+        found, new = await notifications.enqueue(
+            await core.db(), who.tenant, note.user_id, note.category, int(note.priority),
+            note.title, note.body, note.data, list(CHANNELS), key,
+            core.settings.notification_queue_size)
+        ensure_running(core.settings)
+        return JSONResponse(found, status_code=202 if new else 200)
+
+    async def notification(self, request: Request, who: Identity) -> Response:
+        _require_scope(who, NOTIFY_SCOPE)
+        ident = request.path_params["notification_id"]
+        found = await notifications.status(await self.core.db(), who.tenant, ident)
+        if found is None:
+            raise NotFound(f"no notification {ident!r}")
+        return JSONResponse(found)
+
+
+def _require_scope(who: Identity, scope: str) -> None:
+    if scope not in who.scopes and "admin" not in who.scopes:
+        raise Forbidden(f"this needs the {scope!r} scope")
 
 
 def _int_param(raw: str, name: str) -> int:

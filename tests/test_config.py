@@ -63,6 +63,9 @@ def test_defaults_match_the_seed_names_and_values():
      "got '/var/blobs'"),
     ("RTHUB_CHAT_RATE", "0",
      "RTHUB_CHAT_RATE must be a number from 0.01 to 10000, got '0'"),
+    ("RTHUB_NOTIFY_CATALOG", "/nonexistent",
+     "RTHUB_NOTIFY_CATALOG must be a folder holding templates/ and locale/, "
+     "got '/nonexistent'"),
 ])
 def test_a_wrong_value_names_the_variable_and_what_it_expects(name, value, message):
     with pytest.raises(ConfigError) as caught:

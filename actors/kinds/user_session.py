@@ -17,7 +17,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from actors.channels import CHANNELS, TOPIC_MAX, Channel
+from actors.channels import CHANNELS, TOPIC_MAX, topic_names
 from actors.entity import Context, Entity, applies, handles
 from actors.messages import Event, Message
 from rthub.errors import BadRequest, Forbidden
@@ -30,7 +30,7 @@ def check_topic(topic: str) -> str:
     """A topic of a declared channel: ``room:<id>``, ``user:<id>`` ... (PROTOCOL.md)."""
     prefix, _, ident = topic.partition(":")
     if prefix not in CHANNELS or not ident or len(topic) > TOPIC_MAX:
-        raise BadRequest(f"topic must be one of {', '.join(k + ':<id>' for k in CHANNELS)}"
+        raise BadRequest(f"topic must be one of {topic_names()}"
                          f" (at most {TOPIC_MAX} characters), got {topic[:50]!r}")
     return topic
 
@@ -123,7 +123,6 @@ class Resumed(Event):
 
 class UserSession(Entity):
     kind = "session"
-    channel = Channel("session", "user", topic="user", own=True)  # user:<id>, its user's only
     messages = (Connect, Resume, Disconnect, Follow, Unfollow, Get)
     events = (Started, Connected, Followed, Unfollowed, Disconnected, Resumed)
     __slots__ = ()

@@ -21,6 +21,7 @@ from actors.client import ActorSystem
 from cluster.ingress import free_port
 from cluster.local import find_operator, ready_at
 from fanout.embedded import EmbeddedRedis
+from notify.service import stop as stop_notifier
 from rthub.config import Settings
 from serve.app import build
 from serve.auth import issue_token
@@ -126,6 +127,7 @@ async def deployed(request: pytest.FixtureRequest, serve_port: int
     yield ws, http, operator, settings, system
     rayserve.delete(name)
     system.shutdown_hosts()
+    stop_notifier(settings)
 
 
 @pytest.fixture
@@ -159,3 +161,4 @@ async def deploy(serve_port: int, embedded_pg: str, embedded_redis: str, tmp_pat
         if name in rayserve.status().applications:
             await asyncio.to_thread(rayserve.delete, name)
         system.shutdown_hosts()
+        stop_notifier(system.settings)

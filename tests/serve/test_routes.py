@@ -141,6 +141,20 @@ async def test_open_follows_before_it_reads():
     assert ("olga", "playlist:pl") in gw.following
 
 
+async def test_a_users_own_inbox_is_named_by_the_token_not_the_frame():
+    gw, ana = Gateway(), Socket("ana")
+    box = gw.sandbox.entity("inbox", "ana")
+    gw.sandbox.run(box, "inbox.deliver", id="n1", category="social", priority=1, title="Hi",
+                   body="x")
+    acked = await send(gw, ana, "notification.ack", id="n1", state="read")
+    assert acked == {"id": "n1", "state": "read", "unread": 0}
+    listed = await send(gw, ana, "notification.list")
+    assert [n["state"] for n in listed["notifications"]] == ["read"]
+    with pytest.raises(BadRequest, match=r"unknown message type 'inbox\.deliver'"):
+        await send(gw, ana, "inbox.deliver", id="n2", category="x", priority=3, title="t",
+                   body="b")  # only the dispatcher delivers
+
+
 def test_lanes_follow_the_entity_a_frame_names():
     def lane(message_type: str, **content: Any) -> str | None:
         return ROUTER.lane({"type": message_type, "content": content})

@@ -1,0 +1,169 @@
+"""Inbox: one per (tenant, user). The in-app notification channel: what the user was sent,
+in what state, and how many are unread.
+
+The inbox numbers the ``user:<id>`` stream: ``notification`` when one arrives (kept in the
+stream, so a device that was offline gets it on resume) and ``notification.state`` when a
+device marks one ``seen``, ``read`` or ``archived`` (so the user's other devices follow).
+``inbox.deliver`` comes from the notification dispatcher and is idempotent by notification id:
+a dispatcher that died mid-send and sends again adds nothing. The newest ``KEPT`` stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from actors.channels import Channel
+from actors.context import Context
+from actors.entity import Entity, applies, handles
+from actors.kinds.times import iso
+from actors.messages import Event, Message, request_key
+from rthub.errors import BadRequest, NotFound
+
+KEPT = 500
+STATES = ("new", "seen", "read", "archived")  # only forward
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver(Message):
+    """From the dispatcher (never from a client: not in the channel spec)."""
+
+    type: ClassVar[str] = "inbox.deliver"
+    idempotent: ClassVar[tuple[str, ...]] = ("id",)
+    id: str
+    category: str
+    priority: int
+    title: str
+    body: str
+    data: dict[str, Any] = field(default_factory=dict)
+    at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    type: ClassVar[str] = "notification.ack"
+    user: str
+    id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListInbox(Message):
+    type: ClassVar[str] = "notification.list"
+    user: str
+    limit: int = 50
+    include_archived: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered(Event):
+    id: str
+    category: str
+    priority: int
+    title: str
+    body: str
+    data: dict[str, Any]
+    at_ms: int
+    seq: int
+
+    def projections(self, key: tuple[str, str, str]) -> list[tuple[str, dict[str, Any]]]:
+        return [("notify.state", {"tenant": key[0], "id": self.id, "channel": "in_app",
+                                  "state": "delivered", "at_ms": self.at_ms})]
+
+
+@dataclass(frozen=True, slots=True)
+class Acked(Event):
+    id: str
+    state: str
+    at_ms: int
+    seq: int
+
+    def projections(self, key: tuple[str, str, str]) -> list[tuple[str, dict[str, Any]]]:
+        if self.state == "archived":
+            return []
+        return [("notify.state", {"tenant": key[0], "id": self.id, "channel": "in_app",
+                                  "state": self.state, "at_ms": self.at_ms})]
+
+
+class Inbox(Entity):
+    kind = "inbox"
+    streams = True
+    channel = Channel("inbox", "user", topic="user", own=True, direct=(Ack, ListInbox))
+    messages = (Deliver, Ack, ListInbox)
+    events = (Delivered, Acked)
+    __slots__ = ()
+
+    @dataclass(slots=True)
+    class State:
+        # id -> [category, priority, title, body, data, at_ms, state], oldest first
+        items: dict[str, list[Any]] = field(default_factory=dict)
+        unread: int = 0
+        seq: int = 0
+        replies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _view(self, ident: str, item: list[Any] | None = None) -> dict[str, Any]:
+        category, priority, title, body, data, at_ms, state = item or self.state.items[ident]
+        return {"id": ident, "category": category, "priority": priority, "title": title,
+                "body": body, "data": data, "at": iso(at_ms), "state": state}
+
+    @handles(Deliver)
+    def deliver(self, msg: Deliver, ctx: Context) -> None:
+        at_ms = msg.at_ms or ctx.now_ms
+        item = [msg.category, msg.priority, msg.title, msg.body, msg.data, at_ms, "new"]
+        items, unread = self.state.items, self.state.unread + 1
+        if len(items) >= KEPT and _unread(items[next(iter(items))][6]):
+            unread -= 1  # the oldest unread one makes room
+        seq = ctx.stream("notification", {**self._view(msg.id, item), "unread": unread})
+        ctx.emit(Delivered(msg.id, msg.category, msg.priority, msg.title, msg.body, msg.data,
+                           at_ms, seq))
+        ctx.reply({"seq": seq})
+
+    @handles(Ack)
+    def ack(self, msg: Ack, ctx: Context) -> None:
+        if msg.state not in STATES[1:]:
+            raise BadRequest("state must be one of seen, read, archived")
+        item = self.state.items.get(msg.id)
+        if item is None:
+            raise NotFound(f"no notification {msg.id!r} in your inbox")
+        unread = self.state.unread
+        if STATES.index(msg.state) > STATES.index(item[6]):  # states only move forward
+            if _unread(item[6]) and not _unread(msg.state):
+                unread -= 1
+            seq = ctx.stream("notification.state", {"id": msg.id, "state": msg.state,
+                                                    "unread": unread})
+            ctx.emit(Acked(msg.id, msg.state, ctx.now_ms, seq))
+        ctx.reply({"id": msg.id, "state": max(msg.state, item[6], key=STATES.index),
+                   "unread": unread})
+
+    @handles(ListInbox)
+    def listing(self, msg: ListInbox, ctx: Context) -> None:
+        if not 1 <= msg.limit <= KEPT:
+            raise BadRequest(f"limit must be from 1 to {KEPT}")
+        shown = [i for i, item in reversed(self.state.items.items())
+                 if msg.include_archived or item[6] != "archived"][:msg.limit]
+        ctx.reply({"notifications": [self._view(i) for i in shown],
+                   "unread": self.state.unread, "seq": self.state.seq})
+
+    @applies(Delivered)
+    def _delivered(self, ev: Delivered) -> None:
+        s = self.state
+        s.items[ev.id] = [ev.category, ev.priority, ev.title, ev.body, ev.data, ev.at_ms, "new"]
+        s.unread += 1
+        s.seq = ev.seq
+        while len(s.items) > KEPT:
+            if _unread(s.items.pop(next(iter(s.items)))[6]):
+                s.unread -= 1
+        self.remember(request_key(ev.id), {"seq": ev.seq})
+
+    @applies(Acked)
+    def _acked(self, ev: Acked) -> None:
+        item = self.state.items.get(ev.id)
+        if item is not None:
+            if _unread(item[6]) and not _unread(ev.state):
+                self.state.unread -= 1
+            item[6] = ev.state
+        self.state.seq = ev.seq
+
+
+def _unread(state: str) -> bool:
+    return state in ("new", "seen")

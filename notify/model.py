@@ -1,0 +1,91 @@
+"""What a notification is, checked once for every way one is sent (the HTTP API, the Python
+API, other services through Ray)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rthub.errors import BadRequest
+
+if TYPE_CHECKING:
+    from notify.templates import Templates
+
+FIELDS = {"user_id", "title", "content", "body", "priority", "category", "data", "template",
+          "params", "locale"}
+CHANNELS = ("in_app",)  # the channels this hub delivers to so far, in fallback order
+MAX_TITLE = 200
+MAX_BODY = 4000
+MAX_DATA_BYTES = 4096
+
+
+class NotificationPriority(enum.IntEnum):
+    """A CRITICAL one never waits behind LOW ones: dispatchers take the highest first."""
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+    CRITICAL = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification for one user, as accepted."""
+
+    user_id: str
+    title: str
+    body: str
+    priority: NotificationPriority = NotificationPriority.NORMAL
+    category: str = "general"
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_request(cls, payload: Any, templates: Templates | None = None) -> Notification:
+        """From a JSON body or keyword arguments; ``bad_request`` naming what is wrong. With
+        ``template`` (and ``params``, ``locale``) the title and body are rendered now, so a
+        missing template, key or parameter is an error to the sender."""
+        if not isinstance(payload, dict):
+            raise BadRequest("a notification is a JSON object")
+        unknown = set(payload) - FIELDS
+        if unknown:
+            raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
+        if "template" in payload:
+            payload = _rendered(payload, templates)
+        user, title = payload.get("user_id"), payload.get("title")
+        body = payload.get("body", payload.get("content", ""))
+        if not isinstance(user, str) or not 1 <= len(user) <= 200:
+            raise BadRequest("'user_id' must be a user id of 1 to 200 characters")
+        if not isinstance(title, str) or not 1 <= len(title.strip()) <= MAX_TITLE:
+            raise BadRequest(f"'title' must be 1 to {MAX_TITLE} characters")
+        if not isinstance(body, str) or len(body) > MAX_BODY:
+            raise BadRequest(f"'content' must be text of at most {MAX_BODY} characters")
+        category = payload.get("category", "general")
+        if not isinstance(category, str) or not 1 <= len(category) <= 64:
+            raise BadRequest("'category' must be 1 to 64 characters")
+        data = payload.get("data", {})
+        if not isinstance(data, dict) or len(repr(data)) > MAX_DATA_BYTES:
+            raise BadRequest(f"'data' must be an object of at most {MAX_DATA_BYTES} bytes")
+        return cls(user, title, body, priority_of(payload.get("priority", 1)), category, data)
+
+
+def _rendered(payload: dict[str, Any], templates: Templates | None) -> dict[str, Any]:
+    if templates is None:
+        raise BadRequest("templates are not available here")
+    if {"title", "content", "body"} & set(payload):
+        raise BadRequest("send either 'template' (with 'params') or 'title' and 'content'")
+    name, locale = payload["template"], payload.get("locale")
+    if not isinstance(name, str) or (locale is not None and not isinstance(locale, str)):
+        raise BadRequest("'template' and 'locale' must be strings")
+    category, title, body = templates.render(name, payload.get("params", {}), locale)
+    rest = {k: v for k, v in payload.items() if k not in ("template", "params", "locale")}
+    return {"category": category, **rest, "title": title, "body": body}
+
+
+def priority_of(value: Any) -> NotificationPriority:
+    """0-3, or a name (``"high"``), or a ``NotificationPriority``."""
+    if isinstance(value, str) and value.upper() in NotificationPriority.__members__:
+        return NotificationPriority[value.upper()]
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3:
+        return NotificationPriority(value)
+    raise BadRequest("'priority' must be LOW, NORMAL, HIGH, CRITICAL or 0 to 3")

@@ -1,0 +1,116 @@
+"""The notifier: one detached Ray actor per hub (named ``rthub-notifier`` in the hub's
+namespace) that runs the dispatcher, and the door every process that reaches the cluster
+sends notifications through (``rthub.realtime``). Ray restarts it after a crash; whatever it
+had accepted is in the durable queue, and the gateways start its loop again within a
+heartbeat interval when notifications wait."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import ray
+
+from actors.client import ActorSystem
+from actors.kinds.inbox import Deliver
+from notify import model, templates
+from notify.dispatcher import Dispatcher
+from rthub.config import Settings
+from storage import notifications as store
+from storage.postgres import open_pool
+
+log = logging.getLogger(__name__)
+
+NAME = "rthub-notifier"
+START_EVERY_S = 10.0  # a process asks the notifier to run at most this often
+
+
+class Notifier:
+    """Ray actor class; reach it through ``notifier(settings)``."""
+
+    def __init__(self, settings: Settings) -> None:
+        logging.basicConfig(level=settings.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._settings = settings
+        self._pool: Any = None
+        self._dispatcher: Dispatcher | None = None
+        self._task: asyncio.Task | None = None
+
+    async def _ready(self) -> Any:
+        if self._pool is None:
+            self._pool = await open_pool(self._settings.postgres_url,
+                                         self._settings.pg_pool_size)
+        return self._pool
+
+    async def start(self) -> bool:
+        """Run the dispatcher (idempotent); True once it runs."""
+        if self._task is None or self._task.done():
+            pool = await self._ready()
+            system = ActorSystem(self._settings)
+            self._dispatcher = Dispatcher(pool, in_app(system))
+            self._task = asyncio.get_running_loop().create_task(self._dispatcher.run())
+            log.info("notification dispatcher running")
+        return True
+
+    async def send(self, tenant: str, payload: dict[str, Any],
+                   idempotency_key: str | None = None) -> dict[str, Any]:
+        """Accept one notification (``model.Notification.from_request`` checks it)."""
+        await self.start()
+        note = model.Notification.from_request(
+            payload, templates.load(self._settings.notify_catalog, self._settings.notify_locale))
+        found, _ = await store.enqueue(await self._ready(), tenant, note.user_id,
+                                       note.category, int(note.priority), note.title,
+                                       note.body, note.data, list(model.CHANNELS),
+                                       idempotency_key, self._settings.notification_queue_size)
+        return found
+
+    async def status(self, tenant: str, ident: str) -> dict[str, Any] | None:
+        return await store.status(await self._ready(), tenant, ident)
+
+    async def settings(self) -> Settings:
+        """The hub's resolved settings (a process joining the cluster needs its URLs)."""
+        return self._settings
+
+    async def stats(self) -> dict[str, int]:
+        d = self._dispatcher
+        return {"sent": d.sent, "failed": d.failed, "retried": d.retried} if d else {}
+
+
+def in_app(system: ActorSystem) -> Any:
+    """The in-app channel: the user's inbox entity, idempotent by notification id."""
+    async def deliver(row: dict[str, Any]) -> None:
+        await system.ref("inbox", row["user_id"], row["tenant"]).ask(Deliver(
+            row["id"], row["category"], row["priority"], row["title"], row["body"],
+            row["data"], row["created_ms"]))
+
+    return deliver
+
+
+_RemoteNotifier = ray.remote(Notifier)
+_started: dict[str, float] = {}
+
+
+def notifier(settings: Settings) -> Any:
+    """The hub's notifier, created if no process has yet."""
+    return _RemoteNotifier.options(
+        name=NAME, namespace=settings.namespace, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, max_task_retries=0, num_cpus=0, max_concurrency=1000,
+    ).remote(settings)
+
+
+def ensure_running(settings: Settings) -> None:
+    """Ask the notifier to run its dispatcher (at most every ``START_EVERY_S`` from this
+    process; it may have been restarted since)."""
+    now = time.monotonic()
+    if now - _started.get(settings.namespace, -START_EVERY_S) >= START_EVERY_S:
+        _started[settings.namespace] = now
+        notifier(settings).start.remote()
+
+
+def stop(settings: Settings) -> None:
+    """Kill the hub's notifier (a hub going away for good: tests, ``rthub up`` exiting)."""
+    with contextlib.suppress(ValueError):  # never started
+        ray.kill(ray.get_actor(NAME, namespace=settings.namespace), no_restart=True)

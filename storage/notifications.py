@@ -1,0 +1,132 @@
+"""Notifications in Postgres: the durable queue the dispatchers claim from (highest priority
+first, ``FOR UPDATE SKIP LOCKED``, a lease so a dispatcher that dies mid-send leaves its
+claim to another), and each notification x channel's delivery state, which only moves
+forward (queued -> sent -> delivered -> seen -> read; failed is final)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from rthub.errors import RateLimited
+from storage.chat import Projector, at, ms
+
+WAKE = "rthub_notify"  # the channel a new notification is announced on (LISTEN/NOTIFY)
+ORDER = ("queued", "sent", "delivered", "seen", "read")
+FULL_RETRY_MS = 1000  # what a refused sender is told to wait when the queue is full
+
+
+async def enqueue(pool: asyncpg.Pool, tenant: str, user: str, category: str, priority: int,
+                  title: str, body: str, data: dict[str, Any], channels: list[str],
+                  idempotency_key: str | None, queue_limit: int) -> tuple[dict[str, Any], bool]:
+    """Accept one notification: (its status, True) once durable, or (the first one's, False)
+    for an idempotency key seen before. ``rate_limited`` when ``queue_limit`` wait already."""
+    async with pool.acquire() as conn, conn.transaction():
+        if idempotency_key is not None:
+            earlier = await _by_key(conn, tenant, idempotency_key)
+            if earlier is not None:
+                return earlier, False
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM notifications WHERE status = 'queued'")
+        if waiting >= queue_limit:
+            raise RateLimited(f"the notification queue is full ({queue_limit} waiting); retry "
+                              "later", FULL_RETRY_MS)
+        ident = secrets.token_urlsafe(12)
+        try:
+            await conn.execute(
+                "INSERT INTO notifications (tenant, id, user_id, category, priority, title, "
+                "body, data, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)",
+                tenant, ident, user, category, priority, title, body, json.dumps(data),
+                idempotency_key)
+        except asyncpg.UniqueViolationError:  # the same key, sent at the same moment
+            raise RateLimited("a request with this Idempotency-Key is being accepted; "
+                              "retry to get its result", 100) from None
+        await conn.executemany(
+            "INSERT INTO notification_deliveries (tenant, id, channel, state) "
+            "VALUES ($1, $2, $3, 'queued')", [(tenant, ident, c) for c in channels])
+        await conn.execute(f"NOTIFY {WAKE}")
+        return await status(conn, tenant, ident) or {}, True
+
+
+async def _by_key(conn: asyncpg.Connection, tenant: str, key: str) -> dict[str, Any] | None:
+    ident = await conn.fetchval(
+        "SELECT id FROM notifications WHERE tenant = $1 AND idempotency_key = $2", tenant, key)
+    return None if ident is None else await status(conn, tenant, ident)
+
+
+async def waiting(pool: asyncpg.Pool) -> bool:
+    """Whether any notification waits to be sent."""
+    return bool(await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM notifications WHERE status = 'queued')"))
+
+
+async def claim(pool: asyncpg.Pool, batch: int, lease_s: float) -> list[dict[str, Any]]:
+    """Up to ``batch`` due notifications, highest priority first, leased for ``lease_s``: a
+    claim not finished by then is due again (its dispatcher died)."""
+    rows = await pool.fetch(
+        "UPDATE notifications n SET due_at = now() + make_interval(secs => $2), "
+        "attempts = n.attempts + 1 FROM (SELECT tenant, id FROM notifications "
+        "WHERE status = 'queued' AND due_at <= now() ORDER BY priority DESC, created_at "
+        "LIMIT $1 FOR UPDATE SKIP LOCKED) due WHERE n.tenant = due.tenant AND n.id = due.id "
+        "RETURNING n.tenant, n.id, n.user_id, n.category, n.priority, n.title, n.body, n.data, "
+        "n.attempts, n.created_at", batch, lease_s)
+    found = [{**dict(r), "data": json.loads(r["data"]), "created_ms": ms(r["created_at"])}
+             for r in rows]
+    found.sort(key=lambda r: (-r["priority"], r["created_ms"]))
+    return found
+
+
+async def finish(pool: asyncpg.Pool, tenant: str, ident: str, error: str | None = None
+                 ) -> None:
+    """The dispatcher is done with it: ``done``, or ``failed`` with the reason."""
+    await pool.execute(
+        "UPDATE notifications SET status = $3, error = $4 WHERE tenant = $1 AND id = $2",
+        tenant, ident, "failed" if error else "done", error)
+
+
+async def retry_at(pool: asyncpg.Pool, tenant: str, ident: str, delay_s: float,
+                   error: str) -> None:
+    """Due again after ``delay_s`` (a retryable failure)."""
+    await pool.execute(
+        "UPDATE notifications SET due_at = now() + make_interval(secs => $3), error = $4 "
+        "WHERE tenant = $1 AND id = $2", tenant, ident, delay_s, error)
+
+
+async def set_delivery(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    """The ``notify.state`` projector: a channel's state moves forward only (a late ``sent``
+    never undoes ``read``); ``failed`` records the provider's error."""
+    await conn.executemany(
+        "UPDATE notification_deliveries SET state = $4, error = $5, updated_at = $6, "
+        "attempts = attempts + (CASE WHEN $4 IN ('sent', 'failed') THEN 1 ELSE 0 END) "
+        "WHERE tenant = $1 AND id = $2 AND channel = $3 AND state <> 'failed' AND "
+        "(array_position($7::text[], state) < array_position($7::text[], $4) OR $4 = 'failed')",
+        [(r["tenant"], r["id"], r["channel"], r["state"], r.get("error"), at(r["at_ms"]),
+          list(ORDER)) for r in rows])
+
+
+def projectors() -> Mapping[str, Projector]:
+    return {"notify.state": set_delivery}
+
+
+async def status(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, ident: str
+                 ) -> dict[str, Any] | None:
+    """What ``GET /v1/notifications/{id}`` shows: the notification and each channel's state."""
+    row = await conn.fetchrow(
+        "SELECT id, user_id, category, priority, title, status, attempts, error, created_at "
+        "FROM notifications WHERE tenant = $1 AND id = $2", tenant, ident)
+    if row is None:
+        return None
+    channels = await conn.fetch(
+        "SELECT channel, state, error, attempts, updated_at FROM notification_deliveries "
+        "WHERE tenant = $1 AND id = $2 ORDER BY channel", tenant, ident)
+    return {"id": row["id"], "user_id": row["user_id"], "category": row["category"],
+            "priority": row["priority"], "title": row["title"], "status": row["status"],
+            "attempts": row["attempts"], "error": row["error"],
+            "created_ms": ms(row["created_at"]),
+            "channels": {c["channel"]: {"state": c["state"], "error": c["error"],
+                                        "attempts": c["attempts"],
+                                        "updated_ms": ms(c["updated_at"])} for c in channels}}
