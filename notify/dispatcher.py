@@ -65,6 +65,7 @@ class Dispatcher:
         self._ready = asyncio.Condition()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._done: list[tuple[str, str]] = []  # delivered, to be marked in one statement
         self.sent = 0
         self.failed = 0
         self.retried = 0
@@ -77,6 +78,7 @@ class Dispatcher:
         try:
             while True:
                 try:
+                    await self._record_done()
                     await self._fill()
                 except (OSError, asyncpg.PostgresError) as exc:
                     log.warning("claiming notifications failed, retrying: %s", exc)
@@ -143,4 +145,14 @@ class Dispatcher:
             await store.finish(self.pool, tenant, ident, reason)
             return
         self.sent += 1
-        await store.finish(self.pool, tenant, ident)
+        self._done.append((tenant, ident))  # marked by the loop, many at a time: a crash
+        # before that leaves it leased, then sent again, and the channel drops the repeat
+
+    async def _record_done(self) -> None:
+        if self._done:
+            done, self._done = self._done, []
+            try:
+                await store.finish_many(self.pool, done)
+            except BaseException:
+                self._done.extend(done)
+                raise

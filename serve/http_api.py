@@ -39,6 +39,7 @@ _ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 AUDIT_MAX = 500
 NOTIFY_SCOPE = "notify:send"
 NOTIFY_BODY_MAX = 16 * 1024
+BULK_MAX = 500
 
 
 class UnsupportedMedia(BadRequest):
@@ -67,6 +68,7 @@ class HttpApi:
                   methods=["GET"]),
             Route("/v1/audit", self._guard(self.audit), methods=["GET"]),
             Route("/v1/notifications", self._guard(self.notify), methods=["POST"]),
+            Route("/v1/notifications/bulk", self._guard(self.notify_bulk), methods=["POST"]),
             Route("/v1/notifications/{notification_id}", self._guard(self.notification),
                   methods=["GET"]),
         ]
@@ -178,6 +180,41 @@ class HttpApi:
             core.settings.notification_queue_size)
         ensure_running(core.settings)
         return JSONResponse(found, status_code=202 if new else 200)
+
+    async def notify_bulk(self, request: Request, who: Identity) -> Response:
+        """Up to ``BULK_MAX`` notifications in one request, accepted together or not at all
+        (one HTTP request and one transaction for all: what a service sending many uses)."""
+        _require_scope(who, NOTIFY_SCOPE)
+        body = await request.body()
+        if len(body) > NOTIFY_BODY_MAX * 64:
+            raise TooLarge(f"a bulk request is at most {NOTIFY_BODY_MAX * 64} bytes")
+        try:
+            items = json.loads(body).get("notifications")
+        except (ValueError, AttributeError):
+            raise BadRequest("the body must be {\"notifications\": [...]}") from None
+        if not isinstance(items, list) or not 1 <= len(items) <= BULK_MAX:
+            raise BadRequest(f"'notifications' must be a list of 1 to {BULK_MAX}")
+        core, notes = self.core, []
+        for n, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise BadRequest(f"notifications[{n}]: a notification is a JSON object")
+            key = item.get("idempotency_key")
+            if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+                raise BadRequest(f"notifications[{n}]: 'idempotency_key' must be 1 to 200 "
+                                 "characters")
+            try:
+                note = Notification.from_request(
+                    {k: v for k, v in item.items() if k != "idempotency_key"}, core.templates)
+            except BadRequest as err:
+                raise BadRequest(f"notifications[{n}]: {err.message}") from None
+            notes.append({"user_id": note.user_id, "category": note.category,
+                          "priority": int(note.priority), "title": note.title,
+                          "body": note.body, "data": note.data, "idempotency_key": key})
+        accepted = await notifications.enqueue_many(
+            await core.db(), who.tenant, notes, list(CHANNELS),
+            core.settings.notification_queue_size)
+        ensure_running(core.settings)
+        return JSONResponse({"accepted": accepted}, status_code=202)
 
     async def notification(self, request: Request, who: Identity) -> Response:
         _require_scope(who, NOTIFY_SCOPE)

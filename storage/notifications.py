@@ -52,6 +52,50 @@ async def enqueue(pool: asyncpg.Pool, tenant: str, user: str, category: str, pri
         return await status(conn, tenant, ident) or {}, True
 
 
+async def enqueue_many(pool: asyncpg.Pool, tenant: str, notes: list[dict[str, Any]],
+                       channels: list[str], queue_limit: int) -> list[dict[str, Any]]:
+    """Accept a batch in one transaction (all or none): ``[{id, status}]`` in order, the
+    first result for an ``idempotency_key`` seen before. ``rate_limited`` when the batch
+    does not fit under ``queue_limit``."""
+    async with pool.acquire() as conn, conn.transaction():
+        keys = [n["idempotency_key"] for n in notes if n.get("idempotency_key")]
+        known = {r["idempotency_key"]: r["id"] for r in await conn.fetch(
+            "SELECT idempotency_key, id FROM notifications WHERE tenant = $1 "
+            "AND idempotency_key = ANY($2::text[])", tenant, keys)} if keys else {}
+        fresh = [n for n in notes if n.get("idempotency_key") not in known]
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM notifications WHERE status = 'queued'")
+        if waiting + len(fresh) > queue_limit:
+            raise RateLimited(f"the notification queue is full ({waiting} of {queue_limit} "
+                              f"waiting; this batch has {len(fresh)}); retry later",
+                              FULL_RETRY_MS)
+        rows, answers = [], []
+        for note in notes:
+            key = note.get("idempotency_key")
+            if key in known:
+                answers.append({"id": known[key], "status": "accepted before"})
+                continue
+            ident = secrets.token_urlsafe(12)
+            if key:
+                known[key] = ident  # the same key twice in one batch: one notification
+            rows.append((tenant, ident, note["user_id"], note["category"], note["priority"],
+                         note["title"], note["body"], json.dumps(note["data"]), key))
+            answers.append({"id": ident, "status": "queued"})
+        try:
+            await conn.executemany(
+                "INSERT INTO notifications (tenant, id, user_id, category, priority, title, "
+                "body, data, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, "
+                "$9)", rows)
+        except asyncpg.UniqueViolationError:
+            raise RateLimited("a notification with one of these keys is being accepted; "
+                              "retry to get its result", 100) from None
+        await conn.executemany(
+            "INSERT INTO notification_deliveries (tenant, id, channel, state) "
+            "VALUES ($1, $2, $3, 'queued')", [(tenant, r[1], c) for r in rows for c in channels])
+        await conn.execute(f"NOTIFY {WAKE}")
+        return answers
+
+
 async def _by_key(conn: asyncpg.Connection, tenant: str, key: str) -> dict[str, Any] | None:
     ident = await conn.fetchval(
         "SELECT id FROM notifications WHERE tenant = $1 AND idempotency_key = $2", tenant, key)
@@ -86,6 +130,14 @@ async def finish(pool: asyncpg.Pool, tenant: str, ident: str, error: str | None 
     await pool.execute(
         "UPDATE notifications SET status = $3, error = $4 WHERE tenant = $1 AND id = $2",
         tenant, ident, "failed" if error else "done", error)
+
+
+async def finish_many(pool: asyncpg.Pool, done: list[tuple[str, str]]) -> None:
+    """Mark a batch ``done`` in one statement (the dispatcher's successes)."""
+    await pool.execute(
+        "UPDATE notifications n SET status = 'done' FROM unnest($1::text[], $2::text[]) "
+        "AS d(tenant, id) WHERE n.tenant = d.tenant AND n.id = d.id",
+        [t for t, _ in done], [i for _, i in done])
 
 
 async def retry_at(pool: asyncpg.Pool, tenant: str, ident: str, delay_s: float,

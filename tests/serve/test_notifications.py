@@ -113,6 +113,26 @@ async def test_a_template_is_rendered_in_the_locales_chain_and_a_missing_param_r
     await ana.close()
 
 
+async def test_a_bulk_request_is_delivered_whole_and_a_bad_item_refuses_it_all(hub):
+    token = hub.token("svc", scopes="notify:send")
+    headers = {"authorization": f"Bearer {token}"}
+    ana = await Client.connect(hub.url, hub.token("ana"))
+    await ana.ask("subscribe", {"topic": "user:ana"})
+    async with httpx.AsyncClient() as http:
+        bad = await http.post(f"{hub.http}/v1/notifications/bulk", headers=headers, json={
+            "notifications": [{"user_id": "ana", "title": "ok"}, {"user_id": "ana"}]})
+        assert (bad.status_code, bad.json()["error"]["message"]) == (
+            400, "notifications[1]: 'title' must be 1 to 200 characters")
+        good = await http.post(f"{hub.http}/v1/notifications/bulk", headers=headers, json={
+            "notifications": [{"user_id": "ana", "title": f"b{n}"} for n in range(3)]})
+    assert good.status_code == 202, good.text
+    ids = [a["id"] for a in good.json()["accepted"]]
+    got = [(await ana.expect("notification", topic="user:ana"))["content"]["id"]
+           for _ in ids]
+    assert sorted(got) == sorted(ids)  # only the good batch: the bad one stored nothing
+    await ana.close()
+
+
 SNIPPET = textwrap.dedent('''
     import asyncio
     from rthub.realtime import realtime_hub, NotificationPriority, websocket_endpoint
