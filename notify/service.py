@@ -15,7 +15,7 @@ from typing import Any
 import ray
 
 from actors.client import ActorSystem
-from actors.kinds.inbox import Deliver
+from actors.kinds.inbox import Deliver, Profile
 from notify import model, templates
 from notify.dispatcher import Dispatcher
 from rthub.config import Settings
@@ -38,6 +38,7 @@ class Notifier:
         self._pool: Any = None
         self._dispatcher: Dispatcher | None = None
         self._task: asyncio.Task | None = None
+        self._system: ActorSystem | None = None
 
     async def _ready(self) -> Any:
         if self._pool is None:
@@ -49,7 +50,7 @@ class Notifier:
         """Run the dispatcher (idempotent); True once it runs."""
         if self._task is None or self._task.done():
             pool = await self._ready()
-            system = ActorSystem(self._settings)
+            self._system = system = self._system or ActorSystem(self._settings)
             self._dispatcher = Dispatcher(pool, in_app(system))
             self._task = asyncio.get_running_loop().create_task(self._dispatcher.run())
             log.info("notification dispatcher running")
@@ -59,6 +60,10 @@ class Notifier:
                    idempotency_key: str | None = None) -> dict[str, Any]:
         """Accept one notification (``model.Notification.from_request`` checks it)."""
         await self.start()
+        if "template" in payload and "locale" not in payload and self._system is not None:
+            profile = await self._system.ref("inbox", str(payload.get("user_id")), tenant).ask(
+                Profile())  # rendered in the user's locale when the sender names none
+            payload = {**payload, "locale": profile["locale"]} if profile["locale"] else payload
         note = model.Notification.from_request(
             payload, templates.load(self._settings.notify_catalog, self._settings.notify_locale))
         found, _ = await store.enqueue(await self._ready(), tenant, note.user_id,

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from actors.kinds.inbox import Profile
 from notify.model import CHANNELS, Notification
 from notify.service import ensure_running
 from rthub.errors import BadRequest, Forbidden, HubError, NotFound, TooLarge, Unauthorized
@@ -173,6 +174,7 @@ class HttpApi:
         except ValueError:
             raise BadRequest("the body must be a JSON object") from None
         core = self.core
+        payload = await _user_locale(core, who.tenant, payload)
         note = Notification.from_request(payload, core.templates)
         found, new = await notifications.enqueue(
             await core.db(), who.tenant, note.user_id, note.category, int(note.priority),
@@ -202,6 +204,7 @@ class HttpApi:
             if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
                 raise BadRequest(f"notifications[{n}]: 'idempotency_key' must be 1 to 200 "
                                  "characters")
+            item = await _user_locale(core, who.tenant, item)
             try:
                 note = Notification.from_request(
                     {k: v for k, v in item.items() if k != "idempotency_key"}, core.templates)
@@ -223,6 +226,16 @@ class HttpApi:
         if found is None:
             raise NotFound(f"no notification {ident!r}")
         return JSONResponse(found)
+
+
+async def _user_locale(core: GatewayCore, tenant: str, payload: Any) -> Any:
+    """A templated notification without a ``locale`` is rendered in the user's (their
+    inbox keeps it); an untemplated one is left as it is."""
+    if (not isinstance(payload, dict) or "template" not in payload or "locale" in payload
+            or not isinstance(payload.get("user_id"), str)):
+        return payload
+    profile = await core.ref("inbox", payload["user_id"], tenant).ask(Profile())
+    return {**payload, "locale": profile["locale"]} if profile["locale"] else payload
 
 
 def _require_scope(who: Identity, scope: str) -> None:

@@ -1,7 +1,7 @@
 """Notifications in Postgres: the durable queue the dispatchers claim from (highest priority
 first, ``FOR UPDATE SKIP LOCKED``, a lease so a dispatcher that dies mid-send leaves its
 claim to another), and each notification x channel's delivery state, which only moves
-forward (queued -> sent -> delivered -> seen -> read; failed is final)."""
+forward (queued -> sent -> delivered -> seen -> read; failed and skipped are final)."""
 
 from __future__ import annotations
 
@@ -150,12 +150,14 @@ async def retry_at(pool: asyncpg.Pool, tenant: str, ident: str, delay_s: float,
 
 async def set_delivery(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
     """The ``notify.state`` projector: a channel's state moves forward only (a late ``sent``
-    never undoes ``read``); ``failed`` records the provider's error."""
+    never undoes ``read``); ``failed`` records the provider's error, ``skipped`` why the
+    user's preferences held it back; both are final."""
     await conn.executemany(
         "UPDATE notification_deliveries SET state = $4, error = $5, updated_at = $6, "
         "attempts = attempts + (CASE WHEN $4 IN ('sent', 'failed') THEN 1 ELSE 0 END) "
-        "WHERE tenant = $1 AND id = $2 AND channel = $3 AND state <> 'failed' AND "
-        "(array_position($7::text[], state) < array_position($7::text[], $4) OR $4 = 'failed')",
+        "WHERE tenant = $1 AND id = $2 AND channel = $3 AND state NOT IN ('failed', 'skipped') "
+        "AND (array_position($7::text[], state) < array_position($7::text[], $4) "
+        "OR $4 IN ('failed', 'skipped'))",
         [(r["tenant"], r["id"], r["channel"], r["state"], r.get("error"), at(r["at_ms"]),
           list(ORDER)) for r in rows])
 

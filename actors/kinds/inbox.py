@@ -5,7 +5,10 @@ The inbox numbers the ``user:<id>`` stream: ``notification`` when one arrives (k
 stream, so a device that was offline gets it on resume) and ``notification.state`` when a
 device marks one ``seen``, ``read`` or ``archived`` (so the user's other devices follow).
 ``inbox.deliver`` comes from the notification dispatcher and is idempotent by notification id:
-a dispatcher that died mid-send and sends again adds nothing. The newest ``KEPT`` stay.
+a dispatcher that died mid-send and sends again adds nothing. The newest ``KEPT`` stay. The
+inbox also keeps the user's preferences (``inbox_prefs``): a muted category is recorded as
+``skipped`` and not shown; in quiet hours a notification arrives with ``silent: true``
+(CRITICAL ones are never muted or silent).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import actors.kinds.inbox_prefs as prefs_of
 from actors.channels import Channel
 from actors.context import Context
 from actors.entity import Entity, applies, handles
@@ -21,6 +25,8 @@ from actors.messages import Event, Message, request_key
 from rthub.errors import BadRequest, NotFound
 
 KEPT = 500
+PREFERENCES = ("locale", "timezone", "quiet_hours", "mute")
+STORED = {"locale": "locale", "timezone": "timezone", "quiet_hours": "quiet", "mute": "mute"}
 STATES = ("new", "seen", "read", "archived")  # only forward
 
 
@@ -56,6 +62,49 @@ class ListInbox(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Preferences(Message):
+    """Set (the fields sent) and read back the user's preferences; ``null`` clears one."""
+
+    type: ClassVar[str] = "notification.preferences"
+    user: str
+    locale: str | None = None
+    timezone: str | None = None
+    quiet_hours: dict[str, Any] | None = None
+    mute: dict[str, Any] | None = None
+    clear: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_wire(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        nulls = [k for k in PREFERENCES if k in payload and payload[k] is None]
+        return {**{k: v for k, v in payload.items() if k not in nulls}, "clear": nulls}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile(Message):
+    """What the gateway renders a template with (internal: not in the channel spec)."""
+
+    type: ClassVar[str] = "inbox.profile"
+
+
+@dataclass(frozen=True, slots=True)
+class PreferencesSet(Event):
+    prefs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped(Event):
+    """A notification the user muted on this channel: recorded, not shown."""
+
+    id: str
+    at_ms: int
+
+    def projections(self, key: tuple[str, str, str]) -> list[tuple[str, dict[str, Any]]]:
+        return [("notify.state", {"tenant": key[0], "id": self.id, "channel": "in_app",
+                                  "state": "skipped", "error": "muted by the user",
+                                  "at_ms": self.at_ms})]
+
+
+@dataclass(frozen=True, slots=True)
 class Delivered(Event):
     id: str
     category: str
@@ -88,9 +137,10 @@ class Acked(Event):
 class Inbox(Entity):
     kind = "inbox"
     streams = True
-    channel = Channel("inbox", "user", topic="user", own=True, direct=(Ack, ListInbox))
-    messages = (Deliver, Ack, ListInbox)
-    events = (Delivered, Acked)
+    channel = Channel("inbox", "user", topic="user", own=True,
+                      direct=(Ack, ListInbox, Preferences))
+    messages = (Deliver, Ack, ListInbox, Preferences, Profile)
+    events = (Delivered, Acked, PreferencesSet, Skipped)
     __slots__ = ()
 
     @dataclass(slots=True)
@@ -100,6 +150,7 @@ class Inbox(Entity):
         unread: int = 0
         seq: int = 0
         replies: dict[str, dict[str, Any]] = field(default_factory=dict)
+        prefs: dict[str, Any] = field(default_factory=dict)  # see inbox_prefs
 
     def _view(self, ident: str, item: list[Any] | None = None) -> dict[str, Any]:
         category, priority, title, body, data, at_ms, state = item or self.state.items[ident]
@@ -108,12 +159,19 @@ class Inbox(Entity):
 
     @handles(Deliver)
     def deliver(self, msg: Deliver, ctx: Context) -> None:
+        prefs = self.state.prefs
+        if prefs_of.muted(prefs, msg.category, "in_app", msg.priority):
+            ctx.emit(Skipped(msg.id, ctx.now_ms))
+            ctx.reply({"skipped": "muted"})
+            return
         at_ms = msg.at_ms or ctx.now_ms
         item = [msg.category, msg.priority, msg.title, msg.body, msg.data, at_ms, "new"]
         items, unread = self.state.items, self.state.unread + 1
         if len(items) >= KEPT and _unread(items[next(iter(items))][6]):
             unread -= 1  # the oldest unread one makes room
-        seq = ctx.stream("notification", {**self._view(msg.id, item), "unread": unread})
+        silent = msg.priority < prefs_of.CRITICAL and prefs_of.quiet_now(prefs, ctx.now_ms)
+        seq = ctx.stream("notification", {**self._view(msg.id, item), "unread": unread,
+                                           "silent": silent})
         ctx.emit(Delivered(msg.id, msg.category, msg.priority, msg.title, msg.body, msg.data,
                            at_ms, seq))
         ctx.reply({"seq": seq})
@@ -143,6 +201,31 @@ class Inbox(Entity):
                  if msg.include_archived or item[6] != "archived"][:msg.limit]
         ctx.reply({"notifications": [self._view(i) for i in shown],
                    "unread": self.state.unread, "seq": self.state.seq})
+
+    @handles(Preferences)
+    def preferences(self, msg: Preferences, ctx: Context) -> None:
+        changes = prefs_of.check({k: getattr(msg, k) for k in PREFERENCES})
+        unknown = set(msg.clear) - set(PREFERENCES)
+        if unknown:
+            raise BadRequest(f"unknown preference {sorted(unknown)[0]!r}")
+        stored = {**self.state.prefs, **changes}
+        for name in msg.clear:
+            stored.pop(STORED[name], None)
+        if stored != self.state.prefs:
+            ctx.emit(PreferencesSet(stored))
+        ctx.reply(prefs_of.view(stored))
+
+    @handles(Profile)
+    def profile(self, msg: Profile, ctx: Context) -> None:
+        ctx.reply(prefs_of.view(self.state.prefs))
+
+    @applies(PreferencesSet)
+    def _preferences_set(self, ev: PreferencesSet) -> None:
+        self.state.prefs = ev.prefs
+
+    @applies(Skipped)
+    def _skipped(self, ev: Skipped) -> None:
+        self.remember(request_key(ev.id), {"skipped": "muted"})
 
     @applies(Delivered)
     def _delivered(self, ev: Delivered) -> None:

@@ -72,3 +72,56 @@ def test_the_inbox_keeps_the_newest_and_counts_what_it_keeps(sandbox, monkeypatc
         deliver(sandbox, f"n{n}")
     box = sandbox.entity("inbox", "ana")
     assert (list(box.state.items), box.state.unread) == (["n2", "n3", "n4"], 3)
+
+
+def prefs(sandbox: Sandbox, **changes):
+    return sandbox.run(sandbox.entity("inbox", "ana"), "notification.preferences", user="ana",
+                       **changes)
+
+
+def test_preferences_are_set_read_back_and_cleared_by_null(sandbox):
+    set_ = prefs(sandbox, locale="fr_CA", timezone="Europe/Paris",
+                 quiet_hours={"start": "22:00", "end": "07:00"},
+                 mute={"marketing": ["in_app", "email"]}).reply_content
+    assert set_ == {"locale": "fr_CA", "timezone": "Europe/Paris",
+                    "quiet_hours": {"start": "22:00", "end": "07:00"},
+                    "mute": {"marketing": ["email", "in_app"]}}
+    assert prefs(sandbox).reply_content == set_  # nothing sent: read back
+    box = sandbox.entity("inbox", "ana")
+    cleared = sandbox.run(box, inbox.Preferences.decode(
+        inbox.Preferences.from_wire({"user": "ana", "quiet_hours": None}))).reply_content
+    assert (cleared["quiet_hours"], cleared["locale"]) == (None, "fr_CA")
+
+
+@pytest.mark.parametrize(("changes", "error"), [
+    ({"timezone": "Mars/Olympus"}, "'timezone' must be an IANA time zone"),
+    ({"quiet_hours": {"start": "22:00", "end": "22:00"}}, "'quiet_hours' must be"),
+    ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "'quiet_hours' must be"),
+    ({"mute": {"marketing": ["carrier-pigeon"]}}, "'mute' must map categories"),
+    ({"locale": "../etc"}, "'locale' must look like"),
+])
+def test_bad_preferences_are_refused_and_change_nothing(sandbox, changes, error):
+    with pytest.raises(BadRequest, match=error):
+        prefs(sandbox, **changes)
+    assert sandbox.entity("inbox", "ana").state.prefs == {}
+
+
+def test_a_muted_category_is_skipped_but_a_critical_one_always_arrives(sandbox):
+    prefs(sandbox, mute={"marketing": ["in_app"]})
+    muted = deliver(sandbox, "n1", category="marketing")
+    assert (muted.reply_content, muted.broadcasts) == ({"skipped": "muted"}, [])
+    assert [type(e).__name__ for e in muted.events] == ["Skipped"]
+    assert deliver(sandbox, "n1", category="marketing").events == []  # a resend: nothing
+    critical = deliver(sandbox, "n2", category="marketing", priority=3)
+    assert_broadcast(critical, "notification", id="n2", silent=False)
+
+
+@pytest.mark.parametrize(("zone", "priority", "silent"), [
+    ("Europe/Paris", 1, True),  # 23:30 there: inside 22:00-07:00
+    ("America/New_York", 1, False),  # 17:30 there
+    ("Europe/Paris", 3, False),  # CRITICAL: never silent
+])
+def test_quiet_hours_are_read_in_the_users_time_zone(sandbox, zone, priority, silent):
+    sandbox.now_ms = 1_796_250_600_000  # 2026-12-02 22:30 UTC
+    prefs(sandbox, timezone=zone, quiet_hours={"start": "22:00", "end": "07:00"})
+    assert_broadcast(deliver(sandbox, "n1", priority=priority), "notification", silent=silent)

@@ -97,6 +97,7 @@ async def test_bad_requests_get_exact_errors_and_a_key_returns_the_first_result(
 
 
 async def test_a_template_is_rendered_in_the_locales_chain_and_a_missing_param_refused(hub):
+    """The sender's locale, else the one the user chose; a missing parameter refused."""
     ana = await Client.connect(hub.url, hub.token("ana"))
     await ana.ask("subscribe", {"topic": "user:ana"})
     sent = await post(hub, {"user_id": "ana", "template": "playlist.song_added",
@@ -106,6 +107,12 @@ async def test_a_template_is_rendered_in_the_locales_chain_and_a_missing_param_r
     frame = (await ana.expect("notification", topic="user:ana"))["content"]
     assert (frame["category"], frame["title"], frame["body"]) == (
         "playlist", "Nouvelle toune ajoutée", "Léa a ajouté 2 chansons à Été")
+    await ana.ask("notification.preferences", {"locale": "fr"})  # the user's own locale
+    await post(hub, {"user_id": "ana", "template": "playlist.song_added",
+                     "params": {"friend": "Léa", "playlist": "Été", "count": 1}})
+    frame = (await ana.expect("notification", topic="user:ana"))["content"]
+    assert (frame["title"], frame["body"]) == ("Nouvelle chanson ajoutée",
+                                               "Léa a ajouté une chanson à Été")
     missing = await post(hub, {"user_id": "ana", "template": "playlist.song_added",
                                "params": {"friend": "Léa", "count": 1}})
     assert (missing.status_code, missing.json()["error"]["message"]) == (
@@ -151,10 +158,11 @@ SNIPPET = textwrap.dedent('''
 
 async def test_the_seed_snippet_runs_as_a_process_of_its_own(hub):
     await notifier(hub.settings).start.remote()  # `rthub up` starts it with the hub
-    user = await Client.connect(hub.url, hub.token("user123", tenant="default"))
+    user = await Client.connect(hub.url, hub.token("user123"))
     await user.ask("subscribe", {"topic": "user:user123"})
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-           "RTHUB_NAMESPACE": hub.settings.namespace}
+           "RTHUB_NAMESPACE": hub.settings.namespace,
+           "RTHUB_TENANT": hub.tenant}  # a tenant of its own: the machine's Redis outlives runs
     done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", SNIPPET], env=env,
                                    capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -182,11 +190,11 @@ async def test_websocket_endpoint_serves_the_protocol_in_the_callers_own_app(hub
             while not server.started:  # noqa: ASYNC110 (uvicorn exposes no event)
                 await asyncio.sleep(0.02)
         mine = await Client.connect(f"ws://127.0.0.1:{port}/ws/user123",
-                                    hub.token("user123", tenant="default"))
+                                    hub.token("user123"))
         await mine.ask("subscribe", {"topic": "user:user123"})
-        hub_side = await Client.connect(hub.url, hub.token("user123", tenant="default"))
+        hub_side = await Client.connect(hub.url, hub.token("user123"))
         await hub_side.ask("subscribe", {"topic": "user:user123"})
-        realtime_hub.tenant = "default"
+        realtime_hub.tenant = hub.tenant
         found = await realtime_hub.notification_manager.send_notification(
             user_id="user123", title="Two doors, one hub", content="")
         with pytest.raises(BadRequest, match="'priority' must be LOW, NORMAL, HIGH, CRITICAL"):
@@ -197,7 +205,7 @@ async def test_websocket_endpoint_serves_the_protocol_in_the_callers_own_app(hub
             assert frame["content"]["id"] == found["id"]
         with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             await Client.connect(f"ws://127.0.0.1:{port}/ws/someone-else",
-                                 hub.token("user123", tenant="default"))
+                                 hub.token("user123"))
         assert refused.value.response.status_code == 403  # the URL's user is not the token's
         await mine.close()
         await hub_side.close()

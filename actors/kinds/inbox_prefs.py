@@ -1,0 +1,75 @@
+"""A user's notification preferences, kept by their inbox: the locale templates are rendered
+in, the time zone quiet hours are read in, the quiet hours (non-CRITICAL notifications
+arrive silent), and categories muted per channel (CRITICAL ones are never muted)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import zoneinfo
+from typing import Any
+
+from rthub.errors import BadRequest
+
+CHANNELS = ("in_app", "push", "email", "sms", "pusher")
+CRITICAL = 3
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+
+
+def check(changes: dict[str, Any]) -> dict[str, Any]:
+    """The preferences a client sent, checked and in stored form."""
+    out: dict[str, Any] = {}
+    if (locale := changes.get("locale")) is not None:
+        if not isinstance(locale, str) or not _LOCALE.match(locale):
+            raise BadRequest("'locale' must look like 'fr' or 'fr_CA'")
+        out["locale"] = locale
+    if (zone := changes.get("timezone")) is not None:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise BadRequest(f"'timezone' must be an IANA time zone such as Europe/Paris, "
+                             f"got {str(zone)[:40]!r}") from None
+        out["timezone"] = zone
+    if (quiet := changes.get("quiet_hours")) is not None:
+        clocks = [quiet.get(k) for k in ("start", "end")] if isinstance(quiet, dict) else []
+        found = [_CLOCK.match(c) for c in clocks if isinstance(c, str)]
+        if len(found) != 2 or not all(found) or clocks[0] == clocks[1]:
+            raise BadRequest("'quiet_hours' must be {start: 'HH:MM', end: 'HH:MM'}, two "
+                             "different times (a window may cross midnight)")
+        out["quiet"] = [int(m[1]) * 60 + int(m[2]) for m in found if m]
+    if (mute := changes.get("mute")) is not None:
+        if not isinstance(mute, dict) or not all(
+                isinstance(k, str) and 1 <= len(k) <= 64 and isinstance(v, list)
+                and all(c in CHANNELS for c in v) for k, v in mute.items()):
+            raise BadRequest(f"'mute' must map categories to lists of channels "
+                             f"({', '.join(CHANNELS)})")
+        out["mute"] = {k: sorted(set(v)) for k, v in mute.items() if v}
+    return out
+
+
+def quiet_now(prefs: dict[str, Any], now_ms: int) -> bool:
+    """Whether ``now_ms`` falls in the user's quiet hours, in their time zone (UTC unset)."""
+    window = prefs.get("quiet")
+    if not window:
+        return False
+    zone = zoneinfo.ZoneInfo(prefs.get("timezone") or "UTC")
+    local = datetime.datetime.fromtimestamp(now_ms / 1000, zone)
+    minute = local.hour * 60 + local.minute
+    start, end = window
+    return start <= minute < end if start < end else minute >= start or minute < end
+
+
+def muted(prefs: dict[str, Any], category: str, channel: str, priority: int) -> bool:
+    """Whether the user muted ``category`` on ``channel`` (never for CRITICAL)."""
+    return priority < CRITICAL and channel in prefs.get("mute", {}).get(category, ())
+
+
+def view(prefs: dict[str, Any]) -> dict[str, Any]:
+    """The preferences as a client reads them back."""
+    quiet = prefs.get("quiet")
+    return {"locale": prefs.get("locale"), "timezone": prefs.get("timezone"),
+            "quiet_hours": ({"start": f"{quiet[0] // 60:02d}:{quiet[0] % 60:02d}",
+                             "end": f"{quiet[1] // 60:02d}:{quiet[1] % 60:02d}"}
+                            if quiet else None),
+            "mute": prefs.get("mute", {})}
