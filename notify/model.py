@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from notify.templates import Templates
 
 FIELDS = {"user_id", "title", "content", "body", "priority", "category", "data", "template",
-          "params", "locale"}
+          "params", "locale", "channels"}
 CHANNELS = ("in_app",)  # the channels this hub delivers to so far, in fallback order
 MAX_TITLE = 200
 MAX_BODY = 4000
@@ -63,6 +63,14 @@ class Notification:
         category = payload.get("category", "general")
         if not isinstance(category, str) or not 1 <= len(category) <= 64:
             raise BadRequest("'category' must be 1 to 64 characters")
+        wanted = payload.get("channels", list(CHANNELS))
+        if not isinstance(wanted, list) or not wanted or not all(
+                isinstance(c, str) for c in wanted):
+            raise BadRequest("'channels' must be a non-empty list of channel names")
+        missing = [c for c in wanted if c not in CHANNELS]
+        if missing:
+            raise BadRequest(f"channel {missing[0]!r} is not available on this hub yet; it "
+                             f"delivers {', '.join(CHANNELS)}")
         data = payload.get("data", {})
         if not isinstance(data, dict) or len(repr(data)) > MAX_DATA_BYTES:
             raise BadRequest(f"'data' must be an object of at most {MAX_DATA_BYTES} bytes")

@@ -174,6 +174,8 @@ class HttpApi:
         except ValueError:
             raise BadRequest("the body must be a JSON object") from None
         core = self.core
+        if isinstance(payload, dict) and "user_ids" in payload:
+            return await self._notify_many(who, payload, key)
         payload = await _user_locale(core, who.tenant, payload)
         note = Notification.from_request(payload, core.templates)
         found, new = await notifications.enqueue(
@@ -182,6 +184,29 @@ class HttpApi:
             core.settings.notification_queue_size)
         ensure_running(core.settings)
         return JSONResponse(found, status_code=202 if new else 200)
+
+    async def _notify_many(self, who: Identity, payload: dict[str, Any], key: str | None
+                           ) -> Response:
+        """``user_ids``: the same notification to each (PROTOCOL.md), in one transaction;
+        with an ``Idempotency-Key`` a retry returns the same ``ids``."""
+        users = payload.pop("user_ids")
+        if (not isinstance(users, list) or not 1 <= len(users) <= BULK_MAX
+                or not all(isinstance(u, str) for u in users) or "user_id" in payload):
+            raise BadRequest(f"'user_ids' must be a list of 1 to {BULK_MAX} users (and no "
+                             "'user_id' with it)")
+        notes = []
+        for user in dict.fromkeys(users):
+            item = await _user_locale(self.core, who.tenant, {**payload, "user_id": user})
+            note = Notification.from_request(item, self.core.templates)
+            notes.append({"user_id": note.user_id, "category": note.category,
+                          "priority": int(note.priority), "title": note.title,
+                          "body": note.body, "data": note.data,
+                          "idempotency_key": f"{key}\x1f{user}" if key else None})
+        accepted = await notifications.enqueue_many(
+            await self.core.db(), who.tenant, notes, list(CHANNELS),
+            self.core.settings.notification_queue_size)
+        ensure_running(self.core.settings)
+        return JSONResponse({"ids": [a["id"] for a in accepted]}, status_code=202)
 
     async def notify_bulk(self, request: Request, who: Identity) -> Response:
         """Up to ``BULK_MAX`` notifications in one request, accepted together or not at all

@@ -13,6 +13,7 @@ inbox also keeps the user's preferences (``inbox_prefs``): a muted category is r
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,8 +26,9 @@ from actors.messages import Event, Message, request_key
 from rthub.errors import BadRequest, NotFound
 
 KEPT = 500
-PREFERENCES = ("locale", "timezone", "quiet_hours", "mute")
-STORED = {"locale": "locale", "timezone": "timezone", "quiet_hours": "quiet", "mute": "mute"}
+LIST_MAX = 100
+PREFERENCES = ("locale", "timezone", "quiet_hours")  # a null clears one
+STORED = {"locale": "locale", "timezone": "timezone", "quiet_hours": "quiet"}
 STATES = ("new", "seen", "read", "archived")  # only forward
 
 
@@ -55,22 +57,29 @@ class Ack(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListInbox(Message):
+    """The newest first: in ``state`` (default: all but archived), older than ``before``."""
+
     type: ClassVar[str] = "notification.list"
     user: str
+    state: str | None = None
+    before: str | None = None  # a notification id
     limit: int = 50
-    include_archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Preferences(Message):
-    """Set (the fields sent) and read back the user's preferences; ``null`` clears one."""
+    """Set (the fields sent) and read back the user's preferences (PROTOCOL.md
+    ``notification.prefs``): ``category`` + ``channel`` + ``enabled`` turn one category on
+    or off on one channel; ``null`` clears the locale, time zone or quiet hours."""
 
-    type: ClassVar[str] = "notification.preferences"
+    type: ClassVar[str] = "notification.prefs"
     user: str
-    locale: str | None = None
-    timezone: str | None = None
+    category: str | None = None
+    channel: str | None = None
+    enabled: bool | None = None
     quiet_hours: dict[str, Any] | None = None
-    mute: dict[str, Any] | None = None
+    timezone: str | None = None
+    locale: str | None = None
     clear: list[str] = field(default_factory=list)
 
     @classmethod
@@ -155,7 +164,7 @@ class Inbox(Entity):
     def _view(self, ident: str, item: list[Any] | None = None) -> dict[str, Any]:
         category, priority, title, body, data, at_ms, state = item or self.state.items[ident]
         return {"id": ident, "category": category, "priority": priority, "title": title,
-                "body": body, "data": data, "at": iso(at_ms), "state": state}
+                "content": body, "data": data, "ts": iso(at_ms), "state": state}
 
     @handles(Deliver)
     def deliver(self, msg: Deliver, ctx: Context) -> None:
@@ -195,22 +204,34 @@ class Inbox(Entity):
 
     @handles(ListInbox)
     def listing(self, msg: ListInbox, ctx: Context) -> None:
-        if not 1 <= msg.limit <= KEPT:
-            raise BadRequest(f"limit must be from 1 to {KEPT}")
-        shown = [i for i, item in reversed(self.state.items.items())
-                 if msg.include_archived or item[6] != "archived"][:msg.limit]
-        ctx.reply({"notifications": [self._view(i) for i in shown],
-                   "unread": self.state.unread, "seq": self.state.seq})
+        if not 1 <= msg.limit <= LIST_MAX:
+            raise BadRequest(f"limit must be from 1 to {LIST_MAX}")
+        if msg.state is not None and msg.state not in STATES:
+            raise BadRequest(f"state must be one of {', '.join(STATES)}")
+        if msg.before is not None and msg.before not in self.state.items:
+            raise NotFound(f"no notification {msg.before!r} in your inbox")
+        newest_first = reversed(self.state.items.items())
+        if msg.before is not None:
+            newest_first = itertools.dropwhile(lambda entry: entry[0] != msg.before,
+                                               newest_first)
+            next(newest_first)  # ``before`` itself
+        shown = [i for i, item in newest_first
+                 if (item[6] == msg.state if msg.state else item[6] != "archived")]
+        ctx.reply({"items": [self._view(i) for i in shown[:msg.limit]],
+                   "unread": self.state.unread, "more": len(shown) > msg.limit})
 
     @handles(Preferences)
     def preferences(self, msg: Preferences, ctx: Context) -> None:
         changes = prefs_of.check({k: getattr(msg, k) for k in PREFERENCES})
         unknown = set(msg.clear) - set(PREFERENCES)
         if unknown:
-            raise BadRequest(f"unknown preference {sorted(unknown)[0]!r}")
+            raise BadRequest(f"{sorted(unknown)[0]!r} cannot be null")
         stored = {**self.state.prefs, **changes}
         for name in msg.clear:
             stored.pop(STORED[name], None)
+        if (msg.category, msg.channel, msg.enabled) != (None, None, None):
+            stored["mute"] = prefs_of.toggled(stored.get("mute", {}), msg.category,
+                                              msg.channel, msg.enabled)
         if stored != self.state.prefs:
             ctx.emit(PreferencesSet(stored))
         ctx.reply(prefs_of.view(stored))

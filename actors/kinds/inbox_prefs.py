@@ -38,14 +38,22 @@ def check(changes: dict[str, Any]) -> dict[str, Any]:
             raise BadRequest("'quiet_hours' must be {start: 'HH:MM', end: 'HH:MM'}, two "
                              "different times (a window may cross midnight)")
         out["quiet"] = [int(m[1]) * 60 + int(m[2]) for m in found if m]
-    if (mute := changes.get("mute")) is not None:
-        if not isinstance(mute, dict) or not all(
-                isinstance(k, str) and 1 <= len(k) <= 64 and isinstance(v, list)
-                and all(c in CHANNELS for c in v) for k, v in mute.items()):
-            raise BadRequest(f"'mute' must map categories to lists of channels "
-                             f"({', '.join(CHANNELS)})")
-        out["mute"] = {k: sorted(set(v)) for k, v in mute.items() if v}
     return out
+
+
+def toggled(mute: dict[str, list[str]], category: Any, channel: Any, enabled: Any
+            ) -> dict[str, list[str]]:
+    """``mute`` with ``category`` turned on (``enabled``) or off on ``channel``."""
+    if not isinstance(category, str) or not 1 <= len(category) <= 64:
+        raise BadRequest("'category', 'channel' and 'enabled' go together: 'category' must be "
+                         "1 to 64 characters")
+    if channel not in CHANNELS:
+        raise BadRequest(f"'channel' must be one of {', '.join(CHANNELS)}")
+    if not isinstance(enabled, bool):
+        raise BadRequest("'enabled' must be true or false")
+    off = set(mute.get(category, ())) - {channel} | (set() if enabled else {channel})
+    return {**{k: v for k, v in mute.items() if k != category},
+            **({category: sorted(off)} if off else {})}
 
 
 def quiet_now(prefs: dict[str, Any], now_ms: int) -> bool:

@@ -49,11 +49,26 @@ def test_states_only_move_forward_and_reading_lowers_the_unread_count(sandbox):
     assert (back.reply_content, back.broadcasts) == ({"id": "n1", "state": "read",
                                                        "unread": 1}, [])
     listed = sandbox.run(box, "notification.list", user="ana").reply_content
-    assert [(n["id"], n["state"]) for n in listed["notifications"]] == [("n2", "new"),
+    assert [(n["id"], n["state"]) for n in listed["items"]] == [("n2", "new"),
                                                                          ("n1", "read")]
     sandbox.run(box, "notification.ack", user="ana", id="n2", state="archived")
     listed = sandbox.run(box, "notification.list", user="ana").reply_content
-    assert (listed["unread"], [n["id"] for n in listed["notifications"]]) == (0, ["n1"])
+    assert (listed["unread"], [n["id"] for n in listed["items"]]) == (0, ["n1"])
+    archived = sandbox.run(box, "notification.list", user="ana", state="archived").reply_content
+    assert [n["id"] for n in archived["items"]] == ["n2"]
+
+
+def test_the_list_pages_back_from_a_notification_newest_first(sandbox):
+    for n in range(5):
+        deliver(sandbox, f"n{n}")
+    box = sandbox.entity("inbox", "ana")
+    page = sandbox.run(box, "notification.list", user="ana", limit=2).reply_content
+    assert ([n["id"] for n in page["items"]], page["more"]) == (["n4", "n3"], True)
+    rest = sandbox.run(box, "notification.list", user="ana", before="n3").reply_content
+    assert ([n["id"] for n in rest["items"]], rest["more"]) == (["n2", "n1", "n0"], False)
+    assert rest["items"][0]["content"] == "A friend added a song"  # PROTOCOL.md's fields
+    with pytest.raises(BadRequest, match="limit must be from 1 to 100"):
+        sandbox.run(box, "notification.list", user="ana", limit=101)
 
 
 def test_bad_acks_are_refused_and_change_nothing(sandbox):
@@ -75,18 +90,21 @@ def test_the_inbox_keeps_the_newest_and_counts_what_it_keeps(sandbox, monkeypatc
 
 
 def prefs(sandbox: Sandbox, **changes):
-    return sandbox.run(sandbox.entity("inbox", "ana"), "notification.preferences", user="ana",
+    return sandbox.run(sandbox.entity("inbox", "ana"), "notification.prefs", user="ana",
                        **changes)
 
 
 def test_preferences_are_set_read_back_and_cleared_by_null(sandbox):
+    prefs(sandbox, category="marketing", channel="email", enabled=False)
     set_ = prefs(sandbox, locale="fr_CA", timezone="Europe/Paris",
                  quiet_hours={"start": "22:00", "end": "07:00"},
-                 mute={"marketing": ["in_app", "email"]}).reply_content
+                 category="marketing", channel="in_app", enabled=False).reply_content
     assert set_ == {"locale": "fr_CA", "timezone": "Europe/Paris",
                     "quiet_hours": {"start": "22:00", "end": "07:00"},
                     "mute": {"marketing": ["email", "in_app"]}}
-    assert prefs(sandbox).reply_content == set_  # nothing sent: read back
+    on_again = prefs(sandbox, category="marketing", channel="email", enabled=True)
+    assert on_again.reply_content["mute"] == {"marketing": ["in_app"]}
+    assert prefs(sandbox).reply_content == {**set_, "mute": {"marketing": ["in_app"]}}
     box = sandbox.entity("inbox", "ana")
     cleared = sandbox.run(box, inbox.Preferences.decode(
         inbox.Preferences.from_wire({"user": "ana", "quiet_hours": None}))).reply_content
@@ -97,7 +115,9 @@ def test_preferences_are_set_read_back_and_cleared_by_null(sandbox):
     ({"timezone": "Mars/Olympus"}, "'timezone' must be an IANA time zone"),
     ({"quiet_hours": {"start": "22:00", "end": "22:00"}}, "'quiet_hours' must be"),
     ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "'quiet_hours' must be"),
-    ({"mute": {"marketing": ["carrier-pigeon"]}}, "'mute' must map categories"),
+    ({"category": "marketing", "channel": "carrier-pigeon", "enabled": False},
+     "'channel' must be one of in_app, push, email, sms, pusher"),
+    ({"category": "marketing", "channel": "email"}, "'enabled' must be true or false"),
     ({"locale": "../etc"}, "'locale' must look like"),
 ])
 def test_bad_preferences_are_refused_and_change_nothing(sandbox, changes, error):
@@ -107,7 +127,7 @@ def test_bad_preferences_are_refused_and_change_nothing(sandbox, changes, error)
 
 
 def test_a_muted_category_is_skipped_but_a_critical_one_always_arrives(sandbox):
-    prefs(sandbox, mute={"marketing": ["in_app"]})
+    prefs(sandbox, category="marketing", channel="in_app", enabled=False)
     muted = deliver(sandbox, "n1", category="marketing")
     assert (muted.reply_content, muted.broadcasts) == ({"skipped": "muted"}, [])
     assert [type(e).__name__ for e in muted.events] == ["Skipped"]

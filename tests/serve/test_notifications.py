@@ -72,7 +72,7 @@ async def test_a_notification_reaches_every_device_and_waits_for_an_offline_one(
             await asyncio.sleep(0.05)
     bo = await Client.connect(hub.url, hub.token("bo"))
     listed = await bo.ask("notification.list", {})
-    assert ([n["title"] for n in listed["notifications"]], listed["unread"]) == (
+    assert ([n["title"] for n in listed["items"]], listed["unread"]) == (
         ["While you were away"], 1)
     await bo.close()
 
@@ -86,6 +86,15 @@ async def test_bad_requests_get_exact_errors_and_a_key_returns_the_first_result(
         400, "'priority' must be LOW, NORMAL, HIGH, CRITICAL or 0 to 3")
     unknown = await post(hub, {"user_id": "ana", "title": "x", "sound": "ping"})
     assert unknown.json()["error"]["message"] == "unknown field 'sound'"
+    email = await post(hub, {"user_id": "ana", "title": "x", "channels": ["email"]})
+    assert email.json()["error"]["message"] == (
+        "channel 'email' is not available on this hub yet; it delivers in_app")
+    many = await post(hub, {"user_ids": ["u1", "u2", "u3"], "title": "to each"}, key="k-many")
+    again = await post(hub, {"user_ids": ["u1", "u2", "u3"], "title": "to each"}, key="k-many")
+    assert many.status_code == 202, many.text
+    assert len(set(many.json()["ids"])) == 3
+    assert again.json()["ids"] == many.json()["ids"]  # the key holds for each user
+    assert {(await status(hub, i))["user_id"] for i in many.json()["ids"]} == {"u1", "u2", "u3"}
     first = await post(hub, {"user_id": "ana", "title": "once"}, key="order-42")
     again = await post(hub, {"user_id": "ana", "title": "once"}, key="order-42")
     assert (first.status_code, again.status_code) == (202, 200)
@@ -105,13 +114,13 @@ async def test_a_template_is_rendered_in_the_locales_chain_and_a_missing_param_r
                             "locale": "fr_CA"})
     assert sent.status_code == 202, sent.text
     frame = (await ana.expect("notification", topic="user:ana"))["content"]
-    assert (frame["category"], frame["title"], frame["body"]) == (
+    assert (frame["category"], frame["title"], frame["content"]) == (
         "playlist", "Nouvelle toune ajoutée", "Léa a ajouté 2 chansons à Été")
-    await ana.ask("notification.preferences", {"locale": "fr"})  # the user's own locale
+    await ana.ask("notification.prefs", {"locale": "fr"})  # the user's own locale
     await post(hub, {"user_id": "ana", "template": "playlist.song_added",
                      "params": {"friend": "Léa", "playlist": "Été", "count": 1}})
     frame = (await ana.expect("notification", topic="user:ana"))["content"]
-    assert (frame["title"], frame["body"]) == ("Nouvelle chanson ajoutée",
+    assert (frame["title"], frame["content"]) == ("Nouvelle chanson ajoutée",
                                                "Léa a ajouté une chanson à Été")
     missing = await post(hub, {"user_id": "ana", "template": "playlist.song_added",
                                "params": {"friend": "Léa", "count": 1}})
@@ -231,11 +240,11 @@ async def test_a_notifier_killed_mid_send_loses_nothing_and_shows_nothing_twice(
     inbox = hub.system.ref("inbox", "kim", hub.tenant)
 
     async def listed() -> dict:
-        return await inbox.ask("notification.list", {"user": "kim", "limit": 500})
+        return await inbox.ask("notification.list", {"user": "kim", "limit": 100})
 
     async with asyncio.timeout(120):  # the inbox fills as the queue drains (polled)
-        while len((await listed())["notifications"]) < len(sent):  # noqa: ASYNC110
+        while len((await listed())["items"]) < len(sent):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     final = await listed()
-    assert sorted(n["id"] for n in final["notifications"]) == sorted(sent)
+    assert sorted(n["id"] for n in final["items"]) == sorted(sent)
     assert final["unread"] == len(sent)

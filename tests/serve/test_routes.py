@@ -149,7 +149,7 @@ async def test_a_users_own_inbox_is_named_by_the_token_not_the_frame():
     acked = await send(gw, ana, "notification.ack", id="n1", state="read")
     assert acked == {"id": "n1", "state": "read", "unread": 0}
     listed = await send(gw, ana, "notification.list")
-    assert [n["state"] for n in listed["notifications"]] == ["read"]
+    assert [n["state"] for n in listed["items"]] == ["read"]
     with pytest.raises(BadRequest, match=r"unknown message type 'inbox\.deliver'"):
         await send(gw, ana, "inbox.deliver", id="n2", category="x", priority=3, title="t",
                    body="b")  # only the dispatcher delivers
