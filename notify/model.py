@@ -40,6 +40,12 @@ class Notification:
     category: str = "general"
     data: dict[str, Any] = field(default_factory=dict)
 
+    def row(self, idempotency_key: str | None = None) -> dict[str, Any]:
+        """The notification as the queue stores it (``storage.notifications``)."""
+        return {"user_id": self.user_id, "category": self.category,
+                "priority": int(self.priority), "title": self.title, "body": self.body,
+                "data": self.data, "idempotency_key": idempotency_key}
+
     @classmethod
     def from_request(cls, payload: Any, templates: Templates | None = None) -> Notification:
         """From a JSON body or keyword arguments; ``bad_request`` naming what is wrong. With

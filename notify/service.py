@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -60,16 +61,13 @@ class Notifier:
                    idempotency_key: str | None = None) -> dict[str, Any]:
         """Accept one notification (``model.Notification.from_request`` checks it)."""
         await self.start()
-        if "template" in payload and "locale" not in payload and self._system is not None:
-            profile = await self._system.ref("inbox", str(payload.get("user_id")), tenant).ask(
-                Profile())  # rendered in the user's locale when the sender names none
-            payload = {**payload, "locale": profile["locale"]} if profile["locale"] else payload
+        assert self._system is not None
+        payload = await with_user_locale(self._system.ref, tenant, payload)
         note = model.Notification.from_request(
             payload, templates.load(self._settings.notify_catalog, self._settings.notify_locale))
-        found, _ = await store.enqueue(await self._ready(), tenant, note.user_id,
-                                       note.category, int(note.priority), note.title,
-                                       note.body, note.data, list(model.CHANNELS),
-                                       idempotency_key, self._settings.notification_queue_size)
+        found, _ = await store.enqueue(await self._ready(), tenant, note.row(idempotency_key),
+                                       list(model.CHANNELS),
+                                       self._settings.notification_queue_size)
         return found
 
     async def status(self, tenant: str, ident: str) -> dict[str, Any] | None:
@@ -82,6 +80,18 @@ class Notifier:
     async def stats(self) -> dict[str, int]:
         d = self._dispatcher
         return {"sent": d.sent, "failed": d.failed, "retried": d.retried} if d else {}
+
+
+async def with_user_locale(ref: Callable[[str, str, str], Any], tenant: str,
+                           payload: Any) -> Any:
+    """A templated notification without a ``locale`` is rendered in the user's (their
+    inbox keeps it); anything else is left as it is. ``ref`` names an entity (the gateway's
+    or an ``ActorSystem``'s)."""
+    if (not isinstance(payload, dict) or "template" not in payload or "locale" in payload
+            or not isinstance(payload.get("user_id"), str)):
+        return payload
+    profile = await ref("inbox", payload["user_id"], tenant).ask(Profile())
+    return {**payload, "locale": profile["locale"]} if profile["locale"] else payload
 
 
 def in_app(system: ActorSystem) -> Any:

@@ -19,9 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.kinds.inbox import Profile
 from notify.model import CHANNELS, Notification
-from notify.service import ensure_running
+from notify.service import ensure_running, with_user_locale
 from rthub.errors import BadRequest, Forbidden, HubError, NotFound, TooLarge, Unauthorized
 from serve import chat
 from serve.auth import Identity
@@ -176,11 +175,10 @@ class HttpApi:
         core = self.core
         if isinstance(payload, dict) and "user_ids" in payload:
             return await self._notify_many(who, payload, key)
-        payload = await _user_locale(core, who.tenant, payload)
+        payload = await with_user_locale(core.ref, who.tenant, payload)
         note = Notification.from_request(payload, core.templates)
         found, new = await notifications.enqueue(
-            await core.db(), who.tenant, note.user_id, note.category, int(note.priority),
-            note.title, note.body, note.data, list(CHANNELS), key,
+            await core.db(), who.tenant, note.row(key), list(CHANNELS),
             core.settings.notification_queue_size)
         ensure_running(core.settings)
         return JSONResponse(found, status_code=202 if new else 200)
@@ -196,12 +194,10 @@ class HttpApi:
                              "'user_id' with it)")
         notes = []
         for user in dict.fromkeys(users):
-            item = await _user_locale(self.core, who.tenant, {**payload, "user_id": user})
+            item = await with_user_locale(self.core.ref, who.tenant,
+                                         {**payload, "user_id": user})
             note = Notification.from_request(item, self.core.templates)
-            notes.append({"user_id": note.user_id, "category": note.category,
-                          "priority": int(note.priority), "title": note.title,
-                          "body": note.body, "data": note.data,
-                          "idempotency_key": f"{key}\x1f{user}" if key else None})
+            notes.append(note.row(f"{key}\x1f{user}" if key else None))
         accepted = await notifications.enqueue_many(
             await self.core.db(), who.tenant, notes, list(CHANNELS),
             self.core.settings.notification_queue_size)
@@ -229,15 +225,13 @@ class HttpApi:
             if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
                 raise BadRequest(f"notifications[{n}]: 'idempotency_key' must be 1 to 200 "
                                  "characters")
-            item = await _user_locale(core, who.tenant, item)
+            item = await with_user_locale(core.ref, who.tenant, item)
             try:
                 note = Notification.from_request(
                     {k: v for k, v in item.items() if k != "idempotency_key"}, core.templates)
             except BadRequest as err:
                 raise BadRequest(f"notifications[{n}]: {err.message}") from None
-            notes.append({"user_id": note.user_id, "category": note.category,
-                          "priority": int(note.priority), "title": note.title,
-                          "body": note.body, "data": note.data, "idempotency_key": key})
+            notes.append(note.row(key))
         accepted = await notifications.enqueue_many(
             await core.db(), who.tenant, notes, list(CHANNELS),
             core.settings.notification_queue_size)
@@ -251,16 +245,6 @@ class HttpApi:
         if found is None:
             raise NotFound(f"no notification {ident!r}")
         return JSONResponse(found)
-
-
-async def _user_locale(core: GatewayCore, tenant: str, payload: Any) -> Any:
-    """A templated notification without a ``locale`` is rendered in the user's (their
-    inbox keeps it); an untemplated one is left as it is."""
-    if (not isinstance(payload, dict) or "template" not in payload or "locale" in payload
-            or not isinstance(payload.get("user_id"), str)):
-        return payload
-    profile = await core.ref("inbox", payload["user_id"], tenant).ask(Profile())
-    return {**payload, "locale": profile["locale"]} if profile["locale"] else payload
 
 
 def _require_scope(who: Identity, scope: str) -> None:

@@ -20,11 +20,12 @@ ORDER = ("queued", "sent", "delivered", "seen", "read")
 FULL_RETRY_MS = 1000  # what a refused sender is told to wait when the queue is full
 
 
-async def enqueue(pool: asyncpg.Pool, tenant: str, user: str, category: str, priority: int,
-                  title: str, body: str, data: dict[str, Any], channels: list[str],
-                  idempotency_key: str | None, queue_limit: int) -> tuple[dict[str, Any], bool]:
-    """Accept one notification: (its status, True) once durable, or (the first one's, False)
-    for an idempotency key seen before. ``rate_limited`` when ``queue_limit`` wait already."""
+async def enqueue(pool: asyncpg.Pool, tenant: str, note: dict[str, Any], channels: list[str],
+                  queue_limit: int) -> tuple[dict[str, Any], bool]:
+    """Accept one notification (a ``Notification.row``): (its status, True) once durable, or
+    (the first one's, False) for an idempotency key seen before. ``rate_limited`` when
+    ``queue_limit`` wait already."""
+    idempotency_key = note["idempotency_key"]
     async with pool.acquire() as conn, conn.transaction():
         if idempotency_key is not None:
             earlier = await _by_key(conn, tenant, idempotency_key)
@@ -40,8 +41,8 @@ async def enqueue(pool: asyncpg.Pool, tenant: str, user: str, category: str, pri
             await conn.execute(
                 "INSERT INTO notifications (tenant, id, user_id, category, priority, title, "
                 "body, data, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)",
-                tenant, ident, user, category, priority, title, body, json.dumps(data),
-                idempotency_key)
+                tenant, ident, note["user_id"], note["category"], note["priority"], note["title"],
+                note["body"], json.dumps(note["data"]), idempotency_key)
         except asyncpg.UniqueViolationError:  # the same key, sent at the same moment
             raise RateLimited("a request with this Idempotency-Key is being accepted; "
                               "retry to get its result", 100) from None

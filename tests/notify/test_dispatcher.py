@@ -24,8 +24,9 @@ async def pool(pg_url):
 
 
 async def enqueue(pool, priority: int, title: str, key: str | None = None, limit: int = 1000):
-    return await store.enqueue(pool, "t", "ana", "social", priority, title, "body", {},
-                               ["in_app"], key, limit)
+    note = {"user_id": "ana", "category": "social", "priority": priority, "title": title,
+            "body": "body", "data": {}, "idempotency_key": key}
+    return await store.enqueue(pool, "t", note, ["in_app"], limit)
 
 
 class Recorder:
