@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -35,7 +36,21 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 300.0
 
-Deliver = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """What ``deliver`` returns when some channel must wait: bring the notification back
+    after ``delay_s``. ``counted``: the wait is a failure's backoff (it counts towards the
+    notification's attempts); ``handled``: the deliverer already rescheduled it."""
+
+    delay_s: float
+    reason: str
+    counted: bool = False
+    handled: bool = False
+
+
+Deliver = Callable[[dict[str, Any]], Awaitable["Later | None"]]
 
 
 def backoff_s(attempt: int, rng: random.Random) -> float:
@@ -104,8 +119,13 @@ class Dispatcher:
         rows = await store.claim(self.pool, room, LEASE_S)
         if not rows:
             return
+        leaders: set[tuple[str, str]] = set()  # a digest is sent once, by its first member
         async with self._ready:
             for row in rows:
+                if row.get("digest_key"):
+                    if (row["tenant"], row["digest_key"]) in leaders:
+                        continue
+                    leaders.add((row["tenant"], row["digest_key"]))
                 heapq.heappush(self._heap, (-row["priority"], row["created_ms"],
                                             next(self._order), row))
             self._ready.notify(len(rows))
@@ -126,7 +146,7 @@ class Dispatcher:
     async def _handle(self, row: dict[str, Any]) -> None:
         tenant, ident = row["tenant"], row["id"]
         try:
-            await self.deliver(row)
+            later = await self.deliver(row)
         except Exception as exc:  # a channel's failure: retried or final, never lost
             reason = f"{type(exc).__name__}: {exc}"
             if retryable(exc) and row["attempts"] < MAX_ATTEMPTS:
@@ -137,12 +157,19 @@ class Dispatcher:
                 return
             self.failed += 1
             log.warning("notification %s failed for good: %s", ident, reason)
+            at_ms = int(time.time() * 1000)
             async with self.pool.acquire() as conn:
-                await store.set_delivery(conn, [{"tenant": tenant, "id": ident,
-                                                 "channel": "in_app", "state": "failed",
-                                                 "error": reason,
-                                                 "at_ms": int(time.time() * 1000)}])
+                await store.set_delivery(conn, [
+                    {"tenant": tenant, "id": ident, "channel": channel, "state": "failed",
+                     "error": reason, "at_ms": at_ms}
+                    for channel, (state, _) in row.get("channels", {}).items()
+                    if state == "queued"])
             await store.finish(self.pool, tenant, ident, reason)
+            return
+        if later is not None:
+            if not later.handled:
+                await store.retry_at(self.pool, tenant, ident, later.delay_s, later.reason,
+                                     counted=later.counted)
             return
         self.sent += 1
         self._done.append((tenant, ident))  # marked by the loop, many at a time: a crash

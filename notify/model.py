@@ -11,10 +11,11 @@ from rthub.errors import BadRequest
 
 if TYPE_CHECKING:
     from notify.templates import Templates
+    from rthub.config import Settings
 
 FIELDS = {"user_id", "title", "content", "body", "priority", "category", "data", "template",
           "params", "locale", "channels"}
-CHANNELS = ("in_app",)  # the channels this hub delivers to so far, in fallback order
+CHANNELS = ("in_app", "pusher", "push", "email", "sms")  # push -> email -> sms: fallbacks
 MAX_TITLE = 200
 MAX_BODY = 4000
 MAX_DATA_BYTES = 4096
@@ -39,18 +40,22 @@ class Notification:
     priority: NotificationPriority = NotificationPriority.NORMAL
     category: str = "general"
     data: dict[str, Any] = field(default_factory=dict)
+    channels: tuple[str, ...] = ("in_app",)
 
     def row(self, idempotency_key: str | None = None) -> dict[str, Any]:
         """The notification as the queue stores it (``storage.notifications``)."""
         return {"user_id": self.user_id, "category": self.category,
                 "priority": int(self.priority), "title": self.title, "body": self.body,
-                "data": self.data, "idempotency_key": idempotency_key}
+                "data": self.data, "idempotency_key": idempotency_key,
+                "channels": list(self.channels)}
 
     @classmethod
-    def from_request(cls, payload: Any, templates: Templates | None = None) -> Notification:
+    def from_request(cls, payload: Any, templates: Templates | None = None,
+                     available: tuple[str, ...] = ("in_app",)) -> Notification:
         """From a JSON body or keyword arguments; ``bad_request`` naming what is wrong. With
         ``template`` (and ``params``, ``locale``) the title and body are rendered now, so a
-        missing template, key or parameter is an error to the sender."""
+        missing template, key or parameter is an error to the sender. ``channels`` default
+        to every one ``available`` on this hub (``available(settings)``)."""
         if not isinstance(payload, dict):
             raise BadRequest("a notification is a JSON object")
         unknown = set(payload) - FIELDS
@@ -69,18 +74,34 @@ class Notification:
         category = payload.get("category", "general")
         if not isinstance(category, str) or not 1 <= len(category) <= 64:
             raise BadRequest("'category' must be 1 to 64 characters")
-        wanted = payload.get("channels", list(CHANNELS))
+        wanted = payload.get("channels", list(available))
         if not isinstance(wanted, list) or not wanted or not all(
                 isinstance(c, str) for c in wanted):
             raise BadRequest("'channels' must be a non-empty list of channel names")
-        missing = [c for c in wanted if c not in CHANNELS]
+        unknown = [c for c in wanted if c not in CHANNELS]
+        if unknown:
+            raise BadRequest(f"unknown channel {unknown[0]!r}; channels are "
+                             f"{', '.join(CHANNELS)}")
+        missing = [c for c in wanted if c not in available]
         if missing:
-            raise BadRequest(f"channel {missing[0]!r} is not available on this hub yet; it "
-                             f"delivers {', '.join(CHANNELS)}")
+            raise BadRequest(f"channel {missing[0]!r} is not configured on this hub; it "
+                             f"delivers {', '.join(available)} (README, Notifications)")
         data = payload.get("data", {})
         if not isinstance(data, dict) or len(repr(data)) > MAX_DATA_BYTES:
             raise BadRequest(f"'data' must be an object of at most {MAX_DATA_BYTES} bytes")
-        return cls(user, title, body, priority_of(payload.get("priority", 1)), category, data)
+        return cls(user, title, body, priority_of(payload.get("priority", 1)), category, data,
+                   tuple(c for c in CHANNELS if c in wanted))
+
+
+def available(settings: Settings) -> tuple[str, ...]:
+    """The channels this hub's configuration delivers to: in-app always, the others when a
+    provider of theirs is configured."""
+    configured = {"in_app": True,
+                  "pusher": settings.pusher_app_id is not None,
+                  "push": any((settings.fcm_credentials, settings.apns_key, settings.vapid_key)),
+                  "email": settings.smtp_url is not None,
+                  "sms": settings.twilio_sid is not None}
+    return tuple(c for c in CHANNELS if configured[c])
 
 
 def _rendered(payload: dict[str, Any], templates: Templates | None) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from typing import Any
 import ray
 
 from actors.client import ActorSystem
-from actors.kinds.inbox import Deliver, Profile
-from notify import model, templates
+from actors.kinds.inbox import Profile
+from notify import model, providers, templates
+from notify.courier import Courier
 from notify.dispatcher import Dispatcher
 from rthub.config import Settings
 from storage import notifications as store
@@ -40,6 +41,7 @@ class Notifier:
         self._dispatcher: Dispatcher | None = None
         self._task: asyncio.Task | None = None
         self._system: ActorSystem | None = None
+        self._courier: Courier | None = None
 
     async def _ready(self) -> Any:
         if self._pool is None:
@@ -52,7 +54,11 @@ class Notifier:
         if self._task is None or self._task.done():
             pool = await self._ready()
             self._system = system = self._system or ActorSystem(self._settings)
-            self._dispatcher = Dispatcher(pool, in_app(system))
+            s = self._settings
+            self._courier = self._courier or Courier(
+                asker(system), pool, providers.configured(s),
+                templates.load(s.notify_catalog, s.notify_locale))
+            self._dispatcher = Dispatcher(pool, self._courier)
             self._task = asyncio.get_running_loop().create_task(self._dispatcher.run())
             log.info("notification dispatcher running")
         return True
@@ -63,11 +69,11 @@ class Notifier:
         await self.start()
         assert self._system is not None
         payload = await with_user_locale(self._system.ref, tenant, payload)
+        s = self._settings
         note = model.Notification.from_request(
-            payload, templates.load(self._settings.notify_catalog, self._settings.notify_locale))
+            payload, templates.load(s.notify_catalog, s.notify_locale), model.available(s))
         found, _ = await store.enqueue(await self._ready(), tenant, note.row(idempotency_key),
-                                       list(model.CHANNELS),
-                                       self._settings.notification_queue_size)
+                                       s.notification_queue_size)
         return found
 
     async def status(self, tenant: str, ident: str) -> dict[str, Any] | None:
@@ -77,9 +83,16 @@ class Notifier:
         """The hub's resolved settings (a process joining the cluster needs its URLs)."""
         return self._settings
 
-    async def stats(self) -> dict[str, int]:
-        d = self._dispatcher
-        return {"sent": d.sent, "failed": d.failed, "retried": d.retried} if d else {}
+    async def stats(self) -> dict[str, Any]:
+        """The dispatcher's counts, and each channel's outcomes (``{"push": {"sent": n}}``)."""
+        d, c = self._dispatcher, self._courier
+        if d is None or c is None:
+            return {}
+        channels: dict[str, dict[str, int]] = {}
+        for (channel, state), count in c.outcomes.items():
+            channels.setdefault(channel, {})[state] = count
+        return {"sent": d.sent, "failed": d.failed, "retried": d.retried, "pruned": c.pruned,
+                "channels": channels}
 
 
 async def with_user_locale(ref: Callable[[str, str, str], Any], tenant: str,
@@ -94,14 +107,12 @@ async def with_user_locale(ref: Callable[[str, str, str], Any], tenant: str,
     return {**payload, "locale": profile["locale"]} if profile["locale"] else payload
 
 
-def in_app(system: ActorSystem) -> Any:
-    """The in-app channel: the user's inbox entity, idempotent by notification id."""
-    async def deliver(row: dict[str, Any]) -> None:
-        await system.ref("inbox", row["user_id"], row["tenant"]).ask(Deliver(
-            row["id"], row["category"], row["priority"], row["title"], row["body"],
-            row["data"], row["created_ms"]))
+def asker(system: ActorSystem) -> Any:
+    """Ask a user's inbox entity (the in-app channel and the user's preferences)."""
+    async def ask(tenant: str, user: str, message: Any) -> Any:
+        return await system.ref("inbox", user, tenant).ask(message)
 
-    return deliver
+    return ask
 
 
 _RemoteNotifier = ray.remote(Notifier)

@@ -55,6 +55,51 @@ VARS: tuple[Var, ...] = (
         "(`locale/<locale>.po`). Unset: the packaged ones (`notify/catalog/`)."),
     Var("RTHUB_NOTIFY_LOCALE", "notify_locale", "en", read.name, "a locale such as en or fr",
         "The last locale of every fallback chain; its catalog must hold every key."),
+    Var("RTHUB_FCM_CREDENTIALS", "fcm_credentials", None, read.readable_file,
+        "a readable service-account JSON file",
+        "Firebase service-account key: push to FCM tokens (HTTP v1 API). Unset: no FCM."),
+    Var("RTHUB_FCM_URL", "fcm_url", "https://fcm.googleapis.com", read.url("http", "https"),
+        "an http(s) URL", "FCM's API root (a local server in tests)."),
+    Var("RTHUB_APNS_KEY", "apns_key", None, read.readable_file,
+        "a readable .p8 file", "APNs token-auth signing key (ES256). Unset: no APNs."),
+    Var("RTHUB_APNS_KEY_ID", "apns_key_id", None, read.optional, "the key's 10-character id",
+        "Key id of `RTHUB_APNS_KEY` (the provider token's `kid`)."),
+    Var("RTHUB_APNS_TEAM_ID", "apns_team_id", None, read.optional, "the Apple team id",
+        "Team id (the provider token's `iss`)."),
+    Var("RTHUB_APNS_TOPIC", "apns_topic", None, read.optional, "the app's bundle id",
+        "`apns-topic` of every push (the app's bundle id)."),
+    Var("RTHUB_APNS_URL", "apns_url", "https://api.push.apple.com", read.url("https"),
+        "an https URL", "APNs endpoint (`https://api.sandbox.push.apple.com` for development "
+        "builds; a local server in tests)."),
+    Var("RTHUB_APNS_CA", "apns_ca", None, read.readable_file, "a readable PEM file",
+        "CA bundle to trust for `RTHUB_APNS_URL` (unset: the system's)."),
+    Var("RTHUB_VAPID_KEY", "vapid_key", None, read.readable_file, "a readable PEM file",
+        "VAPID private key (P-256) for Web Push. Unset: no Web Push."),
+    Var("RTHUB_VAPID_SUBJECT", "vapid_subject", "mailto:ops@localhost", read.host,
+        "a mailto: or https: URL", "VAPID `sub` claim: how a push service reaches you."),
+    Var("RTHUB_SMTP_URL", "smtp_url", None, read.url("smtp", "smtps"),
+        "an smtp:// or smtps:// URL (user:password@host:port; ?starttls=false to skip it)",
+        "SMTP server for the email channel. Unset: no email."),
+    Var("RTHUB_SMTP_FROM", "smtp_from", "rthub@localhost", read.host, "an email address",
+        "`From` of notification emails."),
+    Var("TWILIO_ACCOUNT_SID", "twilio_sid", None, read.optional, "an account SID (AC...)",
+        "Twilio account for the SMS channel. Unset: no SMS."),
+    Var("TWILIO_AUTH_TOKEN", "twilio_token", None, read.optional, "the account's auth token",
+        "Twilio auth token.", secret=True),
+    Var("TWILIO_FROM", "twilio_from", None, read.optional, "an E.164 number or service SID",
+        "Sender number (or `MG...` messaging service SID)."),
+    Var("RTHUB_TWILIO_URL", "twilio_url", None, read.url("http", "https"), "an http(s) URL",
+        "Twilio API root (unset: Twilio's; a local server in tests)."),
+    Var("PUSHER_APP_ID", "pusher_app_id", None, read.optional, "the Pusher app id",
+        "Pusher Channels app: the `pusher` channel publishes `notification` on "
+        "`private-user-<id>`. Unset: no Pusher."),
+    Var("PUSHER_KEY", "pusher_key", None, read.optional, "the app key", "Pusher app key."),
+    Var("PUSHER_SECRET", "pusher_secret", None, read.optional, "the app secret",
+        "Pusher app secret.", secret=True),
+    Var("PUSHER_CLUSTER", "pusher_cluster", "mt1", read.name, "a cluster name such as eu",
+        "Pusher cluster."),
+    Var("RTHUB_PUSHER_URL", "pusher_url", None, read.url("http", "https"), "an http(s) URL",
+        "Pusher API root (unset: the cluster's; a local server in tests)."),
     Var("ENTITY_IDLE_S", "entity_idle_s", "300", read.seconds(1, 86_400),
         "a number of seconds from 1 to 86400",
         "An entity idle this long is checkpointed and unloaded from its host."),
@@ -227,6 +272,27 @@ class Settings:
     notification_queue_size: int
     notify_catalog: str | None
     notify_locale: str
+    fcm_credentials: str | None
+    fcm_url: str
+    apns_key: str | None
+    apns_key_id: str | None
+    apns_team_id: str | None
+    apns_topic: str | None
+    apns_url: str
+    apns_ca: str | None
+    vapid_key: str | None
+    vapid_subject: str
+    smtp_url: str | None
+    smtp_from: str
+    twilio_sid: str | None
+    twilio_token: str | None
+    twilio_from: str | None
+    twilio_url: str | None
+    pusher_app_id: str | None
+    pusher_key: str | None
+    pusher_secret: str | None
+    pusher_cluster: str
+    pusher_url: str | None
     entity_idle_s: float
     data_dir: Path
     hosts: int
@@ -297,6 +363,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             got = f"{len(raw)} characters" if var.secret else repr(raw)
             raise ConfigError(f"{var.name} must be {var.expects}, got {got}") from None
     _check_tls(values["tls_cert"], values["tls_key"])
+    _check_groups(values)
     return Settings(**values)
 
 
@@ -312,6 +379,23 @@ def _check_tls(cert: str | None, key: str | None) -> None:
     except (ssl.SSLError, OSError) as err:
         raise ConfigError(f"RTHUB_TLS_CERT / RTHUB_TLS_KEY cannot be loaded as a certificate "
                           f"and its key: {err}") from None
+
+
+GROUPS = {  # a provider's variables: all or none
+    "APNs": ("RTHUB_APNS_KEY", "RTHUB_APNS_KEY_ID", "RTHUB_APNS_TEAM_ID", "RTHUB_APNS_TOPIC"),
+    "Twilio": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"),
+    "Pusher": ("PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET"),
+}
+
+
+def _check_groups(values: dict[str, Any]) -> None:
+    """A provider half configured is a mistake to report at start, not at the first send."""
+    fields = {var.name: var.field for var in VARS}
+    for provider, names in GROUPS.items():
+        unset = [n for n in names if values[fields[n]] is None]
+        if unset and len(unset) < len(names):
+            raise ConfigError(f"{provider} needs {', '.join(names)} together; "
+                              f"{', '.join(unset)} unset")
 
 
 def markdown_table() -> str:

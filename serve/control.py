@@ -109,9 +109,16 @@ class Control:
                 self.spawn(self._notifications_waiting())
 
     async def _notifications_waiting(self) -> None:
-        """Notifications wait (a hub restarted, its notifier crashed): have them sent."""
-        if await notifications.waiting(await self.db()):
+        """Notifications wait (a hub restarted, its notifier crashed): have them sent; and
+        the delivery figures for ``/metrics``."""
+        queued, by_state = await notifications.figures(await self.db())
+        if queued:
             ensure_running(self.settings)
+        self.metrics.notifications_queued.set(queued)
+        gauge = self.metrics.notification_deliveries
+        gauge.clear()
+        for (channel, state), count in by_state.items():
+            gauge.labels(channel, state).set(count)
 
     async def drain(self) -> None:
         """Graceful shutdown: every socket gets 1012 and resumes elsewhere (idempotent)."""

@@ -19,12 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from notify.model import CHANNELS, Notification
+from notify import targets
+from notify.model import Notification, available
+from notify.providers.webpush import application_server_key
 from notify.service import ensure_running, with_user_locale
 from rthub.errors import BadRequest, Forbidden, HubError, NotFound, TooLarge, Unauthorized
 from serve import chat
 from serve.auth import Identity
-from storage import attachments, audit, notifications
+from storage import attachments, audit, notifications, notify_targets
 from storage.sniff import UnsupportedType, check_type
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ class HttpApi:
             Route("/v1/notifications/bulk", self._guard(self.notify_bulk), methods=["POST"]),
             Route("/v1/notifications/{notification_id}", self._guard(self.notification),
                   methods=["GET"]),
+            Route("/v1/devices", self._guard(self.devices), methods=["GET", "POST", "DELETE"]),
+            Route("/v1/devices/webpush-key", self._guard(self.webpush_key), methods=["GET"]),
         ]
 
     def _guard(self, endpoint: Callable[[Request, Identity], Awaitable[Response]]) -> Endpoint:
@@ -176,10 +180,9 @@ class HttpApi:
         if isinstance(payload, dict) and "user_ids" in payload:
             return await self._notify_many(who, payload, key)
         payload = await with_user_locale(core.ref, who.tenant, payload)
-        note = Notification.from_request(payload, core.templates)
+        note = Notification.from_request(payload, core.templates, available(core.settings))
         found, new = await notifications.enqueue(
-            await core.db(), who.tenant, note.row(key), list(CHANNELS),
-            core.settings.notification_queue_size)
+            await core.db(), who.tenant, note.row(key), core.settings.notification_queue_size)
         ensure_running(core.settings)
         return JSONResponse(found, status_code=202 if new else 200)
 
@@ -196,11 +199,11 @@ class HttpApi:
         for user in dict.fromkeys(users):
             item = await with_user_locale(self.core.ref, who.tenant,
                                          {**payload, "user_id": user})
-            note = Notification.from_request(item, self.core.templates)
+            note = Notification.from_request(item, self.core.templates,
+                                             available(self.core.settings))
             notes.append(note.row(f"{key}\x1f{user}" if key else None))
         accepted = await notifications.enqueue_many(
-            await self.core.db(), who.tenant, notes, list(CHANNELS),
-            self.core.settings.notification_queue_size)
+            await self.core.db(), who.tenant, notes, self.core.settings.notification_queue_size)
         ensure_running(self.core.settings)
         return JSONResponse({"ids": [a["id"] for a in accepted]}, status_code=202)
 
@@ -228,13 +231,13 @@ class HttpApi:
             item = await with_user_locale(core.ref, who.tenant, item)
             try:
                 note = Notification.from_request(
-                    {k: v for k, v in item.items() if k != "idempotency_key"}, core.templates)
+                    {k: v for k, v in item.items() if k != "idempotency_key"}, core.templates,
+                    available(core.settings))
             except BadRequest as err:
                 raise BadRequest(f"notifications[{n}]: {err.message}") from None
             notes.append(note.row(key))
         accepted = await notifications.enqueue_many(
-            await core.db(), who.tenant, notes, list(CHANNELS),
-            core.settings.notification_queue_size)
+            await core.db(), who.tenant, notes, core.settings.notification_queue_size)
         ensure_running(core.settings)
         return JSONResponse({"accepted": accepted}, status_code=202)
 
@@ -245,6 +248,55 @@ class HttpApi:
         if found is None:
             raise NotFound(f"no notification {ident!r}")
         return JSONResponse(found)
+
+
+    # -- devices ---------------------------------------------------------------------------
+    async def devices(self, request: Request, who: Identity) -> Response:
+        """Where a user is reached outside the hub: ``POST`` registers an FCM or APNs token,
+        a Web Push subscription, an email address or a phone number; ``DELETE`` forgets one;
+        ``GET`` lists them. A user's own token acts for them; a ``notify:send`` token names
+        the ``user_id``."""
+        if request.method == "GET":
+            user = self._device_user(who, request.query_params.get("user_id"))
+            found = await notify_targets.listing(await self.core.db(), who.tenant, user)
+            return JSONResponse({"devices": found})
+        body = await request.body()
+        if len(body) > NOTIFY_BODY_MAX:
+            raise TooLarge(f"a device is at most {NOTIFY_BODY_MAX} bytes")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise BadRequest("the body must be a JSON object") from None
+        named, target = targets.from_request(payload)
+        user = self._device_user(who, named)
+        pool = await self.core.db()
+        if request.method == "DELETE":
+            if not await notify_targets.remove(pool, who.tenant, user, target.kind,
+                                               target.address):
+                raise NotFound(f"no such {target.kind} target for this user")
+            return Response(status_code=204)
+        if targets.KINDS[target.kind] not in available(self.core.settings):
+            raise BadRequest(f"this hub sends no {targets.KINDS[target.kind]} notifications "
+                             f"(no provider for {target.kind!r} is configured)")
+        new = await notify_targets.register(
+            pool, who.tenant, user, {"kind": target.kind, "address": target.address,
+                                     "app": target.app, "data": target.data}, targets.PER_USER)
+        return JSONResponse({"user_id": user, "kind": target.kind, "app": target.app},
+                            status_code=201 if new else 200)
+
+    async def webpush_key(self, request: Request, who: Identity) -> Response:
+        """The VAPID public key a browser subscribes with (``applicationServerKey``)."""
+        key = application_server_key(self.core.settings)
+        if key is None:
+            raise NotFound("this hub sends no Web Push (RTHUB_VAPID_KEY is unset)")
+        return JSONResponse({"application_server_key": key})
+
+    @staticmethod
+    def _device_user(who: Identity, named: str | None) -> str:
+        if named is None or named == who.user:
+            return who.user
+        _require_scope(who, NOTIFY_SCOPE)
+        return named
 
 
 def _require_scope(who: Identity, scope: str) -> None:

@@ -94,6 +94,15 @@ class GatewayMetrics:
         self.tier_changes = Counter("rthub_party_tier_changes_total",
                                     "Bitrate tier changes given to party devices",
                                     registry=self.registry)
+        self.notifications_queued = Gauge(
+            "rthub_notifications_queued", "Notifications accepted and not yet sent (the "
+            "durable queue; read from PostgreSQL each heartbeat)", registry=self.registry)
+        self.notification_deliveries = Gauge(
+            "rthub_notification_deliveries",
+            "Notification x channel deliveries changed in the last hour, by channel and "
+            "state (queued, sent, delivered, seen, read, failed, skipped; from PostgreSQL "
+            "each heartbeat: every replica reports the same hub-wide figure)",
+            ["channel", "state"], registry=self.registry)
         # what an entity's answer to a message passed straight to it adds to the figures
         self.replies: dict[str, Callable[[dict[str, Any]], None]] = {
             "party.quality": self._tier_reply, "party.report": self._drift_reply}

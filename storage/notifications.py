@@ -20,11 +20,11 @@ ORDER = ("queued", "sent", "delivered", "seen", "read")
 FULL_RETRY_MS = 1000  # what a refused sender is told to wait when the queue is full
 
 
-async def enqueue(pool: asyncpg.Pool, tenant: str, note: dict[str, Any], channels: list[str],
-                  queue_limit: int) -> tuple[dict[str, Any], bool]:
-    """Accept one notification (a ``Notification.row``): (its status, True) once durable, or
-    (the first one's, False) for an idempotency key seen before. ``rate_limited`` when
-    ``queue_limit`` wait already."""
+async def enqueue(pool: asyncpg.Pool, tenant: str, note: dict[str, Any], queue_limit: int
+                  ) -> tuple[dict[str, Any], bool]:
+    """Accept one notification (a ``Notification.row``, with its ``channels``): (its status,
+    True) once durable, or (the first one's, False) for an idempotency key seen before.
+    ``rate_limited`` when ``queue_limit`` wait already."""
     idempotency_key = note["idempotency_key"]
     async with pool.acquire() as conn, conn.transaction():
         if idempotency_key is not None:
@@ -48,13 +48,13 @@ async def enqueue(pool: asyncpg.Pool, tenant: str, note: dict[str, Any], channel
                               "retry to get its result", 100) from None
         await conn.executemany(
             "INSERT INTO notification_deliveries (tenant, id, channel, state) "
-            "VALUES ($1, $2, $3, 'queued')", [(tenant, ident, c) for c in channels])
+            "VALUES ($1, $2, $3, 'queued')", [(tenant, ident, c) for c in note["channels"]])
         await conn.execute(f"NOTIFY {WAKE}")
         return await status(conn, tenant, ident) or {}, True
 
 
 async def enqueue_many(pool: asyncpg.Pool, tenant: str, notes: list[dict[str, Any]],
-                       channels: list[str], queue_limit: int) -> list[dict[str, Any]]:
+                       queue_limit: int) -> list[dict[str, Any]]:
     """Accept a batch in one transaction (all or none): ``[{id, status}]`` in order, the
     first result for an ``idempotency_key`` seen before. ``rate_limited`` when the batch
     does not fit under ``queue_limit``."""
@@ -70,7 +70,7 @@ async def enqueue_many(pool: asyncpg.Pool, tenant: str, notes: list[dict[str, An
             raise RateLimited(f"the notification queue is full ({waiting} of {queue_limit} "
                               f"waiting; this batch has {len(fresh)}); retry later",
                               FULL_RETRY_MS)
-        rows, answers = [], []
+        rows, answers, channels = [], [], []
         for note in notes:
             key = note.get("idempotency_key")
             if key in known:
@@ -81,6 +81,7 @@ async def enqueue_many(pool: asyncpg.Pool, tenant: str, notes: list[dict[str, An
                 known[key] = ident  # the same key twice in one batch: one notification
             rows.append((tenant, ident, note["user_id"], note["category"], note["priority"],
                          note["title"], note["body"], json.dumps(note["data"]), key))
+            channels.extend((tenant, ident, c) for c in note["channels"])
             answers.append({"id": ident, "status": "queued"})
         try:
             await conn.executemany(
@@ -92,7 +93,7 @@ async def enqueue_many(pool: asyncpg.Pool, tenant: str, notes: list[dict[str, An
                               "retry to get its result", 100) from None
         await conn.executemany(
             "INSERT INTO notification_deliveries (tenant, id, channel, state) "
-            "VALUES ($1, $2, $3, 'queued')", [(tenant, r[1], c) for r in rows for c in channels])
+            "VALUES ($1, $2, $3, 'queued')", channels)
         await conn.execute(f"NOTIFY {WAKE}")
         return answers
 
@@ -103,26 +104,70 @@ async def _by_key(conn: asyncpg.Connection, tenant: str, key: str) -> dict[str, 
     return None if ident is None else await status(conn, tenant, ident)
 
 
-async def waiting(pool: asyncpg.Pool) -> bool:
-    """Whether any notification waits to be sent."""
-    return bool(await pool.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM notifications WHERE status = 'queued')"))
+async def figures(pool: asyncpg.Pool) -> tuple[int, dict[tuple[str, str], int]]:
+    """(notifications waiting, {(channel, state): deliveries changed in the last hour})."""
+    async with pool.acquire() as conn:
+        queued = await conn.fetchval(
+            "SELECT count(*) FROM notifications WHERE status = 'queued'")
+        rows = await conn.fetch(
+            "SELECT channel, state, count(*) AS n FROM notification_deliveries "
+            "WHERE updated_at > now() - interval '1 hour' GROUP BY channel, state")
+    return queued, {(r["channel"], r["state"]): r["n"] for r in rows}
 
 
 async def claim(pool: asyncpg.Pool, batch: int, lease_s: float) -> list[dict[str, Any]]:
     """Up to ``batch`` due notifications, highest priority first, leased for ``lease_s``: a
-    claim not finished by then is due again (its dispatcher died)."""
+    claim not finished by then is due again (its dispatcher died). Each comes with its
+    channels' ``{channel: [state, attempts]}`` and the digest it waits in, if any."""
     rows = await pool.fetch(
         "UPDATE notifications n SET due_at = now() + make_interval(secs => $2), "
         "attempts = n.attempts + 1 FROM (SELECT tenant, id FROM notifications "
         "WHERE status = 'queued' AND due_at <= now() ORDER BY priority DESC, created_at "
         "LIMIT $1 FOR UPDATE SKIP LOCKED) due WHERE n.tenant = due.tenant AND n.id = due.id "
         "RETURNING n.tenant, n.id, n.user_id, n.category, n.priority, n.title, n.body, n.data, "
-        "n.attempts, n.created_at", batch, lease_s)
-    found = [{**dict(r), "data": json.loads(r["data"]), "created_ms": ms(r["created_at"])}
-             for r in rows]
+        "n.attempts, n.created_at, n.digest_key, (SELECT jsonb_object_agg(d.channel, "
+        "jsonb_build_array(d.state, d.attempts)) FROM notification_deliveries d "
+        "WHERE d.tenant = n.tenant AND d.id = n.id) AS channels", batch, lease_s)
+    found = [_claimed(r) for r in rows]
     found.sort(key=lambda r: (-r["priority"], r["created_ms"]))
     return found
+
+
+def _claimed(r: asyncpg.Record) -> dict[str, Any]:
+    return {**dict(r), "data": json.loads(r["data"]), "created_ms": ms(r["created_at"]),
+            "channels": json.loads(r["channels"]) if r["channels"] else {}}
+
+
+async def digest_into(pool: asyncpg.Pool, tenant: str, ident: str, key: str, due_ms: int
+                      ) -> None:
+    """Hold a notification in the digest ``key`` until ``due_ms`` (its claim not counted as
+    an attempt)."""
+    await pool.execute(
+        "UPDATE notifications SET digest_key = $3, due_at = $4, attempts = attempts - 1 "
+        "WHERE tenant = $1 AND id = $2", tenant, ident, key, at(due_ms))
+
+
+async def digest_members(pool: asyncpg.Pool, tenant: str, key: str, lease_s: float
+                         ) -> list[dict[str, Any]]:
+    """Every notification still waiting in the digest ``key``, oldest first, leased to the
+    caller (which sends them as one message)."""
+    rows = await pool.fetch(
+        "UPDATE notifications n SET due_at = now() + make_interval(secs => $3) "
+        "WHERE n.tenant = $1 AND n.digest_key = $2 AND n.status = 'queued' "
+        "RETURNING n.tenant, n.id, n.user_id, n.category, n.priority, n.title, n.body, n.data, "
+        "n.attempts, n.created_at, n.digest_key, (SELECT jsonb_object_agg(d.channel, "
+        "jsonb_build_array(d.state, d.attempts)) FROM notification_deliveries d "
+        "WHERE d.tenant = n.tenant AND d.id = n.id) AS channels", tenant, key, lease_s)
+    return sorted((_claimed(r) for r in rows), key=lambda r: r["created_ms"])
+
+
+async def tried(pool: asyncpg.Pool, tenant: str, ident: str, channel: str, error: str) -> int:
+    """A channel's send failed in a way worth retrying: counted and kept, still queued; the
+    channel's attempts so far."""
+    return await pool.fetchval(
+        "UPDATE notification_deliveries SET attempts = attempts + 1, error = $4, "
+        "updated_at = now() WHERE tenant = $1 AND id = $2 AND channel = $3 "
+        "RETURNING attempts", tenant, ident, channel, error) or 0
 
 
 async def finish(pool: asyncpg.Pool, tenant: str, ident: str, error: str | None = None
@@ -142,11 +187,13 @@ async def finish_many(pool: asyncpg.Pool, done: list[tuple[str, str]]) -> None:
 
 
 async def retry_at(pool: asyncpg.Pool, tenant: str, ident: str, delay_s: float,
-                   error: str) -> None:
-    """Due again after ``delay_s`` (a retryable failure)."""
+                   error: str | None, counted: bool = True) -> None:
+    """Due again after ``delay_s``: a retryable failure, or (not ``counted`` as an attempt)
+    a channel waiting for its own retry, the end of quiet hours or a digest."""
     await pool.execute(
-        "UPDATE notifications SET due_at = now() + make_interval(secs => $3), error = $4 "
-        "WHERE tenant = $1 AND id = $2", tenant, ident, delay_s, error)
+        "UPDATE notifications SET due_at = now() + make_interval(secs => $3), "
+        "error = coalesce($4, error), attempts = attempts - (CASE WHEN $5 THEN 0 ELSE 1 END) "
+        "WHERE tenant = $1 AND id = $2", tenant, ident, delay_s, error, counted)
 
 
 async def set_delivery(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:

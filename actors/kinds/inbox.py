@@ -45,6 +45,7 @@ class Deliver(Message):
     body: str
     data: dict[str, Any] = field(default_factory=dict)
     at_ms: int = 0
+    silent: bool = False  # it waits in a digest: the digest will alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +81,20 @@ class Preferences(Message):
     quiet_hours: dict[str, Any] | None = None
     timezone: str | None = None
     locale: str | None = None
+    digest: dict[str, Any] | None = None  # with ``category``; null clears it
     clear: list[str] = field(default_factory=list)
 
     @classmethod
     def from_wire(cls, payload: dict[str, Any]) -> dict[str, Any]:
-        nulls = [k for k in PREFERENCES if k in payload and payload[k] is None]
+        nulls = [k for k in (*PREFERENCES, "digest") if k in payload and payload[k] is None]
         return {**{k: v for k, v in payload.items() if k not in nulls}, "clear": nulls}
 
 
 @dataclass(frozen=True, slots=True)
 class Profile(Message):
-    """What the gateway renders a template with (internal: not in the channel spec)."""
+    """What a template is rendered with and what the dispatcher routes by (internal: not in
+    the channel spec): the preferences as a client reads them, and ``stored`` as
+    ``inbox_prefs`` reads them."""
 
     type: ClassVar[str] = "inbox.profile"
 
@@ -178,7 +182,8 @@ class Inbox(Entity):
         items, unread = self.state.items, self.state.unread + 1
         if len(items) >= KEPT and _unread(items[next(iter(items))][6]):
             unread -= 1  # the oldest unread one makes room
-        silent = msg.priority < prefs_of.CRITICAL and prefs_of.quiet_now(prefs, ctx.now_ms)
+        silent = msg.silent or (msg.priority < prefs_of.CRITICAL
+                                and prefs_of.quiet_now(prefs, ctx.now_ms))
         seq = ctx.stream("notification", {**self._view(msg.id, item), "unread": unread,
                                            "silent": silent})
         ctx.emit(Delivered(msg.id, msg.category, msg.priority, msg.title, msg.body, msg.data,
@@ -223,13 +228,17 @@ class Inbox(Entity):
     @handles(Preferences)
     def preferences(self, msg: Preferences, ctx: Context) -> None:
         changes = prefs_of.check({k: getattr(msg, k) for k in PREFERENCES})
-        unknown = set(msg.clear) - set(PREFERENCES)
+        unknown = set(msg.clear) - {*PREFERENCES, "digest"}
         if unknown:
             raise BadRequest(f"{sorted(unknown)[0]!r} cannot be null")
         stored = {**self.state.prefs, **changes}
-        for name in msg.clear:
+        for name in set(msg.clear) - {"digest"}:
             stored.pop(STORED[name], None)
-        if (msg.category, msg.channel, msg.enabled) != (None, None, None):
+        if msg.digest is not None or "digest" in msg.clear:
+            stored["digest"] = _digest_set(stored.get("digest", {}), msg.category,
+                                           prefs_of.digest_of(msg.digest))
+        digest_only = msg.digest is not None or "digest" in msg.clear
+        if (msg.channel, msg.enabled) != (None, None) or (msg.category and not digest_only):
             stored["mute"] = prefs_of.toggled(stored.get("mute", {}), msg.category,
                                               msg.channel, msg.enabled)
         if stored != self.state.prefs:
@@ -238,7 +247,7 @@ class Inbox(Entity):
 
     @handles(Profile)
     def profile(self, msg: Profile, ctx: Context) -> None:
-        ctx.reply(prefs_of.view(self.state.prefs))
+        ctx.reply({**prefs_of.view(self.state.prefs), "stored": self.state.prefs})
 
     @applies(PreferencesSet)
     def _preferences_set(self, ev: PreferencesSet) -> None:
@@ -267,6 +276,14 @@ class Inbox(Entity):
                 self.state.unread -= 1
             item[6] = ev.state
         self.state.seq = ev.seq
+
+
+def _digest_set(digests: dict[str, Any], category: Any, digest: dict[str, Any] | None
+                ) -> dict[str, Any]:
+    if not isinstance(category, str) or not 1 <= len(category) <= 64:
+        raise BadRequest("'digest' goes with 'category' (1 to 64 characters)")
+    rest = {k: v for k, v in digests.items() if k != category}
+    return rest if digest is None else {**rest, category: digest}
 
 
 def _unread(state: str) -> bool:

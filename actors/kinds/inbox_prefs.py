@@ -1,6 +1,8 @@
 """A user's notification preferences, kept by their inbox: the locale templates are rendered
 in, the time zone quiet hours are read in, the quiet hours (non-CRITICAL notifications
-arrive silent), and categories muted per channel (CRITICAL ones are never muted)."""
+arrive silent in-app and wait for their end on the other channels), categories muted per
+channel (CRITICAL ones are never muted), and digests per category (LOW ones, and NORMAL ones
+when chosen, merged into one message per window or at a fixed local time)."""
 
 from __future__ import annotations
 
@@ -68,6 +70,61 @@ def quiet_now(prefs: dict[str, Any], now_ms: int) -> bool:
     return start <= minute < end if start < end else minute >= start or minute < end
 
 
+def quiet_end_ms(prefs: dict[str, Any], now_ms: int) -> int | None:
+    """When the quiet hours ``now_ms`` falls in end (None: not in quiet hours)."""
+    if not quiet_now(prefs, now_ms):
+        return None
+    zone = zoneinfo.ZoneInfo(prefs.get("timezone") or "UTC")
+    return next_local_ms(prefs["quiet"][1], zone, now_ms)
+
+
+def next_local_ms(minute_of_day: int, zone: zoneinfo.ZoneInfo, now_ms: int) -> int:
+    """The next time after ``now_ms`` the clock in ``zone`` reads ``minute_of_day`` (a time
+    a DST change skips comes an hour later; one it repeats, the first time)."""
+    local = datetime.datetime.fromtimestamp(now_ms / 1000, zone)
+    day = local.date()
+    for offset in range(3):
+        naive = datetime.datetime.combine(day + datetime.timedelta(days=offset),
+                                          datetime.time(minute_of_day // 60, minute_of_day % 60))
+        at = naive.replace(tzinfo=zone)
+        at_ms = int(at.astimezone(datetime.UTC).timestamp() * 1000)
+        if at_ms > now_ms:
+            return at_ms
+    raise AssertionError("a local time recurs within three days")
+
+
+def digest_of(changes: Any) -> dict[str, Any] | None:
+    """A digest as a client sets it: ``{window_s}`` (merged per window) or ``{at: 'HH:MM'}``
+    (once a day, local time), with ``normal: true`` to merge NORMAL ones too; null: none."""
+    if changes is None:
+        return None
+    if not isinstance(changes, dict) or set(changes) - {"window_s", "at", "normal"} or (
+            ("window_s" in changes) == ("at" in changes)):
+        raise BadRequest("'digest' must be {window_s: 60..86400} or {at: 'HH:MM'}, with "
+                         "'normal': true to include NORMAL notifications")
+    out: dict[str, Any] = {"normal": changes.get("normal", False) is True}
+    if "window_s" in changes:
+        window = changes["window_s"]
+        if isinstance(window, bool) or not isinstance(window, int) or not 60 <= window <= 86_400:
+            raise BadRequest("'digest.window_s' must be an integer from 60 to 86400")
+        out["window_s"] = window
+    else:
+        clock = _CLOCK.match(changes["at"]) if isinstance(changes["at"], str) else None
+        if clock is None:
+            raise BadRequest("'digest.at' must be a time 'HH:MM'")
+        out["at"] = int(clock[1]) * 60 + int(clock[2])
+    return out
+
+
+def digested(prefs: dict[str, Any], category: str, priority: int) -> dict[str, Any] | None:
+    """The digest a notification waits in, if any: LOW ones of a category with a digest, and
+    NORMAL ones where the user asked for them too."""
+    digest = prefs.get("digest", {}).get(category)
+    if digest is None or priority > 1 or (priority == 1 and not digest["normal"]):
+        return None
+    return digest
+
+
 def muted(prefs: dict[str, Any], category: str, channel: str, priority: int) -> bool:
     """Whether the user muted ``category`` on ``channel`` (never for CRITICAL)."""
     return priority < CRITICAL and channel in prefs.get("mute", {}).get(category, ())
@@ -80,4 +137,13 @@ def view(prefs: dict[str, Any]) -> dict[str, Any]:
             "quiet_hours": ({"start": f"{quiet[0] // 60:02d}:{quiet[0] % 60:02d}",
                              "end": f"{quiet[1] // 60:02d}:{quiet[1] % 60:02d}"}
                             if quiet else None),
-            "mute": prefs.get("mute", {})}
+            "mute": prefs.get("mute", {}),
+            "digest": {category: _digest_view(d)
+                       for category, d in prefs.get("digest", {}).items()}}
+
+
+def _digest_view(digest: dict[str, Any]) -> dict[str, Any]:
+    if "at" in digest:
+        return {"at": f"{digest['at'] // 60:02d}:{digest['at'] % 60:02d}",
+                "normal": digest["normal"]}
+    return {"window_s": digest["window_s"], "normal": digest["normal"]}

@@ -101,7 +101,7 @@ def test_preferences_are_set_read_back_and_cleared_by_null(sandbox):
                  category="marketing", channel="in_app", enabled=False).reply_content
     assert set_ == {"locale": "fr_CA", "timezone": "Europe/Paris",
                     "quiet_hours": {"start": "22:00", "end": "07:00"},
-                    "mute": {"marketing": ["email", "in_app"]}}
+                    "mute": {"marketing": ["email", "in_app"]}, "digest": {}}
     on_again = prefs(sandbox, category="marketing", channel="email", enabled=True)
     assert on_again.reply_content["mute"] == {"marketing": ["in_app"]}
     assert prefs(sandbox).reply_content == {**set_, "mute": {"marketing": ["in_app"]}}
@@ -109,6 +109,18 @@ def test_preferences_are_set_read_back_and_cleared_by_null(sandbox):
     cleared = sandbox.run(box, inbox.Preferences.decode(
         inbox.Preferences.from_wire({"user": "ana", "quiet_hours": None}))).reply_content
     assert (cleared["quiet_hours"], cleared["locale"]) == (None, "fr_CA")
+
+
+def test_digests_are_set_per_category_and_cleared_by_null(sandbox):
+    prefs(sandbox, category="social", digest={"window_s": 900})
+    both = prefs(sandbox, category="news", digest={"at": "08:30", "normal": True}).reply_content
+    assert both["digest"] == {"social": {"window_s": 900, "normal": False},
+                              "news": {"at": "08:30", "normal": True}}
+    assert both["mute"] == {}  # a digest alone toggles no channel
+    box = sandbox.entity("inbox", "ana")
+    cleared = sandbox.run(box, inbox.Preferences.decode(inbox.Preferences.from_wire(
+        {"user": "ana", "category": "social", "digest": None}))).reply_content
+    assert cleared["digest"] == {"news": {"at": "08:30", "normal": True}}
 
 
 @pytest.mark.parametrize(("changes", "error"), [
@@ -119,6 +131,10 @@ def test_preferences_are_set_read_back_and_cleared_by_null(sandbox):
      "'channel' must be one of in_app, push, email, sms, pusher"),
     ({"category": "marketing", "channel": "email"}, "'enabled' must be true or false"),
     ({"locale": "../etc"}, "'locale' must look like"),
+    ({"category": "social", "digest": {"window_s": 10}}, "'digest.window_s' must be"),
+    ({"category": "social", "digest": {"at": "8h"}}, "'digest.at' must be a time"),
+    ({"category": "social", "digest": {"window_s": 60, "at": "08:00"}}, "'digest' must be"),
+    ({"digest": {"window_s": 600}}, "'digest' goes with 'category'"),
 ])
 def test_bad_preferences_are_refused_and_change_nothing(sandbox, changes, error):
     with pytest.raises(BadRequest, match=error):

@@ -25,8 +25,8 @@ async def pool(pg_url):
 
 async def enqueue(pool, priority: int, title: str, key: str | None = None, limit: int = 1000):
     note = {"user_id": "ana", "category": "social", "priority": priority, "title": title,
-            "body": "body", "data": {}, "idempotency_key": key}
-    return await store.enqueue(pool, "t", note, ["in_app"], limit)
+            "body": "body", "data": {}, "idempotency_key": key, "channels": ["in_app"]}
+    return await store.enqueue(pool, "t", note, limit)
 
 
 class Recorder:
@@ -171,15 +171,15 @@ async def test_a_channels_state_only_moves_forward(pool):
 async def test_a_batch_is_accepted_whole_or_not_at_all_and_keys_hold_across_batches(pool):
     def note(title: str, key: str | None = None) -> dict:
         return {"user_id": "ana", "category": "c", "priority": 1, "title": title,
-                "body": "", "data": {}, "idempotency_key": key}
+                "body": "", "data": {}, "idempotency_key": key, "channels": ["in_app"]}
 
     first = await store.enqueue_many(pool, "t", [note("a", "k1"), note("b"), note("a", "k1")],
-                                     ["in_app"], 10)
+                                     10)
     assert [a["status"] for a in first] == ["queued", "queued", "accepted before"]
     assert first[0]["id"] == first[2]["id"]  # one key twice in a batch: one notification
-    again = await store.enqueue_many(pool, "t", [note("a", "k1"), note("c")], ["in_app"], 10)
+    again = await store.enqueue_many(pool, "t", [note("a", "k1"), note("c")], 10)
     assert (again[0], again[1]["status"]) == ({"id": first[0]["id"],
                                                "status": "accepted before"}, "queued")
     with pytest.raises(RateLimited, match=r"full \(3 of 4 waiting; this batch has 2\)"):
-        await store.enqueue_many(pool, "t", [note("d"), note("e")], ["in_app"], 4)
+        await store.enqueue_many(pool, "t", [note("d"), note("e")], 4)
     assert await pool.fetchval("SELECT count(*) FROM notifications") == 3

@@ -43,7 +43,7 @@ def test_a_key_missing_in_one_catalog_comes_from_the_next():
 
 
 def test_missing_templates_keys_and_parameters_are_errors_at_send_time(tmp_path):
-    with pytest.raises(BadRequest, match=r"no template 'nope'; there are: party.starting"):
+    with pytest.raises(BadRequest, match=r"no template 'nope'; there are: digest, party.starting"):
         TEMPLATES.render("nope", {}, "fr")
     with pytest.raises(BadRequest, match=r"template 'playlist.song_added' needs a parameter: "
                                          "'playlist' is undefined"):
