@@ -12,9 +12,12 @@ Socket.IO 4.8 on the same load generator: a sender socket emits each notificatio
 user's room (``pub``, in memory only: nothing is stored, no queue, no retry).
 Priority (rthub only): --backlog LOW notifications posted as fast as the senders can, then
 20 CRITICAL ones, one every 50 ms, while the backlog drains: each one's p50 / p99 from send
-to delivery, against the LOW ones'. Every server is pinned to core 0, the load generator to
-core 1; figures are medians of --runs runs; results go to stdout and
-benchmarks/results/notifications.md.
+to delivery, against the LOW ones'. Digest (rthub only): --digest-per-user LOW
+notifications to each of --users users who chose a 60 s digest for their category and to as
+many who did not; the messages the hub sends to Pusher (a counting sink on loopback stands
+in for it) for each group, once the digests' windows have closed. Every server is pinned to
+core 0, the load generator to core 1; figures are medians of --runs runs; results go to
+stdout and benchmarks/results/notifications.md.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import httpx
 import uvloop
+from aiohttp import web
 
 from benchmarks.fanout import Rthub, SocketIO
 from benchmarks.loadgen import Socket
@@ -41,6 +45,8 @@ from serve.auth import issue_token
 log = logging.getLogger("benchmarks.notifications")
 RESULTS = Path(__file__).parent / "results" / "notifications.md"
 CRITICAL_COUNT = 20
+DIGEST_WINDOW_S = 60
+PUSHER = {"PUSHER_APP_ID": "4242", "PUSHER_KEY": "bench-key", "PUSHER_SECRET": "bench-secret"}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -81,6 +87,39 @@ class Run:
     low_p50: float = float("nan")
     low_p99: float = float("nan")
     backlog_s: float = float("nan")
+    alerts_plain: int = 0  # messages to Pusher for users without a digest
+    alerts_digest: int = 0  # ... and for as many with one
+
+
+class PusherSink:
+    """Counts the events published to Pusher per channel. A sink, not a checker: the tests'
+    local Pusher (tests/notify/servers/pusher.py) checks the request signing."""
+
+    def __init__(self) -> None:
+        self.by_channel: dict[str, int] = {}
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+        self.changed = asyncio.Event()
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/apps/{app_id}/events", self._event)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self.runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def _event(self, request: web.Request) -> web.Response:
+        for channel in (await request.json())["channels"]:
+            self.by_channel[channel] = self.by_channel.get(channel, 0) + 1
+        self.changed.set()
+        return web.json_response({})
+
+    def count(self, prefix: str) -> int:
+        return sum(n for c, n in self.by_channel.items()
+                   if c.startswith(f"private-user-{prefix}"))
 
 
 async def rthub_users(target: Rthub, count: int, arrivals: Arrivals) -> list[Socket]:
@@ -122,8 +161,10 @@ async def post_all(http: httpx.AsyncClient, url: str, token: str, bodies: list[d
 
 
 def body(user: int, tag: str, priority: str) -> dict:
+    """In-app only: the throughput and priority figures measure the hub, not the Pusher
+    sink the digest part counts with."""
     return {"user_id": f"u{user}", "title": "New song added", "priority": priority,
-            "data": {"tag": tag, "t0": time.time() * 1000}}
+            "channels": ["in_app"], "data": {"tag": tag, "t0": time.time() * 1000}}
 
 
 async def rthub_run(target: Rthub, args: argparse.Namespace, run: int) -> Run:
@@ -165,7 +206,52 @@ async def rthub_run(target: Rthub, args: argparse.Namespace, run: int) -> Run:
         result.low_p50, result.low_p99 = pct(low, 0.5), pct(low, 0.99)
     for sock in sockets:
         sock.transport.close()
+    result.alerts_plain, result.alerts_digest = await digest_run(target, args, run)
     return result
+
+
+async def digest_run(target: Rthub, args: argparse.Namespace, run: int) -> tuple[int, int]:
+    """(Pusher messages for users without a digest, for as many with one)."""
+    sink: PusherSink = target.sink
+    arrivals = Arrivals()
+
+    def on_text(text: str) -> None:
+        if '"type":"notification"' in text:
+            data = json.loads(text)["content"]["data"]
+            arrivals.arrived(data["tag"], data["t0"])
+
+    sockets = []
+    for group in ("plain", "digest"):
+        for n in range(args.users):
+            user = f"{group}{run}-{n}"
+            sock = await target.idle(user)
+            await target._ask(sock, "subscribe", {"topic": f"user:{user}"}, 1)
+            if group == "digest":
+                reply = await target._ask(sock, "notification.prefs", {
+                    "category": "social", "digest": {"window_s": DIGEST_WINDOW_S}}, 2)
+                assert '"error"' not in reply, reply
+            sock.on_text = on_text
+            sockets.append(sock)
+    bodies = [{"user_id": f"{group}{run}-{n}", "title": f"like {k}", "priority": "LOW",
+               "category": "social", "data": {"tag": f"{group}-{n}-{k}",
+                                              "t0": time.time() * 1000}}
+              for k in range(args.digest_per_user) for group in ("plain", "digest")
+              for n in range(args.users)]
+    url = f"http://127.0.0.1:{target.hub.http_port}/v1/notifications"
+    token = issue_token(target.secret, "svc", scopes="notify:send", ttl_s=7200)
+    async with httpx.AsyncClient(timeout=120) as http:
+        await post_all(http, url, token, bodies, args.senders, args.batch)
+    await arrivals.until(len(bodies), 600)  # every one in-app (the digested ones silent)
+    window_end = (arrivals.last / 1000 // DIGEST_WINDOW_S + 1) * DIGEST_WINDOW_S
+    await asyncio.sleep(max(0.0, window_end + 5 - time.time()))  # the window must close
+    async with asyncio.timeout(120):
+        while (sink.count(f"digest{run}-") < args.users
+               or sink.count(f"plain{run}-") < args.users * args.digest_per_user):
+            sink.changed.clear()
+            await sink.changed.wait()
+    for sock in sockets:
+        sock.transport.close()
+    return sink.count(f"plain{run}-"), sink.count(f"digest{run}-")
 
 
 async def socketio_run(target: SocketIO, args: argparse.Namespace, run: int) -> Run:
@@ -205,6 +291,10 @@ async def run(args: argparse.Namespace) -> dict[str, list[Run]]:
         target = cls()
         if isinstance(target, Rthub):
             target.replicas = 1
+            target.sink = PusherSink()
+            await target.sink.start()
+            target.extra_env = {**target.extra_env, **PUSHER,
+                                "RTHUB_PUSHER_URL": target.sink.url}
         target.start()
         try:
             results[target.name] = []
@@ -243,7 +333,18 @@ def render(results: dict[str, list[Run]], args: argparse.Namespace) -> str:
                   f"{med(rthub, 'critical_p99'):.1f} |",
                   f"| LOW (the backlog) | {med(rthub, 'low_p50'):,.0f} / "
                   f"{med(rthub, 'low_p99'):,.0f} |", "",
-                  f"The backlog drained in {med(rthub, 'backlog_s'):.1f} s."]
+                  f"The backlog drained in {med(rthub, 'backlog_s'):.1f} s.", "",
+                  f"Digest: {args.digest_per_user} LOW notifications to each of {args.users} "
+                  f"users with a {DIGEST_WINDOW_S} s digest, and to as many without; messages "
+                  "the hub sent to Pusher (every notification also reached each inbox).", "",
+                  "| users | notifications | Pusher messages |", "|---|---:|---:|",
+                  f"| without a digest | {args.users * args.digest_per_user:,} | "
+                  f"{med(rthub, 'alerts_plain'):,.0f} |",
+                  f"| with a {DIGEST_WINDOW_S} s digest | {args.users * args.digest_per_user:,}"
+                  f" | {med(rthub, 'alerts_digest'):,.0f} |", "",
+                  f"The digest sends {med(rthub, 'alerts_plain') / med(rthub, 'alerts_digest'):.1f}"
+                  "x fewer messages (a user whose notifications straddle a window boundary gets "
+                  "two)."]
     return "\n".join(lines) + "\n"
 
 
@@ -258,6 +359,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50,
                         help="notifications per bulk request (1: one request each)")
     parser.add_argument("--backlog", type=int)
+    parser.add_argument("--digest-per-user", type=int, default=10)
     parser.add_argument("--only", help="comma-separated: rthub, socketio")
     args = parser.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)

@@ -81,6 +81,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._done: list[tuple[str, str]] = []  # delivered, to be marked in one statement
+        self._digests: set[tuple[str, str]] = set()  # digests claimed or being sent
         self.sent = 0
         self.failed = 0
         self.retried = 0
@@ -119,13 +120,13 @@ class Dispatcher:
         rows = await store.claim(self.pool, room, LEASE_S)
         if not rows:
             return
-        leaders: set[tuple[str, str]] = set()  # a digest is sent once, by its first member
         async with self._ready:
             for row in rows:
-                if row.get("digest_key"):
-                    if (row["tenant"], row["digest_key"]) in leaders:
-                        continue
-                    leaders.add((row["tenant"], row["digest_key"]))
+                if row.get("digest_key"):  # a digest is sent once, by one of its members
+                    digest = (row["tenant"], row["digest_key"])
+                    if digest in self._digests:
+                        continue  # leased meanwhile; its leader sends and finishes it
+                    self._digests.add(digest)
                 heapq.heappush(self._heap, (-row["priority"], row["created_ms"],
                                             next(self._order), row))
             self._ready.notify(len(rows))
@@ -141,6 +142,9 @@ class Dispatcher:
                 await self._handle(row)
             except (OSError, asyncpg.PostgresError) as exc:  # its lease brings it back
                 log.warning("recording notification %s failed: %s", row["id"], exc)
+            finally:
+                if row.get("digest_key"):
+                    self._digests.discard((row["tenant"], row["digest_key"]))
             self._wake.set()  # room for another claim
 
     async def _handle(self, row: dict[str, Any]) -> None:

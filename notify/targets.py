@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from notify.providers.base import Target
+from rthub.config import Settings
 from rthub.errors import BadRequest
 
 KINDS = {"fcm": "push", "apns": "push", "webpush": "push", "email": "email", "sms": "sms"}
@@ -22,6 +23,18 @@ _EMAIL = re.compile(r"^[^@\s<>,;\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$|
                     r"^[^@\s<>,;\"]{1,64}@localhost$")
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 _APP = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+SETTING = {"fcm": "RTHUB_FCM_CREDENTIALS", "apns": "RTHUB_APNS_KEY",
+           "webpush": "RTHUB_VAPID_KEY", "email": "RTHUB_SMTP_URL", "sms": "TWILIO_ACCOUNT_SID"}
+
+
+def configured(settings: Settings) -> set[str]:
+    """The target kinds this hub has a provider for."""
+    found = {"fcm": settings.fcm_credentials, "apns": settings.apns_key,
+             "webpush": settings.vapid_key, "email": settings.smtp_url,
+             "sms": settings.twilio_sid}
+    return {kind for kind, value in found.items() if value is not None}
 
 
 def from_request(payload: Any) -> tuple[str | None, Target]:

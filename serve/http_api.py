@@ -169,13 +169,7 @@ class HttpApi:
         key = request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 200:
             raise BadRequest("'Idempotency-Key' must be 1 to 200 characters")
-        body = await request.body()
-        if len(body) > NOTIFY_BODY_MAX:
-            raise TooLarge(f"a notification is at most {NOTIFY_BODY_MAX} bytes")
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise BadRequest("the body must be a JSON object") from None
+        payload = await _json_body(request, NOTIFY_BODY_MAX, "a notification")
         core = self.core
         if isinstance(payload, dict) and "user_ids" in payload:
             return await self._notify_many(who, payload, key)
@@ -260,13 +254,7 @@ class HttpApi:
             user = self._device_user(who, request.query_params.get("user_id"))
             found = await notify_targets.listing(await self.core.db(), who.tenant, user)
             return JSONResponse({"devices": found})
-        body = await request.body()
-        if len(body) > NOTIFY_BODY_MAX:
-            raise TooLarge(f"a device is at most {NOTIFY_BODY_MAX} bytes")
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise BadRequest("the body must be a JSON object") from None
+        payload = await _json_body(request, NOTIFY_BODY_MAX, "a device")
         named, target = targets.from_request(payload)
         user = self._device_user(who, named)
         pool = await self.core.db()
@@ -275,9 +263,9 @@ class HttpApi:
                                                target.address):
                 raise NotFound(f"no such {target.kind} target for this user")
             return Response(status_code=204)
-        if targets.KINDS[target.kind] not in available(self.core.settings):
-            raise BadRequest(f"this hub sends no {targets.KINDS[target.kind]} notifications "
-                             f"(no provider for {target.kind!r} is configured)")
+        if target.kind not in targets.configured(self.core.settings):
+            raise BadRequest(f"this hub has no {target.kind} provider "
+                             f"({targets.SETTING[target.kind]} is unset)")
         new = await notify_targets.register(
             pool, who.tenant, user, {"kind": target.kind, "address": target.address,
                                      "app": target.app, "data": target.data}, targets.PER_USER)
@@ -297,6 +285,16 @@ class HttpApi:
             return who.user
         _require_scope(who, NOTIFY_SCOPE)
         return named
+
+
+async def _json_body(request: Request, limit: int, what: str) -> Any:
+    body = await request.body()
+    if len(body) > limit:
+        raise TooLarge(f"{what} is at most {limit} bytes")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise BadRequest("the body must be a JSON object") from None
 
 
 def _require_scope(who: Identity, scope: str) -> None:

@@ -66,6 +66,18 @@ def test_defaults_match_the_seed_names_and_values():
     ("RTHUB_NOTIFY_CATALOG", "/nonexistent",
      "RTHUB_NOTIFY_CATALOG must be a folder holding templates/ and locale/, "
      "got '/nonexistent'"),
+    ("RTHUB_FCM_CREDENTIALS", "/nonexistent.json",
+     "RTHUB_FCM_CREDENTIALS must be a readable service-account JSON file, "
+     "got '/nonexistent.json'"),
+    ("RTHUB_SMTP_URL", "mail.example.com",
+     "RTHUB_SMTP_URL must be an smtp:// or smtps:// URL (user:password@host:port; "
+     "?starttls=false to skip it), got 'mail.example.com'"),
+    ("TWILIO_ACCOUNT_SID", "AC123",
+     "Twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM together; "
+     "TWILIO_AUTH_TOKEN, TWILIO_FROM unset"),
+    ("PUSHER_SECRET", "s",
+     "Pusher needs PUSHER_APP_ID, PUSHER_KEY, PUSHER_SECRET together; PUSHER_APP_ID, "
+     "PUSHER_KEY unset"),
 ])
 def test_a_wrong_value_names_the_variable_and_what_it_expects(name, value, message):
     with pytest.raises(ConfigError) as caught:

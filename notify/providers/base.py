@@ -7,6 +7,8 @@ fallback; an adapter only speaks its provider's protocol and classifies its answ
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -76,3 +78,22 @@ class Provider:
 
     async def aclose(self) -> None:
         """Release connections (the notifier stopping)."""
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (RFC 9110 10.2.3: delta-seconds or an HTTP
+    date), never negative; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())

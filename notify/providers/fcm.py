@@ -9,8 +9,6 @@ and how each answer is classified, in one readable place.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
 import json
 import logging
 import time
@@ -24,7 +22,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from notify.providers.base import Note, Provider, ProviderError, Target
+from notify.providers.base import Note, Provider, ProviderError, Target, retry_after
 from rthub.config import Settings
 from rthub.errors import ConfigError
 
@@ -77,23 +75,6 @@ def load_account(path: str | Path) -> ServiceAccount:
     key_id = info.get("private_key_id")
     return ServiceAccount(info["project_id"], info["client_email"], key, info["token_uri"],
                           key_id if isinstance(key_id, str) and key_id else None)
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, when.timestamp() - time.time())
 
 
 def message(token: str, note: Note) -> dict[str, Any]:

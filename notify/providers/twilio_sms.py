@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from contextvars import ContextVar
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +26,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from notify.providers.base import Note, Provider, ProviderError, Target
+from notify.providers.base import Note, Provider, ProviderError, Target, retry_after
 from rthub.config import Settings
 
 log = logging.getLogger(__name__)
@@ -168,15 +166,3 @@ def classify(err: TwilioRestException | TwilioServiceException,
     return ProviderError(message, code=f"twilio {code}")  # 20003 auth and other 4xx
 
 
-def retry_after(value: str | None) -> float | None:
-    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from now."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

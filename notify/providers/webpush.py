@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime
-import email.utils
 import json
 import logging
 import re
@@ -29,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush_async
 
-from notify.providers.base import Note, Provider, ProviderError, Target
+from notify.providers.base import Note, Provider, ProviderError, Target, retry_after
 from rthub.config import Settings
 from rthub.errors import ConfigError
 
@@ -185,26 +183,10 @@ def _refused(err: WebPushException) -> ProviderError:
         return ProviderError(f"{message} (subscription gone)", dead_target=True, code=code)
     if status == 429 or status >= 500:
         return ProviderError(message, retryable=True, code=code,
-                             retry_after_s=retry_after_s(err.retry_after))
+                             retry_after_s=retry_after(err.retry_after))
     if status in (401, 403):
         message += " (the VAPID key or claims were refused)"
     return ProviderError(message, code=code)  # 413 too large, 400 malformed, other 4xx
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` as seconds from now: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def _origin(endpoint: str) -> str:

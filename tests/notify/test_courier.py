@@ -6,6 +6,7 @@ whole path in ``tests/serve/test_notification_channels.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 import zoneinfo
@@ -16,7 +17,7 @@ from actors.kinds import inbox_prefs
 from actors.testing import Sandbox
 from notify import digest, routing
 from notify.courier import MAX_ATTEMPTS, Courier
-from notify.dispatcher import Later
+from notify.dispatcher import Dispatcher, Later
 from notify.providers.base import Note, Provider, ProviderError, Target
 from notify.templates import Templates
 from storage import notifications as store
@@ -289,3 +290,29 @@ def test_the_plan_sends_critical_everywhere_and_others_to_one_alert_channel():
     assert (normal.send, normal.skip) == (["sms"], {
         "pusher": "muted by the user", "push": "muted by the user",
         "email": "no email address registered"})
+
+
+async def test_a_digest_bigger_than_a_claim_is_sent_once(pool, courier, providers, sandbox,
+                                                         request):
+    ana = user(request)
+    await register(pool, ana, "email", "ana@example.com")
+    sandbox.run(sandbox.entity("inbox", ana, TENANT), "notification.prefs", user=ana,
+                category="social", digest={"window_s": 600})
+    ids = []
+    for n in range(20):
+        row, _ = await send(pool, courier, ana, priority=0, title=f"like {n}",
+                            channels=("in_app", "email"))
+        ids.append(row["id"])
+    await pool.execute("UPDATE notifications SET due_at = now() WHERE id = ANY($1::text[])", ids)
+    dispatcher = Dispatcher(pool, courier, workers=2)  # claims 4 at a time: 5 claims
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        async with asyncio.timeout(30):
+            while await pool.fetchval(  # noqa: ASYNC110 (state in PostgreSQL: polled)
+                    "SELECT count(*) FROM notifications WHERE id = ANY($1::text[]) AND "
+                    "status = 'queued'", ids):
+                await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+    assert len(providers["email"].sent) == 1
+    assert providers["email"].sent[0][1].title == "20 new notifications"

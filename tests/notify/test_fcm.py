@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from notify.providers.base import Note, ProviderError, Target
-from notify.providers.fcm import FCM, SCOPE, load_account, retry_after
+from notify.providers.base import Note, ProviderError, Target, retry_after
+from notify.providers.fcm import FCM, SCOPE, load_account
 from rthub import config
 from rthub.errors import ConfigError
 from tests.notify.servers.fcm import FakeFCM, Reply, write_service_account
@@ -204,6 +204,7 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after("soon") is None
     later = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
     assert 55 <= retry_after(later) <= 61
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # past: now
 
 
 async def test_a_stopped_server_is_a_retryable_failure(fcm, provider):

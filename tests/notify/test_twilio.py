@@ -4,13 +4,10 @@ Retry-After, permanent refusal, Twilio unreachable)."""
 
 from __future__ import annotations
 
-from email.utils import formatdate
-from time import time
-
 import pytest
 
 from notify.providers.base import Note, ProviderError, Target
-from notify.providers.twilio_sms import TwilioSMS, clip, retry_after
+from notify.providers.twilio_sms import TwilioSMS, clip
 from rthub import config
 from tests.notify.servers.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioServer
 
@@ -145,13 +142,6 @@ async def test_twilio_unreachable_is_retryable():
         await provider.aclose()
 
     assert (err.retryable, err.dead_target, err.code) == (True, False, "twilio transport")
-
-
-def test_retry_after_reads_seconds_and_http_dates():
-    assert retry_after("12") == 12
-    assert retry_after(None) is None
-    assert retry_after("soon") is None
-    assert 50 < retry_after(formatdate(time() + 60, usegmt=True)) <= 60
 
 
 def test_no_account_sid_means_no_sms_provider():

@@ -5,7 +5,6 @@ dispatcher needs it, and a bad key or subject stops start-up."""
 from __future__ import annotations
 
 import base64
-import email.utils
 import socket
 import time
 
@@ -22,7 +21,6 @@ from notify.providers.webpush import (
     WebPush,
     application_server_key,
     public_key_b64,
-    retry_after_s,
 )
 from rthub import config
 from rthub.errors import ConfigError
@@ -188,14 +186,6 @@ async def test_a_service_that_cannot_be_reached_is_retryable(service, push):
         service.origin, f"http://127.0.0.1:{port}")
     err = await refused(push, target_of(subscription))
     assert verdict(err) == ("retry", "webpush transport")
-
-
-def test_retry_after_reads_seconds_and_http_dates():
-    later = email.utils.formatdate(time.time() + 120, usegmt=True)
-    assert retry_after_s("30") == 30.0
-    assert 100 < (retry_after_s(later) or 0) <= 120
-    assert retry_after_s(None) is None
-    assert retry_after_s("soon") is None
 
 
 def test_unset_vapid_key_means_no_web_push():

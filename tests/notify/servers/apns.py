@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cluster.devcert import self_signed
-from tests.notify.servers.fcm import LocalServer, Reply, Request
+from tests.notify.servers.runner import LocalServer, Reply, Request
 
 PUSH_TYPES = {"alert", "background", "location", "voip", "complication", "fileprovider", "mdm",
               "liveactivity", "pushtotalk", "widgets", "controls"}
@@ -82,10 +82,6 @@ class FakeAPNs(LocalServer):
         self.foreign: set[str] = set()  # devices of another app (DeviceTokenNotForTopic)
         self._failures: deque[str] = deque()
         self._current: tuple[str, int] | None = None  # the token in use and its iat
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
 
     def fail_next(self, reason: str) -> None:
         """The next push that passes every check is refused with ``reason``

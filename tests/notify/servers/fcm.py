@@ -2,22 +2,17 @@
 what Google checks (the assertion's RS256 signature, issuer, audience, scope and lifetime; the
 bearer token; the project; the message's shape, string-only data, its size) and answering
 errors in FCM's own format. Tests script answers per device token and one-off failures.
-
-``LocalServer`` (hypercorn on 127.0.0.1, a free port, one ``async with``) also runs the
-local APNs.
+Served by ``runner.LocalServer``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import re
 import secrets
-import socket
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,10 +20,8 @@ from urllib.parse import parse_qs
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
-log = logging.getLogger(__name__)
+from tests.notify.servers.runner import LocalServer, Reply, Request
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -57,115 +50,6 @@ BARE_STATUSES = {  # answered without an FcmError detail
     "PERMISSION_DENIED": (403, "PERMISSION_DENIED", "The caller does not have permission"),
     "UNAUTHENTICATED": (401, "UNAUTHENTICATED", UNAUTHENTICATED),
 }
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    http_version: str
-
-    def header(self, name: str) -> str | None:
-        return next((value for key, value in self.headers if key == name), None)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-    @classmethod
-    def json(cls, status: int, content: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
-        return cls(status, json.dumps(content).encode(),
-                   [("content-type", "application/json; charset=UTF-8"), *(headers or [])])
-
-
-class LocalServer:
-    """An ASGI handler served by hypercorn on 127.0.0.1 for one ``async with``: the port is
-    bound and listening before hypercorn starts, and entering waits for its start-up.
-
-    Close clients before stopping a TLS server: asyncio waits up to 30 s for the close_notify
-    of a TLS client still holding an idle connection."""
-
-    tls: tuple[str, str] | None = None  # certificate and key paths: serve HTTPS (h2 by ALPN)
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.answers: list[tuple[str, int]] = []  # (path, status) of every answer, in order
-        self._task: asyncio.Task[None] | None = None
-        self._started = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._release = asyncio.Event()  # lets go of requests held by ``hang``
-
-    async def handle(self, request: Request) -> Reply:
-        raise NotImplementedError
-
-    async def hang(self) -> Reply:
-        """Never answer (until the server stops): the client's timeout must fire."""
-        await self._release.wait()
-        return Reply(503)
-
-    async def __aenter__(self) -> LocalServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        self.port = sock.getsockname()[1]
-        config = Config()
-        config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) it from here
-        config.accesslog = None
-        config.errorlog = log
-        config.graceful_timeout = 2
-        if self.tls:
-            config.certfile, config.keyfile = self.tls
-        self._task = asyncio.create_task(
-            serve(self._asgi, config, shutdown_trigger=self._stopping.wait))
-        started = asyncio.create_task(self._started.wait())
-        await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
-        if not started.done():
-            started.cancel()
-            await self._task  # raises what stopped it
-            raise RuntimeError("hypercorn ended before it started")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    async def stop(self) -> None:
-        """Stop serving: from now on connecting to the port is refused."""
-        if self._task is None:
-            return
-        self._release.set()
-        self._stopping.set()
-        task, self._task = self._task, None
-        await task
-
-    async def _asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                    self._started.set()
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        body, more = b"", True
-        while more:
-            event = await receive()
-            body += event.get("body", b"")
-            more = event.get("more_body", False)
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
-        request = Request(scope["method"], scope["path"], headers, body, scope["http_version"])
-        reply = await self.handle(request)
-        self.answers.append((request.path, reply.status))
-        await send({"type": "http.response.start", "status": reply.status,
-                    "headers": [(k.encode(), v.encode()) for k, v in reply.headers]})
-        await send({"type": "http.response.body", "body": reply.body})
 
 
 def write_service_account(folder: Path, token_uri: str, project_id: str = "rthub-test",
@@ -233,10 +117,6 @@ class FakeFCM(LocalServer):
         self.dead: set[str] = set()  # tokens answering 404 UNREGISTERED
         self.malformed: set[str] = set()  # tokens answering 400 "not a valid ... token"
         self._failures: deque[Reply | None] = deque()  # None: hang
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def token_uri(self) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.notify.servers.runner import AiohttpServer
+
 APP_ID = "424242"
 KEY = "pusher-test-key"
 SECRET = "pusher-test-secret"
@@ -42,34 +44,20 @@ def string_to_sign(method: str, path: str, query: dict[str, str]) -> str:
     return "\n".join([method, path, "&".join(f"{key}={value}" for key, value in params)])
 
 
-class PusherServer:
+class PusherServer(AiohttpServer):
     """``async with PusherServer() as pusher:`` then point ``RTHUB_PUSHER_URL`` at
     ``pusher.url``."""
 
     def __init__(self, app_id: str = APP_ID, key: str = KEY, secret: str = SECRET) -> None:
+        super().__init__(web.post("/apps/{app_id}/events", self._trigger))
         self.app_id, self.key, self.secret = app_id, key, secret
         self.failures: deque[int] = deque()
         self.events: list[dict[str, Any]] = []
         self.requests = 0
-        self.url = ""
-        app = web.Application()
-        app.router.add_post("/apps/{app_id}/events", self._trigger)
-        self._runner = web.AppRunner(app, access_log=None)
 
     def fail_next(self, status: int) -> None:
         """The next correctly signed request is answered ``status``."""
         self.failures.append(status)
-
-    async def __aenter__(self) -> PusherServer:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()  # returns once the socket listens
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
 
     async def _trigger(self, request: web.Request) -> web.Response:
         self.requests += 1

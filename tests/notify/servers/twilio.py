@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from tests.notify.servers.runner import AiohttpServer
+
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "twilio-test-auth-token"
 API = "/2010-04-01"
@@ -51,11 +53,12 @@ def error(code: int, retry_after: str | None = None, **fill: str) -> web.Respons
                               "status": status}, status=status, headers=headers)
 
 
-class TwilioServer:
+class TwilioServer(AiohttpServer):
     """``async with TwilioServer() as twilio:`` then point ``RTHUB_TWILIO_URL`` at
     ``twilio.url``."""
 
     def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+        super().__init__(web.post(f"{API}/Accounts/{{account}}/Messages.json", self._create))
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.unsubscribed: set[str] = set()  # answer 21610
@@ -63,25 +66,10 @@ class TwilioServer:
         self.failures: deque[tuple[int, str | None]] = deque()
         self.messages: list[dict[str, Any]] = []
         self.requests = 0
-        self.url = ""
-        app = web.Application()
-        app.router.add_post(f"{API}/Accounts/{{account}}/Messages.json", self._create)
-        self._runner = web.AppRunner(app, access_log=None)
 
     def fail_next(self, status: int, retry_after: str | None = None) -> None:
         """The next authenticated request is answered ``status`` (429, 500 or 503)."""
         self.failures.append((status, retry_after))
-
-    async def __aenter__(self) -> TwilioServer:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()  # returns once the socket listens
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
 
     async def _create(self, request: web.Request) -> web.Response:
         self.requests += 1

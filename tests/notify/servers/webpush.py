@@ -1,6 +1,7 @@
-"""A Web Push service (RFC 8030) on 127.0.0.1: subscriptions made here as a browser would
-hold them, and a push endpoint that checks what a real push service checks before it accepts
-a message, then decrypts it with the subscription's private key.
+"""A Web Push service (RFC 8030) on 127.0.0.1 (a ``runner.HypercornServer``): subscriptions
+made here as a browser would hold them, and a push endpoint that checks what a real push
+service checks before it accepts a message, then decrypts it with the subscription's private
+key.
 
 Checks, in order: the subscription exists (404 unknown, 410 unsubscribed); scripted one-off
 failures; VAPID (RFC 8292: ``Authorization: vapid t=<JWT>, k=<key>``, absent or malformed 401,
@@ -13,13 +14,10 @@ is kept in ``received`` and answered 201 with a ``Location``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import logging
 import os
 import re
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,10 +27,8 @@ import http_ece
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
-log = logging.getLogger(__name__)
+from tests.notify.servers.runner import HypercornServer, Reply, Request
 
 URGENCIES = {"very-low", "low", "normal", "high"}
 TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -75,20 +71,24 @@ class _Failure:
     retry_after: str | None = None
 
 
-class PushService:
+class PushService(HypercornServer):
     """``async with PushService() as service:``; ``service.subscribe()`` gives what a
     browser's ``PushSubscription.toJSON()`` gives."""
 
+    graceful_timeout = 1.0
+
     def __init__(self, max_body: int = 4096) -> None:
+        super().__init__()
         self.max_body = max_body
-        self.origin = ""  # http://127.0.0.1:<port>, once started
         self.received: list[Push] = []
         self.answers: list[int] = []  # every status sent, in order
         self._subscriptions: dict[str, _Subscription] = {}
         self._failures: list[_Failure] = []
-        self._started = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def origin(self) -> str:
+        """http://127.0.0.1:<port> once started, "" before."""
+        return self.url if self.port else ""
 
     def subscribe(self, application_server_key: str | None = None) -> dict[str, Any]:
         """A new subscription: a P-256 key pair and a 16-byte auth secret of its own."""
@@ -110,56 +110,14 @@ class PushService:
         """The next push (to any subscription) is answered ``status``, once."""
         self._failures.append(_Failure(status, retry_after))
 
-    async def __aenter__(self) -> PushService:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)  # connections queue from here on, before hypercorn accepts
-        self.origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = Config()
-        config.bind = [f"fd://{sock.detach()}"]
-        config.graceful_timeout = 1.0
-        config.errorlog = log
-        config.accesslog = None
-        self._task = asyncio.create_task(serve(self, config, shutdown_trigger=self._stop.wait,
-                                               mode="asgi"))
-        started = asyncio.create_task(self._started.wait())
-        await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
-        if not self._started.is_set():
-            started.cancel()
-            await self._task  # raises what stopped it
-            raise RuntimeError("push service stopped before it started")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """The ASGI application: lifespan (readiness) and the push endpoint."""
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                    self._started.set()
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        status, extra, reason = self._push(scope["method"], scope["path"], headers, body)
-        self.answers.append(status)
+    async def handle(self, request: Request) -> Reply:
+        status, extra, reason = self._push(request.method, request.path, dict(request.headers),
+                                           request.body)
         payload = json.dumps({"reason": reason}).encode() if reason else b""
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-length", str(len(payload)).encode()),
-                                *((k.encode(), v.encode()) for k, v in extra.items())]})
-        await send({"type": "http.response.body", "body": payload})
+        return Reply(status, payload, [("content-length", str(len(payload))), *extra.items()])
+
+    def answered(self, request: Request, reply: Reply) -> None:
+        self.answers.append(reply.status)
 
     def _push(self, method: str, path: str, headers: dict[str, str],
               body: bytes) -> tuple[int, dict[str, str], str]:
