@@ -58,7 +58,8 @@ class Courier:
     """``await courier(row)``: None when every channel is settled, else ``Later``."""
 
     def __init__(self, ask_inbox: AskInbox, pool: asyncpg.Pool, providers: list[Provider],
-                 templates: Templates, rng: random.Random | None = None) -> None:
+                 templates: Templates, rng: random.Random | None = None,
+                 digest_limit: int = 100) -> None:
         self.ask_inbox = ask_inbox
         self.pool = pool
         self.by_kind = {kind: p for p in providers for kind in p.kinds}
@@ -66,6 +67,7 @@ class Courier:
         self.served = {p.channel for p in providers}
         self.templates = templates
         self.rng = rng or random.Random()
+        self.digest_limit = digest_limit  # MESSAGE_BATCH_SIZE: notifications in one digest
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel, state) -> count
         self.pruned = 0
 
@@ -193,7 +195,7 @@ class Courier:
         """A digest came due: every notification in it goes out as one message, and each
         one's channels end as the digest's did."""
         members = await store.digest_members(self.pool, row["tenant"], row["digest_key"],
-                                             LEASE_S)
+                                             LEASE_S, self.digest_limit)
         if not members:
             return None
         profile = await self.ask_inbox(row["tenant"], row["user_id"], Profile())
@@ -212,9 +214,12 @@ class Courier:
             for ident in others:
                 await store.retry_at(self.pool, row["tenant"], ident, later.delay_s, None,
                                      counted=False)
-        elif others:
+            return later
+        if others:
             await store.finish_many(self.pool, [(row["tenant"], i) for i in others])
-        return later
+        if row["id"] not in ids:  # past MESSAGE_BATCH_SIZE: in the digest's next part
+            return Later(0, "in the next part of its digest")
+        return None
 
 
 def _now_ms() -> int:

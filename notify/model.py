@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 FIELDS = {"user_id", "title", "content", "body", "priority", "category", "data", "template",
           "params", "locale", "channels"}
 CHANNELS = ("in_app", "pusher", "push", "email", "sms")  # push -> email -> sms: fallbacks
+NEEDS = {"pusher": "PUSHER_APP_ID", "email": "RTHUB_SMTP_URL", "sms": "TWILIO_ACCOUNT_SID",
+         "push": "RTHUB_FCM_CREDENTIALS, RTHUB_APNS_KEY or RTHUB_VAPID_KEY"}
 MAX_TITLE = 200
 MAX_BODY = 4000
 MAX_DATA_BYTES = 4096
@@ -84,8 +86,8 @@ class Notification:
                              f"{', '.join(CHANNELS)}")
         missing = [c for c in wanted if c not in available]
         if missing:
-            raise BadRequest(f"channel {missing[0]!r} is not configured on this hub; it "
-                             f"delivers {', '.join(available)} (README, Notifications)")
+            raise BadRequest(f"channel {missing[0]!r} is not configured on this hub "
+                             f"({NEEDS[missing[0]]} unset); it delivers {', '.join(available)}")
         data = payload.get("data", {})
         if not isinstance(data, dict) or len(repr(data)) > MAX_DATA_BYTES:
             raise BadRequest(f"'data' must be an object of at most {MAX_DATA_BYTES} bytes")

@@ -57,7 +57,8 @@ class Notifier:
             s = self._settings
             self._courier = self._courier or Courier(
                 asker(system), pool, providers.configured(s),
-                templates.load(s.notify_catalog, s.notify_locale))
+                templates.load(s.notify_catalog, s.notify_locale),
+                digest_limit=s.message_batch_size)
             self._dispatcher = Dispatcher(pool, self._courier)
             self._task = asyncio.get_running_loop().create_task(self._dispatcher.run())
             log.info("notification dispatcher running")

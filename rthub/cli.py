@@ -12,6 +12,7 @@ import threading
 from rthub import config
 from rthub.errors import ConfigError
 
+log = logging.getLogger("rthub")
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
@@ -61,6 +62,12 @@ def main(argv: list[str] | None = None) -> None:
         _keys(settings, args.action, args.id)
     elif args.command == "up":
         from cluster.local import run_until_stopped  # imports Ray: only when needed
+        from notify.providers import check
+
+        try:
+            log.info("notification providers: %s", ", ".join(check(settings)) or "none")
+        except ConfigError as err:
+            sys.exit(f"rthub: {err}")
 
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -147,17 +147,19 @@ async def digest_into(pool: asyncpg.Pool, tenant: str, ident: str, key: str, due
         "WHERE tenant = $1 AND id = $2", tenant, ident, key, at(due_ms))
 
 
-async def digest_members(pool: asyncpg.Pool, tenant: str, key: str, lease_s: float
-                         ) -> list[dict[str, Any]]:
-    """Every notification still waiting in the digest ``key``, oldest first, leased to the
-    caller (which sends them as one message)."""
+async def digest_members(pool: asyncpg.Pool, tenant: str, key: str, lease_s: float,
+                         limit: int) -> list[dict[str, Any]]:
+    """The oldest ``limit`` notifications still waiting in the digest ``key``, leased to the
+    caller (which sends them as one message; the rest make the next one)."""
     rows = await pool.fetch(
         "UPDATE notifications n SET due_at = now() + make_interval(secs => $3) "
-        "WHERE n.tenant = $1 AND n.digest_key = $2 AND n.status = 'queued' "
+        "FROM (SELECT tenant, id FROM notifications WHERE tenant = $1 AND digest_key = $2 "
+        "AND status = 'queued' ORDER BY created_at LIMIT $4) m "
+        "WHERE n.tenant = m.tenant AND n.id = m.id "
         "RETURNING n.tenant, n.id, n.user_id, n.category, n.priority, n.title, n.body, n.data, "
         "n.attempts, n.created_at, n.digest_key, (SELECT jsonb_object_agg(d.channel, "
         "jsonb_build_array(d.state, d.attempts)) FROM notification_deliveries d "
-        "WHERE d.tenant = n.tenant AND d.id = n.id) AS channels", tenant, key, lease_s)
+        "WHERE d.tenant = n.tenant AND d.id = n.id) AS channels", tenant, key, lease_s, limit)
     return sorted((_claimed(r) for r in rows), key=lambda r: r["created_ms"])
 
 

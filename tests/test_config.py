@@ -102,6 +102,21 @@ def test_the_command_refuses_to_start_with_one_line_on_stderr():
     assert result.stdout == ""
 
 
+def test_a_provider_key_no_provider_could_use_stops_the_command(tmp_path):
+    key = tmp_path / "service-account.json"
+    key.write_text("{not json")
+    result = subprocess.run(
+        [sys.executable, "-c", "from rthub.cli import main; main(['up'])"],
+        env={"PATH": "/usr/bin:/bin", "RTHUB_FCM_CREDENTIALS": str(key)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"rthub: RTHUB_FCM_CREDENTIALS ({key}) must be a Firebase service-account JSON key "
+        "file: ")
+    assert result.stderr.count("\n") == 1
+
+
 def test_readme_documents_every_variable_exactly_as_the_code_reads_it():
     readme = (ROOT / "README.md").read_text()
     assert config.markdown_table() in readme

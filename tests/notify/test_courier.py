@@ -316,3 +316,29 @@ async def test_a_digest_bigger_than_a_claim_is_sent_once(pool, courier, provider
         running.cancel()
     assert len(providers["email"].sent) == 1
     assert providers["email"].sent[0][1].title == "20 new notifications"
+
+
+async def test_message_batch_size_bounds_a_digest(pool, providers, sandbox, request):
+    async def ask(tenant, user, message):
+        return await sandbox.ref("inbox", user, tenant).ask(message)
+
+    courier = Courier(ask, pool, list(providers.values()), Templates(), digest_limit=8)
+    ana = user(request)
+    await register(pool, ana, "email", "ana@example.com")
+    sandbox.run(sandbox.entity("inbox", ana, TENANT), "notification.prefs", user=ana,
+                category="social", digest={"window_s": 600})
+    ids = [(await send(pool, courier, ana, priority=0, title=f"like {n}",
+                       channels=("in_app", "email")))[0]["id"] for n in range(20)]
+    await pool.execute("UPDATE notifications SET due_at = now() WHERE id = ANY($1::text[])", ids)
+    running = asyncio.create_task(Dispatcher(pool, courier, workers=2).run())
+    try:
+        async with asyncio.timeout(30):
+            while await pool.fetchval(  # noqa: ASYNC110 (state in PostgreSQL: polled)
+                    "SELECT count(*) FROM notifications WHERE id = ANY($1::text[]) AND "
+                    "status = 'queued'", ids):
+                await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+    assert sorted(len(note.data["digest"]) for _, note in providers["email"].sent) == [4, 8, 8]
+    sent = [i for _, note in providers["email"].sent for i in note.data["digest"]]
+    assert sorted(sent) == sorted(ids)  # each in exactly one part

@@ -6,6 +6,7 @@ provider's outage retried, a dead number pruned, and the device API's exact erro
 from __future__ import annotations
 
 import asyncio
+import datetime
 from dataclasses import dataclass
 
 import httpx
@@ -19,6 +20,7 @@ from tests.notify.servers.pusher import PusherServer
 from tests.notify.servers.smtp import MailServer
 from tests.notify.servers.twilio import TwilioServer
 from tests.notify.servers.webpush import PushService
+from tests.serve.client import Client
 
 
 @dataclass
@@ -166,3 +168,37 @@ async def test_a_bad_device_gets_the_exact_error_and_nothing_is_kept(hub):
     gone = await call(hub, "DELETE", "/v1/devices", cy, {"kind": "sms",
                                                          "address": "+33612345678"})
     assert gone.status_code == 404
+
+
+async def test_a_full_queue_answers_429_and_keeps_what_it_accepted(deploy, providers):
+    _, hub = await deploy(
+        NOTIFICATION_QUEUE_SIZE="2", TWILIO_ACCOUNT_SID=twilio_server.ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=twilio_server.AUTH_TOKEN, TWILIO_FROM="+15005550006",
+        RTHUB_TWILIO_URL=providers.sms.url)
+    dee = hub.token("dee")
+    await register(hub, dee, {"kind": "sms", "address": "+33612345678"})
+    phone = await Client.connect(hub.url, dee)
+    await phone.ask("subscribe", {"topic": "user:dee"})
+    now = datetime.datetime.now(datetime.UTC)
+    await phone.ask("notification.prefs", {"quiet_hours": {  # both wait for its end
+        "start": (now - datetime.timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now + datetime.timedelta(hours=1)).strftime("%H:%M")}})
+    service = hub.token("svc", scopes="notify:send")
+    held = [(await call(hub, "POST", "/v1/notifications", service,
+                        {"user_id": "dee", "title": f"held {n}"})).json()["id"]
+            for n in range(2)]
+    refused = await call(hub, "POST", "/v1/notifications", service,
+                         {"user_id": "dee", "title": "one too many", "priority": "CRITICAL"})
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert (error["code"], error["retry_after_ms"]) == ("rate_limited", 1000)
+    assert error["message"] == "the notification queue is full (2 waiting); retry later"
+    arrived = [(await phone.expect("notification", topic="user:dee"))["content"]
+               for _ in held]  # in-app at once, silent
+    assert sorted((n["title"], n["silent"]) for n in arrived) == [("held 0", True),
+                                                                 ("held 1", True)]
+    for ident in held:
+        found = (await call(hub, "GET", f"/v1/notifications/{ident}", service)).json()
+        assert (found["status"], found["channels"]["sms"]["state"]) == ("queued", "queued")
+    assert providers.sms.messages == []
+    await phone.close()

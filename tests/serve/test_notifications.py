@@ -88,7 +88,11 @@ async def test_bad_requests_get_exact_errors_and_a_key_returns_the_first_result(
     assert unknown.json()["error"]["message"] == "unknown field 'sound'"
     email = await post(hub, {"user_id": "ana", "title": "x", "channels": ["email"]})
     assert email.json()["error"]["message"] == (
-        "channel 'email' is not available on this hub yet; it delivers in_app")
+        "channel 'email' is not configured on this hub (RTHUB_SMTP_URL unset); it delivers "
+        "in_app")
+    pigeon = await post(hub, {"user_id": "ana", "title": "x", "channels": ["pigeon"]})
+    assert pigeon.json()["error"]["message"] == (
+        "unknown channel 'pigeon'; channels are in_app, pusher, push, email, sms")
     many = await post(hub, {"user_ids": ["u1", "u2", "u3"], "title": "to each"}, key="k-many")
     again = await post(hub, {"user_ids": ["u1", "u2", "u3"], "title": "to each"}, key="k-many")
     assert many.status_code == 202, many.text
