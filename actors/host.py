@@ -18,7 +18,7 @@ from actors.recommend import SERVICES
 from actors.residency import EntityTable, Envelope, Outcome
 from fanout.publisher import StreamPublisher
 from rthub.config import Settings
-from storage import audit, notifications, playlists
+from storage import audit, listening, notifications, playlists
 from storage.blobs import open_blob_store
 from storage.chat import ChatProjections
 from storage.crypto import keyring
@@ -73,7 +73,8 @@ class Host:
         projections = ChatProjections(keyring(self.settings.encryption_keys),
                                       self.settings.search_language)
         journal = Journal(pool, {**projections.projectors(), **playlists.projectors(),
-                                 **notifications.projectors(), "audit": audit.project})
+                                 **notifications.projectors(), **listening.projectors(),
+                                 "audit": audit.project})
         self._table = EntityTable(self.settings, KINDS, journal, publisher,
                                   services=dict(SERVICES))
         self._loops = [asyncio.get_running_loop().create_task(coro) for coro in (

@@ -36,6 +36,7 @@ from actors.kinds.party_types import (
     Joined,
     Leave,
     Left,
+    Listened,
     Played,
     Quality,
     Queued,
@@ -67,8 +68,8 @@ class ListeningParty(SharedQueue, Devices, Presence, Entity):
                                            End), presence=True)
     messages = (Create, Join, Leave, Authorize, Control, QueueOp, Quality, Report, HandOver,
                 Remove, End, IdleCheck, Recommended, *PRESENCE_MESSAGES)
-    events = (Created, Joined, Left, Played, Queued, HostChanged, Ended, RecommendationsShown,
-              TierSet, WentEmpty, RecommendationsAsked, *PRESENCE_EVENTS)
+    events = (Created, Joined, Left, Played, Listened, Queued, HostChanged, Ended,
+              RecommendationsShown, TierSet, WentEmpty, RecommendationsAsked, *PRESENCE_EVENTS)
     __slots__ = ()
 
     @dataclass(slots=True)
@@ -288,7 +289,21 @@ class ListeningParty(SharedQueue, Devices, Presence, Entity):
         seq = ctx.stream("party.state", state)
         ctx.emit(Played(track, item_id, position, playing, volume, at, msg.user, msg.action,
                         seq))
+        self._listened(msg.action, track, position, msg.user, ctx)
         ctx.reply({"state": state})
+
+    def _listened(self, action: str, track: Any, position: int, user: str, ctx: Context
+                  ) -> None:
+        """The listening events a control makes: the track skipped and how far it had
+        played, a track starting, a seek's target."""
+        s = self.state
+        if action == "skip" and s.track is not None:
+            ctx.emit(Listened("skip", s.track, int(self.position_at(ctx.now_ms)), user,
+                              ctx.now_ms))
+        if track is not None and (action == "skip" or (action == "play" and s.track is None)):
+            ctx.emit(Listened("play", track, position, user, ctx.now_ms))
+        elif action == "seek" and track is not None:
+            ctx.emit(Listened("seek", track, position, user, ctx.now_ms))
 
     # -- appliers ------------------------------------------------------------------------------
     @applies(Created)
@@ -314,6 +329,10 @@ class ListeningParty(SharedQueue, Devices, Presence, Entity):
         s.track, s.item_id, s.position_ms, s.playing = (ev.track, ev.item_id, ev.position_ms,
                                                         ev.playing)
         s.volume, s.at_server_ms, s.seq = ev.volume, ev.at_server_ms, ev.seq
+
+    @applies(Listened)
+    def _listened_applied(self, ev: Listened) -> None:
+        """Nothing to change: the event is for the listening log (``storage.listening``)."""
 
     @applies(HostChanged)
     def _host_changed(self, ev: HostChanged) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from actors.kinds.tracks import track_id
 from actors.messages import Event, Message, ToMember
 
 MODES = ("host_only", "everyone")
@@ -152,6 +153,23 @@ class Played(Event):
     by: str
     action: str
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listened(Event):
+    """What a control meant for the track it touched (a listening event: what the
+    recommendation models train on; ``storage.listening``)."""
+
+    event: str  # play, skip, seek
+    track: Any
+    position_ms: int
+    by: str
+    at_ms: int
+
+    def projections(self, key: tuple[str, str, str]) -> list[tuple[str, dict[str, Any]]]:
+        return [("listen", {"tenant": key[0], "user": self.by, "track": track_id(self.track),
+                            "event": self.event, "position_ms": self.position_ms,
+                            "context": f"party:{key[2]}", "at_ms": self.at_ms})]
 
 
 @dataclass(frozen=True, slots=True)

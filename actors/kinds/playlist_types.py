@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from actors.kinds.tracks import track_id
 from actors.messages import Event, Message, ToMember
 
 ROLES = ("owner", "editor", "viewer")
@@ -93,10 +94,20 @@ class Committed(Event):
     conflict: str = ""
 
     def projections(self, key: tuple[str, str, str]) -> list[tuple[str, dict[str, Any]]]:
-        return [("playlist.op", {"tenant": key[0], "playlist_id": key[2],
-                                 "version": self.version, "op": json.dumps(self.op),
-                                 "author": self.author, "client_id": self.client_id,
-                                 "client_seq": self.client_seq, "at_ms": self.at_ms})]
+        found = [("playlist.op", {"tenant": key[0], "playlist_id": key[2],
+                                  "version": self.version, "op": json.dumps(self.op),
+                                  "author": self.author, "client_id": self.client_id,
+                                  "client_seq": self.client_seq, "at_ms": self.at_ms})]
+        # a listening event: added, or removed (the track is in what undoes the removal)
+        added = (self.op or {}).get("insert")
+        removed = (self.undo or {}).get("insert") if "remove" in (self.op or {}) else None
+        if added or removed:
+            found.append(("listen", {
+                "tenant": key[0], "user": self.author,
+                "track": track_id((added or removed)["track"]),
+                "event": "added" if added else "removed", "position_ms": None,
+                "context": f"playlist:{key[2]}", "at_ms": self.at_ms}))
+        return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,3 +303,22 @@ def test_the_lowest_delay_filter_sees_through_one_sided_queueing_that_fools_a_me
         mean_errors.append(abs(statistics.fmean(o for _, o in clock.samples) - true_offset))
     assert max(filter_errors) < 2
     assert sum(error > 20 for error in mean_errors) >= 10, sorted(mean_errors)
+
+
+def listened(ctx: Context) -> list[tuple]:
+    """The listening events a turn recorded, as their ``listen`` projection rows."""
+    rows = [row for event in ctx.events for name, row in event.projections(("t", "party", "p1"))
+            if name == "listen"]
+    return [(r["event"], r["track"], r["position_ms"], r["user"], r["context"]) for r in rows]
+
+
+def test_controls_record_listening_events_for_the_models(party):
+    assert listened(run(party, Clock, "party.control", user="dj", action="play")) == [
+        ("play", "song0", 0, "dj", "party:p1")]
+    Clock.now_ms = 40_150  # 30 s into song0
+    assert listened(run(party, Clock, "party.control", user="dj", action="skip")) == [
+        ("skip", "song0", 30_000, "dj", "party:p1"), ("play", "song1", 0, "dj", "party:p1")]
+    assert listened(run(party, Clock, "party.control", user="dj", action="seek",
+                        position_ms=12_000)) == [("seek", "song1", 12_000, "dj", "party:p1")]
+    assert listened(run(party, Clock, "party.control", user="dj", action="pause")) == []
+    assert listened(run(party, Clock, "party.control", user="dj", action="play")) == []  # resumed

@@ -215,3 +215,19 @@ def test_clients_converge_under_reordered_delivery(seed):
     for name, doc in docs.items():
         assert doc.items == expected, (seed, name)
         assert doc.version == server.state.version
+
+
+def test_adds_and_removes_are_listening_events_for_the_models(playlist):
+    def listened(ctx: Context) -> list[tuple]:
+        return [(r["event"], r["track"], r["user"], r["context"]) for event in ctx.events
+                for name, r in event.projections(("t", "playlist", "p1")) if name == "listen"]
+
+    added = run(playlist, "playlist.op", user="ed", base_version=0, client_id="c1",
+                client_seq=1, op=ins(0, {"id": "trk-9", "title": "Nine"}, "a"))
+    assert listened(added) == [("added", "trk-9", "ed", "playlist:p1")]
+    moved = run(playlist, "playlist.op", user="ed", base_version=1, client_id="c1",
+                client_seq=2, op={"move": {"item_id": "a", "to_index": 0}})
+    assert listened(moved) == []
+    removed = run(playlist, "playlist.op", user="olga", base_version=2, client_id="c2",
+                  client_seq=1, op={"remove": {"item_id": "a"}})
+    assert listened(removed) == [("removed", "trk-9", "olga", "playlist:p1")]
