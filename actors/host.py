@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from actors.kinds import KINDS
-from actors.recommend import SERVICES
+from actors.recommend import Recommendations
 from actors.residency import EntityTable, Envelope, Outcome
 from fanout.publisher import StreamPublisher
 from rthub.config import Settings
@@ -75,8 +75,9 @@ class Host:
         journal = Journal(pool, {**projections.projectors(), **playlists.projectors(),
                                  **notifications.projectors(), **listening.projectors(),
                                  "audit": audit.project})
-        self._table = EntityTable(self.settings, KINDS, journal, publisher,
-                                  services=dict(SERVICES))
+        self.recommendations = Recommendations(self.settings, lambda: _ready(pool))
+        self._table = EntityTable(self.settings, KINDS, journal, publisher, services={
+            "recommend": self.recommendations.party_service()})
         self._loops = [asyncio.get_running_loop().create_task(coro) for coro in (
             self._every(min(self.settings.checkpoint_interval_s / 2, 1.0),
                         self._table.flush_checkpoints),
@@ -160,3 +161,7 @@ class Host:
 def _rss_bytes() -> int:
     with open(f"/proc/{os.getpid()}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _ready(pool: Any) -> Any:
+    return pool

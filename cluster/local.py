@@ -47,6 +47,7 @@ class LocalHub:
         self.system: ActorSystem | None = None
         self.dashboard_url: str | None = None
         self.operator = ""  # a ready replica's operator origin, once started
+        self.model: Path | None = None  # the recommendation artifact served, if any
 
     def start(self) -> Settings:
         settings = self.settings
@@ -85,6 +86,9 @@ class LocalHub:
 
         start_gateway(settings)
         self.operator = wait_until_ready(settings)
+        from serve.deployments.recommender import deploy as deploy_models
+
+        self.model = deploy_models(settings)
         return settings
 
     def stop(self) -> None:
@@ -217,6 +221,9 @@ def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
         log.info("  ray:       %s", f"http://{hub.dashboard_url}" if hub.dashboard_url
                  else "dashboard not running")
         log.info("  hosts:     %d actor hosts in namespace %r", resolved.hosts, resolved.namespace)
+        log.info("  models:    %s", f"serving {hub.model} as app {resolved.recommend_app!r}"
+                 if hub.model else "none trained (`rthub ml train --synthetic`); "
+                 "recommendations answer from popularity")
         log.info("Ctrl-C stops everything")
         stop.wait()
         log.info("stopping")

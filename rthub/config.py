@@ -100,6 +100,17 @@ VARS: tuple[Var, ...] = (
         "Pusher cluster."),
     Var("RTHUB_PUSHER_URL", "pusher_url", None, read.url("http", "https"), "an http(s) URL",
         "Pusher API root (unset: the cluster's; a local server in tests)."),
+    Var("RTHUB_RECOMMEND_APP", "recommend_app", "recommend", read.name,
+        "letters, digits, '-' or '_'",
+        "Serve application of the recommendation models (`serve.deployments.recommender`); "
+        "not deployed: every answer is the popularity fallback."),
+    Var("RTHUB_RECOMMEND_DEADLINE_MS", "recommend_deadline_ms", "150",
+        read.int_between(1, 60_000), "an integer from 1 to 60000",
+        "Longest a caller waits for a model; past it the answer is the popularity fallback "
+        "(`fallback: true`)."),
+    Var("RTHUB_MODELS_DIR", "models_dir", None, read.optional, "a folder path",
+        "Where `rthub ml train` writes artifacts and `rthub up` finds the newest to serve "
+        "(unset: `RTHUB_DATA_DIR/models`)."),
     Var("ENTITY_IDLE_S", "entity_idle_s", "300", read.seconds(1, 86_400),
         "a number of seconds from 1 to 86400",
         "An entity idle this long is checkpointed and unloaded from its host."),
@@ -293,6 +304,9 @@ class Settings:
     pusher_secret: str | None
     pusher_cluster: str
     pusher_url: str | None
+    recommend_app: str
+    recommend_deadline_ms: int
+    models_dir: str | None
     entity_idle_s: float
     data_dir: Path
     hosts: int

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from actors.channels import CHANNELS
 from actors.client import ActorSystem, EntityRef
+from actors.recommend import Recommendations
 from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from notify import templates
@@ -82,6 +83,8 @@ class GatewayCore(Control):
         self.metrics.paused.set_function(
             lambda: sum(c.paused for c in self.connections.values()))
         self.metrics.shed.counts = self.system.shed  # the actor system counts its refusals
+        self.recommendations = Recommendations(settings, self.db)
+        self.metrics.recommendations.counts = self.recommendations.outcomes
         self.metrics.queue_depth.set_function(self.system.queue_depth)
         self.metrics.queue_delay.set_function(self.system.queue_delay)
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends

@@ -20,6 +20,7 @@ from rthub.config import Settings
 if TYPE_CHECKING:
     import asyncpg
 
+    from actors.recommend import Recommendations
     from fanout.streams import Position
     from serve.auth import Identity
     from storage.crypto import Keyring
@@ -51,6 +52,7 @@ class Gateway(Protocol):
 
     settings: Settings
     keyring: Keyring
+    recommendations: Recommendations
 
     def ref(self, kind: str, ident: str, tenant: str) -> Asker: ...
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from actors.kinds.tracks import track_id
 from notify import targets
 from notify.model import Notification, available
 from notify.providers.webpush import application_server_key
@@ -26,7 +27,7 @@ from notify.service import ensure_running, with_user_locale
 from rthub.errors import BadRequest, Forbidden, HubError, NotFound, TooLarge, Unauthorized
 from serve import chat
 from serve.auth import Identity
-from storage import attachments, audit, notifications, notify_targets
+from storage import attachments, audit, listening, notifications, notify_targets
 from storage.sniff import UnsupportedType, check_type
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # boundaries and headers around the file part
 _ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 AUDIT_MAX = 500
 NOTIFY_SCOPE = "notify:send"
+RECOMMEND_SCOPE = "recommend"
 NOTIFY_BODY_MAX = 16 * 1024
 BULK_MAX = 500
 
@@ -75,6 +77,7 @@ class HttpApi:
                   methods=["GET"]),
             Route("/v1/devices", self._guard(self.devices), methods=["GET", "POST", "DELETE"]),
             Route("/v1/devices/webpush-key", self._guard(self.webpush_key), methods=["GET"]),
+            Route("/v1/recommendations", self._guard(self.recommend), methods=["POST"]),
         ]
 
     def _guard(self, endpoint: Callable[[Request, Identity], Awaitable[Response]]) -> Endpoint:
@@ -243,6 +246,36 @@ class HttpApi:
             raise NotFound(f"no notification {ident!r}")
         return JSONResponse(found)
 
+
+    # -- recommendations -------------------------------------------------------------------
+    async def recommend(self, request: Request, who: Identity) -> Response:
+        """``{user_id?, context?: {party | playlist}, history?, limit}``: the model's tracks
+        for the user (their own token, or a ``recommend`` scope naming ``user_id``), from
+        their recent listening, or the context's, or the ``history`` sent."""
+        payload = await _json_body(request, NOTIFY_BODY_MAX, "a request")
+        if not isinstance(payload, dict) or set(payload) - {"user_id", "context", "history",
+                                                            "limit"}:
+            raise BadRequest("the body is {user_id?, context?: {party | playlist}, "
+                             "history?: [track], limit?}")
+        user = payload.get("user_id", who.user)
+        if user != who.user:
+            _require_scope(who, RECOMMEND_SCOPE)
+        limit = payload.get("limit", 10)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50:
+            raise BadRequest("'limit' must be an integer from 1 to 50")
+        history = payload.get("history")
+        if history is None:
+            context = payload.get("context") or {}
+            if not isinstance(context, dict) or len(context) > 1 or set(context) - {
+                    "party", "playlist"}:
+                raise BadRequest("'context' is {party: <id>} or {playlist: <id>}")
+            where = next((f"{k}:{v}" for k, v in context.items()), None)
+            history = await listening.recent(await self.core.db(), who.tenant, user, where, 50)
+        elif not isinstance(history, list) or len(history) > 200:
+            raise BadRequest("'history' must be a list of at most 200 tracks")
+        tracks = [track_id(t) for t in history]
+        answer = await self.core.recommendations.ask(who.tenant, str(user), tracks, [], limit)
+        return JSONResponse({k: answer[k] for k in ("tracks", "model", "fallback")})
 
     # -- devices ---------------------------------------------------------------------------
     async def devices(self, request: Request, who: Identity) -> Response:

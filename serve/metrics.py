@@ -94,6 +94,10 @@ class GatewayMetrics:
         self.tier_changes = Counter("rthub_party_tier_changes_total",
                                     "Bitrate tier changes given to party devices",
                                     registry=self.registry)
+        self.recommendations = TallyBy(
+            "rthub_recommendations", "Recommendation answers by what gave them: model, or the "
+            "popularity fallback's reason (deadline, unavailable, error)", "outcome",
+            self.registry)
         self.notifications_queued = Gauge(
             "rthub_notifications_queued", "Notifications accepted and not yet sent (the "
             "durable queue; read from PostgreSQL each heartbeat)", registry=self.registry)

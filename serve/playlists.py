@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from actors.channels import check_id
-from actors.kinds.playlist_types import Authorize, Revert
+from actors.kinds.playlist_types import Authorize, Open, Revert
+from actors.kinds.tracks import track_id
 from rthub import playlist_ot as ot
 from rthub.errors import BadRequest, NotFound
 from serve.handlers import Gateway, Routes, Socket
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 ROUTES = Routes()
 
 HISTORY_MAX = 1000
+SUGGEST_MAX = 50
 
 
 def playlist_of(content: dict[str, Any]) -> str:
@@ -86,3 +88,19 @@ async def playlist_revert(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> d
     return await ref.ask(Revert(conn.identity.user, target, items,
                                 str(content.get("client_id", ""))[:64],
                                 _version(content, "client_seq", 0)))
+
+
+@ROUTES.handles("playlist.suggest")
+async def playlist_suggest(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict:
+    """Tracks to add: the playlist's tracks as the history, none already in it (PROTOCOL.md:
+    ``{tracks: [{track, score}], model, fallback}``)."""
+    content = frame["content"]
+    playlist = playlist_of(content)
+    limit = content.get("limit", 10)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= SUGGEST_MAX:
+        raise BadRequest(f"'limit' must be an integer from 1 to {SUGGEST_MAX}")
+    user, tenant = conn.identity.user, conn.identity.tenant
+    opened = await gw.ref("playlist", playlist, tenant).ask(Open(user))
+    tracks = [track_id(item["track"]) for item in opened["items"]]
+    answer = await gw.recommendations.ask(tenant, user, tracks, tracks, limit)
+    return {k: answer[k] for k in ("tracks", "model", "fallback")}

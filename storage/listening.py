@@ -44,3 +44,15 @@ async def popular(pool: asyncpg.Pool, tenant: str, days: int, limit: int) -> lis
         "make_interval(days => $2) AND event IN ('play', 'completed', 'added') "
         "GROUP BY track ORDER BY count(*) DESC, max(at) DESC LIMIT $3", tenant, days, limit)
     return [r["track"] for r in rows]
+
+
+async def recent(pool: asyncpg.Pool, tenant: str, user: str, context: str | None,
+                 limit: int) -> list[str]:
+    """The tracks ``user`` played or added lately (in ``context`` when given: a party or
+    playlist's, whoever did it), oldest first: a history to recommend from."""
+    rows = await pool.fetch(
+        "SELECT track FROM listening_events WHERE tenant = $1 AND "
+        "($3::text IS NULL AND user_id = $2 OR context = $3) AND event IN ('play', "
+        "'completed', 'added') ORDER BY at DESC, id DESC LIMIT $4", tenant, user, context,
+        limit)
+    return [r["track"] for r in reversed(rows)]

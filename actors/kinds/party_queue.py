@@ -18,6 +18,7 @@ from actors.kinds.party_types import (
     RecommendationsShown,
     Recommended,
 )
+from actors.kinds.tracks import track_id
 from rthub import playlist_ot as ot
 from rthub.errors import BadRequest, Conflict, Forbidden
 
@@ -87,7 +88,8 @@ class SharedQueue:
         if len(queue) < LOW_QUEUE and op != "add":
             ctx.emit(RecommendationsAsked(version))
             ctx.call("recommend", {"seed": [*s.played[-5:], *(t for _, t, _, _ in queue)],
-                                   "exclude": [t for _, t, _, _ in queue], "count": 5},
+                                   "exclude": [t for _, t, _, _ in queue], "count": 5,
+                                   "user": s.host},
                      Recommended, queue_version=version)
 
     @handles(Recommended)
@@ -99,11 +101,14 @@ class SharedQueue:
         if (msg.error or s.ended or msg.queue_version != s.asked_version
                 or len(s.queue) >= LOW_QUEUE):
             return
-        queued = [t for _, t, _, _ in s.queue]
-        tracks = [t for t in msg.result.get("tracks", []) if t not in queued]
+        queued = {track_id(t) for _, t, _, _ in s.queue}
+        tracks = [t for t in msg.result.get("tracks", []) if track_id(t) not in queued]
         if not tracks:
             return
-        seq = ctx.stream("party.recommendations", {"party": self.key[2], "tracks": tracks})
+        seq = ctx.stream("party.recommendations", {
+            "party": self.key[2], "tracks": tracks,
+            "model": msg.result.get("model", "recent"),
+            "fallback": bool(msg.result.get("fallback", False))})
         ctx.emit(RecommendationsShown(seq))
 
     # -- appliers ---------------------------------------------------------------------------
