@@ -163,11 +163,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")  # one line, not the usage
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 trained (whichever model shipped), 2 bad input (one line on stderr)."""
+def main(argv: list[str] | None = None, events: Sequence[tuple[str, str, float, str]] | None
+         = None, described: str = "") -> int:
+    """Exit status: 0 trained (whichever model shipped), 2 bad input (one line on stderr).
+    ``events``: ``(user, item, unix seconds, event)`` rows read elsewhere (the hub's
+    Postgres: ``rthub ml train --hub``), in place of ``--events`` or ``--synthetic``."""
     parser = _Parser(prog="rthub ml train", description="train popularity, item-kNN and "
                      "SASRec on listening events; write the artifact of the one that ships")
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group(required=events is None)
     source.add_argument("--events", type=Path, help="CSV: user_id,item_id,timestamp[,event]")
     source.add_argument("--synthetic", action="store_true", help="generated listening")
     parser.add_argument("--users", type=int, default=None, help="synthetic users (1000)")
@@ -187,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--epochs must be at least 1, got {args.epochs}")
         config = replace(config, epochs=args.epochs)
     try:
-        if args.synthetic:
+        if events is not None:
+            events = [Interaction(u, i, ts, e) for u, i, ts, e in events]
+            described = described or f"{len(events)} events"
+        elif args.synthetic:
             users = args.users or (QUICK_USERS if args.quick else 1000)
             events = synthetic.generate(users=users, items=args.items, seed=args.seed)
             described = f"synthetic users={users} items={args.items} seed={args.seed}"

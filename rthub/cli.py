@@ -40,7 +40,12 @@ def main(argv: list[str] | None = None) -> None:
                            "the first key of RTHUB_ENCRYPTION_KEYS (the hub may keep running); "
                            "status: how many rows are not under it yet")
     keys.add_argument("--id", default=None, help="id of the generated key")
-    args = parser.parse_args(argv)
+    ml = commands.add_parser("ml", help="recommendation models: `rthub ml train --help`",
+                             add_help=False)
+    ml.add_argument("action", choices=["train"])
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "ml" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = config.load()
     except ConfigError as err:
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
                                      args.name) + "\n")
     elif args.command == "keys":
         _keys(settings, args.action, args.id)
+    elif args.command == "ml":
+        sys.exit(_ml_train(settings, rest))
     elif args.command == "up":
         from cluster.local import run_until_stopped  # imports Ray: only when needed
         from notify.providers import check
@@ -73,6 +80,44 @@ def main(argv: list[str] | None = None) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         run_until_stopped(settings, stop)
+
+
+def _ml_train(settings: config.Settings, argv: list[str]) -> int:
+    """``rthub ml train``: ``ml.train``'s options, artifacts written where ``rthub up`` looks
+    (``RTHUB_MODELS_DIR``), and ``--hub [--tenant T]`` to train on the hub's own listening
+    events (``POSTGRES_URL``)."""
+    from pathlib import Path
+
+    from ml import train
+
+    out = settings.models_dir or str(Path(settings.data_dir) / "models")
+    if "--out" not in argv:
+        argv = [*argv, "--out", out]
+    if "--hub" not in argv:
+        return train.main(argv)
+    import asyncio
+
+    from storage import listening
+    from storage.postgres import open_pool
+
+    if settings.postgres_url is None:
+        sys.exit("rthub: ml train --hub reads POSTGRES_URL (the hub's database); set it, or "
+                 "train from --events FILE.csv")
+    tenant = None
+    if "--tenant" in argv:
+        at = argv.index("--tenant")
+        tenant, argv = argv[at + 1] if at + 1 < len(argv) else "", argv[:at] + argv[at + 2:]
+
+    async def events() -> list:
+        pool = await open_pool(settings.postgres_url, 1)
+        try:
+            return await listening.export(pool, tenant or None)
+        finally:
+            await pool.close()
+
+    rows = asyncio.run(events())
+    return train.main([a for a in argv if a != "--hub"], events=rows,
+                      described=f"the hub's listening events ({tenant or 'every tenant'})")
 
 
 def _keys(settings: config.Settings, action: str, key_id: str | None) -> None:

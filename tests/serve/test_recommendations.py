@@ -6,8 +6,10 @@ proportions, and the callers' deadline and popularity fallback."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
+import httpx
 import numpy as np
 import pytest
 from ray import serve as rayserve
@@ -21,6 +23,7 @@ from ml.vocab import Vocab
 from serve.deployments.recommender import Recommender, app, run
 from storage.postgres import open_pool
 from tests.conftest import make_settings
+from tests.serve.client import Client
 
 
 def popularity_artifact(root, name: str, version: str, items: list[str], counts: list[float]):
@@ -211,3 +214,44 @@ async def test_past_the_deadline_or_with_no_app_the_answer_is_popularity_marked_
                                                                             "unavailable", 2)
     assert (recs.outcomes["deadline"], missing.outcomes["unavailable"]) == (1, 1)
     await pool.close()
+
+
+async def test_the_hubs_callers_use_the_model_then_fall_back_marked_and_counted(
+        deploy, models):
+    _, hub = await deploy(RTHUB_RECOMMEND_APP=f"rec-{uuid.uuid4().hex[:6]}",
+                          RTHUB_RECOMMEND_DEADLINE_MS="2000")
+    await asyncio.to_thread(run, hub.settings.recommend_app, {"variants": {"a": models["v1"]}})
+    ana = await Client.connect(hub.url, hub.token("ana"))
+    await ana.ask("playlist.create", {"playlist_id": "mix", "name": "Mix"})
+    for n, track in enumerate(("t03", "t05")):
+        await ana.ask("playlist.op", {"playlist": "mix", "base_version": n, "client_id": "a",
+                                      "client_seq": n + 1, "op": {"insert": {
+                                          "index": n, "track": {"id": track}, "item_id": track}}})
+    suggested = await ana.ask("playlist.suggest", {"playlist": "mix", "limit": 3})
+    assert suggested == {"tracks": [{"track": t, "score": pytest.approx(s, abs=1e-3)}
+                                    for t, s in (("t00", 20), ("t01", 19), ("t02", 18))],
+                         "model": "music:v1", "fallback": False}  # t03, t05 already in it
+
+    await ana.ask("party.create", {"party_id": "fri", "name": "Friday"})
+    await ana.ask("party.queue", {"party": "fri", "op": "add", "track": "t07"})
+    await ana.ask("party.control", {"party": "fri", "action": "play"})  # the queue runs low
+    pushed = (await ana.expect("party.recommendations", topic="party:fri"))["content"]
+    assert (pushed["model"], pushed["fallback"], pushed["tracks"][:2]) == ("music:v1", False,
+                                                                          ["t00", "t01"])
+    async with httpx.AsyncClient() as http:
+        asked = await http.post(f"{hub.http}/v1/recommendations", json={"limit": 2},
+                                headers={"authorization": f"Bearer {hub.token('ana')}"})
+    assert asked.json()["model"] == "music:v1"  # from ana's own listening (t03, t05, t07)
+
+    await asyncio.to_thread(rayserve.delete, hub.settings.recommend_app)  # the model is gone
+    async with httpx.AsyncClient() as http:
+        fallback = await http.post(f"{hub.http}/v1/recommendations",
+                                   json={"history": ["t03"], "limit": 5},
+                                   headers={"authorization": f"Bearer {hub.token('ana')}"})
+        metrics = (await http.get(f"{hub.operator}/metrics")).text
+    answer = fallback.json()
+    assert (answer["model"], answer["fallback"]) == ("popularity", True)
+    assert sorted(t["track"] for t in answer["tracks"]) == ["t03", "t05", "t07"]  # played here
+    assert 'rthub_recommendations_total{outcome="model"} 2.0' in metrics
+    assert re.search(r'rthub_recommendations_total\{outcome="(error|deadline)"\} 1\.0', metrics)
+    await ana.close()
