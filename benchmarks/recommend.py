@@ -8,7 +8,8 @@ A SASRec model is trained on synthetic listening first (1,000 users x 300 items,
 epochs: serving cost does not depend on how good it is). Callers are coroutines in this
 process sending through a Serve handle, as the gateway and hosts do; each sends its next
 request when the last is answered (closed loop). "Batched": ``max_batch_size`` 32, 5 ms
-wait; "unbatched": ``max_batch_size`` 1. The model called in-process (no Serve) on batches
+wait, in the Router (one call to the model per batch) and the Recommender; "unbatched":
+``max_batch_size`` 1 in both. The model called in-process (no Serve) on batches
 of 1 and 32 bounds what Serve could reach. Medians of --runs runs; results go to stdout and
 benchmarks/results/recommend.md (not with --quick).
 """
@@ -96,7 +97,8 @@ async def measure(args: argparse.Namespace, path: Path, histories: list[list[str
     results: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
     for run_no in range(args.runs):
         for mode, batching in MODES.items():
-            run("bench", {"variants": {"a": {"model": {"path": str(path)}, **batching}}})
+            run("bench", {"variants": {"a": {"model": {"path": str(path)}, **batching}},
+                          "router": batching})
             handle = serve.get_deployment_handle("Router", app_name="bench")
             await load(handle, histories, args.callers, 1.0)  # warm-up
             rate, times = await load(handle, histories, args.callers, args.seconds)

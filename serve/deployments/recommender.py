@@ -27,6 +27,7 @@ from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from ray.serve.metrics import Counter, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,15 @@ class Recommender:
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self.recommend(request)
 
+    async def many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A batch the Router made: one call for many requests."""
+        return await self._answer(requests)
+
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
     async def recommend(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self._answer(requests)
+
+    async def _answer(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``{tenant, history: [track], exclude: [track], limit}`` each -> ``{tracks:
         [{track, score}], model, fallback: false}``."""
         self.batches.append(len(requests))
@@ -124,8 +132,18 @@ class Router:
         self.salt = "rthub"
         self.counts: dict[str, int] = dict.fromkeys(variants, 0)
         self.latency_ms: dict[str, deque[float]] = {v: deque(maxlen=2000) for v in variants}
+        # exported by Ray's metrics agent (Prometheus), the same figures as ``stats()``
+        self.requests = Counter("rthub_recommend_variant_requests",
+                                "Recommendations answered, by A/B variant", ("variant",))
+        self.latency = Histogram("rthub_recommend_variant_latency_ms",
+                                 "Router to model and back, by A/B variant",
+                                 boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+                                 tag_keys=("variant",))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
+        self.route.set_max_batch_size(int(config.get("max_batch_size", MAX_BATCH)))
+        self.route.set_batch_wait_timeout_s(
+            float(config.get("batch_wait_timeout_s", BATCH_WAIT_S)))
         weights = config.get("weights") or {next(iter(self.handles)): 1}
         unknown = set(weights) - set(self.handles)
         if unknown or not all(isinstance(w, int) and w >= 0 for w in weights.values()) or (
@@ -147,15 +165,37 @@ class Router:
         raise AssertionError("weights cover every point")
 
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        variant = self.variant_of(str(request.get("user", "")))
-        handle = self.handles[variant]
-        if request.get("tenant"):
-            handle = handle.options(multiplexed_model_id=str(request["tenant"]))
-        start = time.perf_counter()
-        answer = await handle.remote(request)
-        self.counts[variant] += 1
-        self.latency_ms[variant].append((time.perf_counter() - start) * 1000)
-        return {**answer, "variant": variant}
+        return await self.route(request)
+
+    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S,
+                 max_concurrent_batches=8)  # the next batch leaves while one is answered
+    async def route(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Requests arriving together go on to each variant as one call (``many``): the hop
+        to the model costs one Ray call per batch, not per request."""
+        groups: dict[str, list[int]] = {}
+        for n, request in enumerate(requests):
+            groups.setdefault(self.variant_of(str(request.get("user", ""))), []).append(n)
+        answers: list[dict[str, Any]] = [{} for _ in requests]
+
+        async def send(variant: str, indexes: list[int]) -> None:
+            batch = [requests[n] for n in indexes]
+            tenants = [str(r["tenant"]) for r in batch if r.get("tenant")]
+            handle = self.handles[variant]
+            if tenants:  # a replica holding the commonest tenant's model, if any has it
+                handle = handle.options(multiplexed_model_id=max(set(tenants),
+                                                                 key=tenants.count))
+            start = time.perf_counter()
+            found = await handle.many.remote(batch)
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            self.counts[variant] += len(batch)
+            self.latency_ms[variant].extend([elapsed_ms] * len(batch))
+            self.requests.inc(len(batch), tags={"variant": variant})
+            self.latency.observe(elapsed_ms, tags={"variant": variant})
+            for n, answer in zip(indexes, found, strict=True):
+                answers[n] = {**answer, "variant": variant}
+
+        await asyncio.gather(*(send(v, idx) for v, idx in groups.items()))
+        return answers
 
     async def stats(self) -> dict[str, Any]:
         """Per variant: requests answered and their p50 / p99 in milliseconds."""
@@ -172,8 +212,9 @@ class Router:
 def app(args: dict[str, Any]) -> Any:
     """The Serve application (``import_path: serve.deployments.recommender:app``):
     ``args`` ``{"variants": {name: artifact path, or a Recommender user_config},
-    "weights": {name: weight}}``; each variant is a ``Recommender`` deployment named
-    ``recommender_<name>``, whose ``user_config`` a Serve config may override."""
+    "weights": {name: weight}, "router": {max_batch_size, batch_wait_timeout_s}}``; each
+    variant is a ``Recommender`` deployment named ``recommender_<name>``, whose
+    ``user_config`` a Serve config may override."""
     variants = args.get("variants") or {}
     if not variants:
         raise ValueError("the recommend app needs at least one variant: {name: artifact path}")
@@ -181,8 +222,9 @@ def app(args: dict[str, Any]) -> Any:
         name=f"recommender_{name}",
         user_config=spec if isinstance(spec, dict) else {"model": {"path": str(spec)}}).bind()
         for name, spec in variants.items()}
-    return Router.options(user_config={"weights": args.get("weights") or dict.fromkeys(
-        variants, 1)}).bind(**bound)
+    weights = args.get("weights") or dict.fromkeys(variants, 1)
+    return Router.options(user_config={"weights": weights, **(args.get("router") or {})}
+                          ).bind(**bound)
 
 
 def run(name: str, args: dict[str, Any]) -> None:
