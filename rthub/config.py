@@ -38,7 +38,8 @@ VARS: tuple[Var, ...] = (
         "Seconds between server pings; a client silent for two intervals is closed (4408)."),
     Var("MESSAGE_BATCH_SIZE", "message_batch_size", "100", read.int_between(1, 10_000),
         "an integer from 1 to 10000",
-        "Most messages carried to one actor host in one Ray call."),
+        "Most messages carried to one actor host in one Ray call, and most notifications "
+        "one digest merges (the rest make its next part)."),
     Var("RTHUB_HOST_CALLS_IN_FLIGHT", "host_calls_in_flight", "2", read.int_between(1, 64),
         "an integer from 1 to 64",
         "Ray calls one process keeps in flight to one actor host; what arrives meanwhile "
