@@ -26,14 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import ray
 from ray import serve
 
 from ml import artifact, synthetic
 from ml.data import sequences
-from ml.sasrec import SASRecConfig, train
-from ml.vocab import Vocab
+from ml.sasrec import SASRecConfig
+from ml.train import fit_sasrec
 from serve.deployments.recommender import run
 
 log = logging.getLogger("benchmarks.recommend")
@@ -44,16 +43,7 @@ MODES = {"batched": {"max_batch_size": 32, "batch_wait_timeout_s": 0.005},
 
 def make_model(root: Path) -> tuple[Path, list[list[str]]]:
     seqs = sequences(synthetic.generate(users=1000, items=300, seed=0))
-    vocab = Vocab.of(seqs)
-    cfg = SASRecConfig(epochs=3, eval_every=3)
-    model = train([vocab.encode(s) for s in seqs.values()], len(vocab), cfg, seed=0)
-    counts = np.zeros(len(vocab))
-    for s in seqs.values():
-        for row in vocab.encode(s):
-            counts[row] += 1
-    path = artifact.save(root, "bench", "v1", kind="sasrec", weights=model.state_dict(),
-                         items=vocab.items, counts=counts, hyperparameters=cfg.hyperparameters(),
-                         metrics={}, fingerprint="bench")
+    path = fit_sasrec(seqs, root, "bench", "v1", SASRecConfig(epochs=3, eval_every=3))
     return path, [s[-20:] for s in seqs.values()]
 
 

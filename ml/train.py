@@ -158,6 +158,20 @@ def train_from(interactions: Sequence[Interaction], out: str | Path = ".rthub/mo
     return path, Report(path, shipped, reason, results, valid_results, seconds, details, data)
 
 
+def fit_sasrec(seqs: dict[str, list[str]], out: str | Path, name: str, version: str,
+               config: SASRecConfig, seed: int = 0) -> Path:
+    """SASRec alone on every sequence, saved as an artifact without an evaluation: a model
+    to serve in tests and serving benchmarks, where its quality does not matter."""
+    vocab = Vocab.of(seqs)
+    rows = [vocab.encode(s) for s in seqs.values()]
+    model = train(rows, len(vocab), config, seed=seed)
+    counts = Popularity().fit(rows, len(vocab)).counts
+    return artifact.save(out, name, version, kind="sasrec", weights=model.state_dict(),
+                         items=vocab.items, counts=counts,
+                         hyperparameters=config.hyperparameters(), metrics={},
+                         fingerprint="not evaluated")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")  # one line, not the usage

@@ -292,44 +292,20 @@ def test_the_plan_sends_critical_everywhere_and_others_to_one_alert_channel():
         "email": "no email address registered"})
 
 
-async def test_a_digest_bigger_than_a_claim_is_sent_once(pool, courier, providers, sandbox,
-                                                         request):
-    ana = user(request)
-    await register(pool, ana, "email", "ana@example.com")
-    sandbox.run(sandbox.entity("inbox", ana, TENANT), "notification.prefs", user=ana,
+async def digest_due(pool, courier, sandbox, who: str, count: int) -> list[str]:
+    """``count`` LOW notifications to ``who`` held in a 10-minute digest, then its window
+    made to end now; their ids."""
+    await register(pool, who, "email", f"{who[:20]}@example.com")
+    sandbox.run(sandbox.entity("inbox", who, TENANT), "notification.prefs", user=who,
                 category="social", digest={"window_s": 600})
-    ids = []
-    for n in range(20):
-        row, _ = await send(pool, courier, ana, priority=0, title=f"like {n}",
-                            channels=("in_app", "email"))
-        ids.append(row["id"])
+    ids = [(await send(pool, courier, who, priority=0, title=f"like {n}",
+                       channels=("in_app", "email")))[0]["id"] for n in range(count)]
     await pool.execute("UPDATE notifications SET due_at = now() WHERE id = ANY($1::text[])", ids)
-    dispatcher = Dispatcher(pool, courier, workers=2)  # claims 4 at a time: 5 claims
-    running = asyncio.create_task(dispatcher.run())
-    try:
-        async with asyncio.timeout(30):
-            while await pool.fetchval(  # noqa: ASYNC110 (state in PostgreSQL: polled)
-                    "SELECT count(*) FROM notifications WHERE id = ANY($1::text[]) AND "
-                    "status = 'queued'", ids):
-                await asyncio.sleep(0.05)
-    finally:
-        running.cancel()
-    assert len(providers["email"].sent) == 1
-    assert providers["email"].sent[0][1].title == "20 new notifications"
+    return ids
 
 
-async def test_message_batch_size_bounds_a_digest(pool, providers, sandbox, request):
-    async def ask(tenant, user, message):
-        return await sandbox.ref("inbox", user, tenant).ask(message)
-
-    courier = Courier(ask, pool, list(providers.values()), Templates(), digest_limit=8)
-    ana = user(request)
-    await register(pool, ana, "email", "ana@example.com")
-    sandbox.run(sandbox.entity("inbox", ana, TENANT), "notification.prefs", user=ana,
-                category="social", digest={"window_s": 600})
-    ids = [(await send(pool, courier, ana, priority=0, title=f"like {n}",
-                       channels=("in_app", "email")))[0]["id"] for n in range(20)]
-    await pool.execute("UPDATE notifications SET due_at = now() WHERE id = ANY($1::text[])", ids)
+async def dispatch_all(pool, courier, ids: list[str]) -> None:
+    """Run a dispatcher claiming 4 at a time until none of ``ids`` is queued."""
     running = asyncio.create_task(Dispatcher(pool, courier, workers=2).run())
     try:
         async with asyncio.timeout(30):
@@ -339,6 +315,23 @@ async def test_message_batch_size_bounds_a_digest(pool, providers, sandbox, requ
                 await asyncio.sleep(0.05)
     finally:
         running.cancel()
+
+
+async def test_a_digest_bigger_than_a_claim_is_sent_once(pool, courier, providers, sandbox,
+                                                         request):
+    ids = await digest_due(pool, courier, sandbox, user(request), 20)
+    await dispatch_all(pool, courier, ids)  # 5 claims of 4: one digest
+    assert len(providers["email"].sent) == 1
+    assert providers["email"].sent[0][1].title == "20 new notifications"
+
+
+async def test_message_batch_size_bounds_a_digest(pool, providers, sandbox, request):
+    async def ask(tenant, user, message):
+        return await sandbox.ref("inbox", user, tenant).ask(message)
+
+    courier = Courier(ask, pool, list(providers.values()), Templates(), digest_limit=8)
+    ids = await digest_due(pool, courier, sandbox, user(request), 20)
+    await dispatch_all(pool, courier, ids)
     assert sorted(len(note.data["digest"]) for _, note in providers["email"].sent) == [4, 8, 8]
     sent = [i for _, note in providers["email"].sent for i in note.data["digest"]]
     assert sorted(sent) == sorted(ids)  # each in exactly one part
