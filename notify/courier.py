@@ -120,9 +120,10 @@ class Courier:
         while True:
             plan = routing.plan(note.priority, note.category, states, prefs, unreachable,
                                 _now_ms())
-            for channel, why in plan.skip.items():
+            for channel in plan.skip:
                 states[channel] = "skipped"
-                await self._record(ids, note.tenant, channel, "skipped", why)
+            await self._record_many(ids, note.tenant, [(c, "skipped", why)
+                                                       for c, why in plan.skip.items()])
             if plan.wait_until_ms is not None:
                 return Later(max(0.0, plan.wait_until_ms / 1000 - time.time()), "quiet hours",
                              counted=False)
@@ -184,12 +185,20 @@ class Courier:
 
     async def _record(self, ids: list[str], tenant: str, channel: str, state: str,
                       error: str | None = None) -> None:
-        self.outcomes[channel, state] += len(ids)
+        await self._record_many(ids, tenant, [(channel, state, error)])
+
+    async def _record_many(self, ids: list[str], tenant: str,
+                           changes: list[tuple[str, str, str | None]]) -> None:
+        """Channel states of ``ids``, in one statement: ``(channel, state, error)``."""
+        if not changes:
+            return
         at_ms = _now_ms()
+        for channel, state, _ in changes:
+            self.outcomes[channel, state] += len(ids)
         async with self.pool.acquire() as conn:
-            await store.set_delivery(conn, [{"tenant": tenant, "id": i, "channel": channel,
-                                             "state": state, "error": error, "at_ms": at_ms}
-                                            for i in ids])
+            await store.set_delivery(conn, [
+                {"tenant": tenant, "id": i, "channel": channel, "state": state, "error": error,
+                 "at_ms": at_ms} for channel, state, error in changes for i in ids])
 
     async def _digest(self, row: dict[str, Any]) -> Later | None:
         """A digest came due: every notification in it goes out as one message, and each

@@ -15,7 +15,6 @@ from notify.providers.base import Target
 from rthub.config import Settings
 from rthub.errors import BadRequest
 
-KINDS = {"fcm": "push", "apns": "push", "webpush": "push", "email": "email", "sms": "sms"}
 PER_USER = 50  # targets one user may hold; registering more replaces the oldest
 _FCM = re.compile(r"^[A-Za-z0-9_:\-.]{20,4096}$")
 _APNS = re.compile(r"^[0-9a-fA-F]{64,200}$")
@@ -25,6 +24,7 @@ _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 _APP = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
 
+# the target kinds, and the variable that turns on the provider of each
 SETTING = {"fcm": "RTHUB_FCM_CREDENTIALS", "apns": "RTHUB_APNS_KEY",
            "webpush": "RTHUB_VAPID_KEY", "email": "RTHUB_SMTP_URL", "sms": "TWILIO_ACCOUNT_SID"}
 
@@ -46,8 +46,8 @@ def from_request(payload: Any) -> tuple[str | None, Target]:
     if unknown:
         raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
     kind, app, user = payload.get("kind"), payload.get("app", "default"), payload.get("user_id")
-    if kind not in KINDS:
-        raise BadRequest(f"'kind' must be one of {', '.join(KINDS)}")
+    if kind not in SETTING:
+        raise BadRequest(f"'kind' must be one of {', '.join(SETTING)}")
     if not isinstance(app, str) or not _APP.match(app):
         raise BadRequest("'app' must be 1 to 100 letters, digits, '.', '_' or '-'")
     if user is not None and (not isinstance(user, str) or not 1 <= len(user) <= 200):

@@ -11,8 +11,6 @@ import asyncpg
 
 from storage.chat import Projector, at
 
-EVENTS = ("play", "skip", "completed", "seek", "added", "removed")
-
 
 async def record(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
     """The ``listen`` projector."""
