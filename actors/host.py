@@ -13,6 +13,7 @@ import logging
 import os
 from typing import Any
 
+from actors.host_metrics import EXPORT_S, HostMetrics
 from actors.kinds import KINDS
 from actors.recommend import Recommendations
 from actors.residency import EntityTable, Envelope, Outcome
@@ -46,6 +47,7 @@ class Host:
         self._loops: list[asyncio.Task] = []
         self.calls = 0  # Ray calls received, and the largest batch one carried
         self.largest_batch = 0
+        self._metrics: HostMetrics | None = None
 
     async def _table_ready(self) -> EntityTable:
         if self._table is None:
@@ -83,8 +85,14 @@ class Host:
                         self._table.flush_checkpoints),
             self._every(min(self.settings.entity_idle_s / 4, 10.0), self._table.passivate_idle),
             self._every(self.settings.retention_sweep_s, lambda: purge_expired(pool, blobs)),
+            self._every(EXPORT_S, self._export_metrics),
         )]
         log.info("host %s ready (pid %d)", self.name, os.getpid())
+
+    async def _export_metrics(self) -> None:
+        if self._metrics is None:
+            self._metrics = HostMetrics(self.name)
+        self._metrics.export(await self.stats(), self.recommendations.outcomes)
 
     async def _every(self, period: float, job: Any) -> None:
         """Run ``job`` every ``period`` s; after a failure back off up to 30 s (it logged why)."""
@@ -143,6 +151,7 @@ class Host:
             "publish_failures": getattr(table.publisher, "failures", 0),
             "journal_backlog": journal.backlog(),  # events waiting for the group commit
             "mailbox_depth": sum(len(r.mailbox or ()) for r in table.residents.values()),
+            "checkpoint_lag_s": table.checkpoint_lag(),
             **{field: getattr(table.stats, field) for field in table.stats.__slots__},
         }
 

@@ -59,6 +59,12 @@ class Checkpointing:
             resident.dirty_since = self.clock()
             self._dirty[resident.key] = resident
 
+    def checkpoint_lag(self) -> float:
+        """Seconds the oldest change not yet checkpointed has waited (a metric)."""
+        for resident in self._dirty.values():  # first dirtied first
+            return max(self.clock() - resident.dirty_since, 0.0)
+        return 0.0
+
     def _snapshot(self, resident: Resident) -> None:
         """Queue the durable state for the checkpoint writer (called between turns only)."""
         assert resident.entity is not None

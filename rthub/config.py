@@ -19,6 +19,8 @@ from rthub import config_values as read
 from rthub.config_values import ALLOWED_ATTACHMENTS, Var
 from rthub.errors import ConfigError
 
+DEFAULT_RATE_LIMITS = ("user:*=50/100,user:chat.send=10/30,ip:connect=10/30,ip:http=50/100,"
+                       "tenant:*=20000/40000")
 OPERATOR_PORTS = 64  # operator ports tried from RTHUB_OPERATOR_PORT up: replicas per node
 
 
@@ -142,6 +144,38 @@ VARS: tuple[Var, ...] = (
         "Keys for RS256/ES256 client tokens."),
     Var("RTHUB_JWT_AUDIENCE", "jwt_audience", None, read.optional, "a non-empty string",
         "Required `aud` claim of client tokens (unset: not checked)."),
+    Var("RTHUB_JWT_ISSUER", "jwt_issuer", None, read.optional, "a non-empty string",
+        "Required `iss` claim of client tokens (unset: not checked)."),
+    Var("RTHUB_JWT_JWKS_REFRESH_S", "jwt_jwks_refresh_s", "300", read.seconds(5, 86_400),
+        "a number of seconds from 5 to 86400",
+        "How often a JWKS URL is fetched again (key rotation); a token naming an unknown "
+        "`kid` fetches it at once, at most every 10 s."),
+    Var("RTHUB_RATE_LIMITS", "rate_limits", DEFAULT_RATE_LIMITS, read.rate_limits,
+        "comma separated scope:what=rate/burst rules (scope user, ip or tenant; what a "
+        "message type, *, connect or http)",
+        "Token buckets shared by every replica through Redis: per user, IP or tenant, per "
+        "message type (`*`: every frame), socket opening (`connect`) or HTTP request "
+        "(`http`). Empty: no limits. A refused frame gets `rate_limited` with "
+        "`retry_after_ms`."),
+    Var("RTHUB_RATE_FLOOD", "rate_flood", "20", read.int_between(1, 100_000),
+        "an integer from 1 to 100000",
+        "`rate_limited` answers to one socket within 10 s that close it with 4429."),
+    Var("RTHUB_IP_ALLOW", "ip_allow", "", read.cidrs, "comma separated addresses or CIDRs",
+        "Only these client addresses may connect (IPv4 and IPv6; empty: any)."),
+    Var("RTHUB_IP_DENY", "ip_deny", "", read.cidrs, "comma separated addresses or CIDRs",
+        "Client addresses refused (4403 / HTTP 403), before any other rule."),
+    Var("RTHUB_TRUSTED_PROXIES", "trusted_proxies", "", read.cidrs,
+        "comma separated addresses or CIDRs",
+        "Proxies whose `X-Forwarded-For` is believed; from anyone else the header is "
+        "ignored."),
+    Var("RTHUB_GEOIP_DB", "geoip_db", None, read.readable_file,
+        "a readable MaxMind-format (.mmdb) file",
+        "Country database for `RTHUB_GEO_ALLOW` / `RTHUB_GEO_DENY` (GeoLite2-Country or "
+        "any MaxMind DB with `country.iso_code`); never downloaded by the hub."),
+    Var("RTHUB_GEO_ALLOW", "geo_allow", "", read.countries, "ISO country codes, comma separated",
+        "Only clients the database places in these countries may connect (empty: any)."),
+    Var("RTHUB_GEO_DENY", "geo_deny", "", read.countries, "ISO country codes, comma separated",
+        "Clients the database places in these countries are refused."),
     Var("RTHUB_HTTP_HOST", "http_host", "127.0.0.1", read.optional, "a host name or address",
         "Address the WebSocket port and Serve's HTTP ingress listen on."),
     Var("RTHUB_WS_PORT", "ws_port", "8000", read.int_between(1, 65535),
@@ -320,6 +354,16 @@ class Settings:
     jwt_secret: str | None
     jwt_jwks: str | None
     jwt_audience: str | None
+    jwt_issuer: str | None
+    jwt_jwks_refresh_s: float
+    rate_limits: tuple[tuple[str, str, float, float], ...]
+    rate_flood: int
+    ip_allow: tuple[Any, ...]
+    ip_deny: tuple[Any, ...]
+    trusted_proxies: tuple[Any, ...]
+    geoip_db: str | None
+    geo_allow: frozenset[str]
+    geo_deny: frozenset[str]
     http_host: str | None
     ws_port: int
     http_port: int
@@ -379,6 +423,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{var.name} must be {var.expects}, got {got}") from None
     _check_tls(values["tls_cert"], values["tls_key"])
     _check_groups(values)
+    _check_geo(values)
     return Settings(**values)
 
 
@@ -411,6 +456,22 @@ def _check_groups(values: dict[str, Any]) -> None:
         if unset and len(unset) < len(names):
             raise ConfigError(f"{provider} needs {', '.join(names)} together; "
                               f"{', '.join(unset)} unset")
+
+
+def _check_geo(values: dict[str, Any]) -> None:
+    """Country rules need the database, and the database must open: found at start, not
+    when the first client is refused or let in by mistake."""
+    if (values["geo_allow"] or values["geo_deny"]) and not values["geoip_db"]:
+        raise ConfigError("RTHUB_GEO_ALLOW / RTHUB_GEO_DENY need RTHUB_GEOIP_DB (a MaxMind "
+                          "country database)")
+    if values["geoip_db"]:
+        import maxminddb
+
+        try:
+            maxminddb.open_database(values["geoip_db"]).close()
+        except (maxminddb.InvalidDatabaseError, OSError, ValueError) as err:
+            raise ConfigError(f"RTHUB_GEOIP_DB cannot be read as a MaxMind database: "
+                              f"{err}") from None
 
 
 def markdown_table() -> str:

@@ -185,3 +185,40 @@ def name(raw: str) -> str:
     if not raw or not all(c.isalnum() or c in "-_" for c in raw):
         raise ValueError
     return raw
+
+
+def cidrs(raw: str) -> tuple:
+    """Comma separated addresses or CIDR blocks, IPv4 and IPv6 (``10.0.0.0/8, ::1``)."""
+    import ipaddress
+
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in raw.split(",") if part.strip())
+
+
+def countries(raw: str) -> frozenset[str]:
+    """Comma separated ISO 3166-1 alpha-2 country codes."""
+    codes = frozenset(part.strip().upper() for part in raw.split(",") if part.strip())
+    if not all(len(c) == 2 and c.isascii() and c.isalpha() for c in codes):
+        raise ValueError
+    return codes
+
+
+RATE_SCOPES = ("user", "ip", "tenant")
+
+
+def rate_limits(raw: str) -> tuple[tuple[str, str, float, float], ...]:
+    """``scope:what=rate/burst`` rules, comma separated: scope is user, ip or tenant; what is
+    a message type, ``*`` (every frame), ``connect`` (a socket opening) or ``http`` (an HTTP
+    API request); rate is tokens a second, burst the most at once."""
+    rules: dict[tuple[str, str], tuple[str, str, float, float]] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        key, sep, amounts = part.partition("=")
+        scope, colon, what = key.strip().partition(":")
+        rate, slash, burst = amounts.partition("/")
+        if not (sep and colon and slash) or scope not in RATE_SCOPES or not what.strip():
+            raise ValueError
+        rate_value, burst_value = float(rate), float(burst)
+        if not 0 < rate_value <= 1e9 or not 1 <= burst_value <= 1e9:
+            raise ValueError
+        rules[(scope, what.strip())] = (scope, what.strip(), rate_value, burst_value)
+    return tuple(rules.values())

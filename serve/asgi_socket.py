@@ -97,9 +97,11 @@ async def serve_asgi(core: GatewayCore, ws: WebSocket, path_user: str | None) ->
     if core.draining:
         await ws.close(1012)
         return
+    ip = core.network.client_ip(ws.client.host if ws.client else "",
+                                ws.headers.get("x-forwarded-for"))
     try:
         identity = core.identify(ws.headers.get("authorization", ""),
-                                 ws.query_params.get("token"), path_user)
+                                 ws.query_params.get("token"), path_user, ip)
     except HubError as err:
         core.metrics.refused.labels(err.code).inc()
         await ws.close(4401 if isinstance(err, Unauthorized) else 4403, err.message)
@@ -107,7 +109,7 @@ async def serve_asgi(core: GatewayCore, ws: WebSocket, path_user: str | None) ->
     subprotocol = protocol.choose_subprotocol(ws.headers.get("sec-websocket-protocol", ""))
     sink = AsgiSocket(ws, subprotocol or protocol.JSON, core.settings.send_buffer_bytes)
     conn = Connection(core, sink, identity, sink.encoding, f"c-{secrets.token_hex(8)}",
-                      ws.client.host if ws.client else "", ws.query_params.get("resume"))
+                      ip, ws.query_params.get("resume"))
     sink.conn = conn
     await ws.accept(subprotocol=subprotocol)
     core.accept(conn)

@@ -26,7 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.client import admission, on_queued
-from rthub.errors import BadRequest, HubError
+from rthub.errors import BadRequest, Forbidden, HubError, RateLimited
 from serve import protocol
 from serve.auth import Identity
 from serve.router import UNGATED
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MALFORMED_LIMIT = 20
 MALFORMED_WINDOW_S = 60.0
+FLOOD_WINDOW_S = 10.0
 
 OPENING, OPEN, GONE = 0, 1, 2
 
@@ -61,7 +62,7 @@ class Connection:
     """State of one open socket, from the upgrade to ``ended()``."""
 
     __slots__ = ("_closing", "_delivered", "_held", "_in_flight", "_lanes", "_last_heard",
-                 "_malformed", "_paused", "_unanswered_pings", "catching_up", "core",
+                 "_malformed", "_paused", "_refused", "_unanswered_pings", "catching_up", "core",
                  "encoding", "id", "identity", "ip", "next_beat", "positions", "resume",
                  "session_id", "sink", "state")
 
@@ -72,7 +73,7 @@ class Connection:
         self.identity = identity
         self.encoding = encoding
         self.id = connection_id
-        self.ip = ip  # the peer's address, for the audit log
+        self.ip = ip  # the client's address (``NetworkPolicy.client_ip``): rules, audit
         self.resume = resume  # the resume token the client came back with
         self.session_id = ""
         self.state = OPENING
@@ -88,6 +89,7 @@ class Connection:
         self._in_flight = 0  # frames received and not yet answered
         self._paused = False
         self._malformed: deque[float] | None = None
+        self._refused: deque[float] | None = None  # rate_limited answers (a flood closes)
         self._last_heard = time.monotonic()
         self.next_beat = self._last_heard + core.settings.ws_heartbeat_interval
         self._closing: tuple[int, str] | None = None
@@ -235,12 +237,21 @@ class Connection:
 
     async def _handle(self, frame: dict[str, Any]) -> None:
         frame_id = frame.get("id")
-        self.core.metrics.frames_in.add(frame["type"])
+        core = self.core
+        kind = frame["type"]
+        core.metrics.frames_in.add(kind)
         try:
-            reply = await self.core.handle(self, frame)
+            if core.limits.active and kind != "pong":  # a pong keeps the socket alive
+                identity = self.identity
+                await core.limits.check(kind, identity.tenant, identity.user, self.ip)
+            reply = await core.handle(self, frame)
         except HubError as err:
-            self.core.metrics.errors.add(err.code)
+            core.metrics.errors.add(err.code)
             self.send(protocol.answer(frame_id, err.to_content(), ok=False))
+            if isinstance(err, RateLimited):
+                self._count_refused(kind, err)
+            elif isinstance(err, Forbidden):
+                core.denied(self, kind, err)
             return
         except Exception:
             log.exception("handling a %s frame failed", frame["type"])
@@ -249,6 +260,19 @@ class Connection:
             return
         if reply is not None:
             self.send(protocol.answer(frame_id, reply))
+
+    def _count_refused(self, kind: str, err: HubError) -> None:
+        """RTHUB_RATE_FLOOD ``rate_limited`` answers in ``FLOOD_WINDOW_S``: close 4429."""
+        now = time.monotonic()
+        if self._refused is None:
+            self._refused = deque()
+        self._refused.append(now)
+        while self._refused and now - self._refused[0] > FLOOD_WINDOW_S:
+            self._refused.popleft()
+        if len(self._refused) >= self.core.settings.rate_flood and self._closing is None:
+            self.core.denied(self, kind, err)
+            self.close(4429, f"rate limited: {len(self._refused)} refused requests in "
+                             f"{FLOOD_WINDOW_S:g} s")
 
     def _count_malformed(self) -> None:
         now = time.monotonic()

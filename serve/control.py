@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from actors.client import ActorSystem
     from fanout.subscriber import TopicHub
     from rthub.config import Settings
+    from serve.auth import TokenVerifier
     from serve.connection import Connection
+    from serve.metrics import GatewayMetrics
+    from serve.security.revocation import Revocations
 
 
 class Control:
@@ -40,6 +43,10 @@ class Control:
     _emptied: asyncio.Event
     _background: list[asyncio.Task]
     _control_ready: bool
+    _revocation_check_running: bool = False
+    verifier: TokenVerifier
+    revocations: Revocations
+    metrics: GatewayMetrics
 
     def spawn(self, job: Any) -> None: ...
 
@@ -103,10 +110,38 @@ class Control:
             for conn in list(self.connections.values()):
                 if conn.next_beat <= now:
                     conn.beat(now)
+            self._security_tick()
             if now >= next_refresh:
                 next_refresh = now + self.settings.ws_heartbeat_interval
                 self._refresh_presence()
                 self.spawn(self._notifications_waiting())
+
+    def _security_tick(self) -> None:
+        """Keys and revocations, every tick: a rotated JWKS fetched when due, and sockets
+        of a token revoked on any replica closed (4410) within one tick."""
+        keys = self.verifier.keys
+        if keys is not None and keys.due():
+            self.spawn(keys.refresh())
+        if not self._revocation_check_running:
+            self._revocation_check_running = True
+            self.spawn(self._revocations_changed())
+
+    async def _revocations_changed(self) -> None:
+        try:
+            if await self.revocations.reload_if_changed():
+                self.close_revoked()
+        finally:
+            self._revocation_check_running = False
+
+    def close_revoked(self) -> int:
+        """Close every local socket whose token the revocation list covers."""
+        closed = 0
+        for conn in list(self.connections.values()):
+            if self.revocations.covers(conn.identity):
+                conn.close(4410, "token revoked")
+                closed += 1
+        self.metrics.revoked_closed.count += closed
+        return closed
 
     async def _notifications_waiting(self) -> None:
         """Notifications wait (a hub restarted, its notifier crashed): have them sent; and

@@ -27,14 +27,18 @@ from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from notify import templates
 from rthub.config import Settings
-from rthub.errors import Conflict, Forbidden, HubError, Unauthorized, Unavailable
+from rthub.errors import Conflict, Forbidden, HubError, RateLimited, Unauthorized, Unavailable
 from serve import chat, playlists, protocol, topics
-from serve.auth import Identity, TokenVerifier
+from serve.auth import Identity, TokenRevoked, TokenVerifier
 from serve.channel_routes import channel_routes
 from serve.connection import GONE, Connection
 from serve.control import Control
 from serve.metrics import GatewayMetrics
 from serve.router import Router
+from serve.security.audit import SecurityAudit, claimed_tenant
+from serve.security.limits import RateLimiter
+from serve.security.network import NetworkPolicy
+from serve.security.revocation import Revocations
 from serve.wire import Batcher, Outgoing
 from storage.blobs import open_blob_store
 from storage.crypto import keyring
@@ -55,6 +59,17 @@ def outgoing(event: dict[str, Any]) -> Outgoing:
     return Outgoing(envelope, event.get("removes"))
 
 
+def close_code(err: HubError) -> int:
+    """The close code of a socket refused after its upgrade (PROTOCOL.md)."""
+    if isinstance(err, TokenRevoked):
+        return 4410
+    if isinstance(err, RateLimited):
+        return 4429
+    if isinstance(err, Unauthorized):
+        return 4401
+    return 4403 if isinstance(err, Forbidden) else 1011
+
+
 class GatewayCore(Control):
     """Sockets of one replica and everything they share (housekeeping: ``serve.control``)."""
 
@@ -64,13 +79,19 @@ class GatewayCore(Control):
         self.settings = settings
         self.gateway_id = f"gw-{secrets.token_hex(6)}"
         self.verifier = TokenVerifier(settings.jwt_secret, settings.jwt_jwks,
-                                      settings.jwt_audience)
+                                      settings.jwt_audience, settings.jwt_issuer,
+                                      settings.jwt_jwks_refresh_s)
+        self.network = NetworkPolicy.from_settings(settings)
         self.system = ActorSystem(settings)
         self.keyring = keyring(settings.encryption_keys)
         self.templates = templates.load(settings.notify_catalog, settings.notify_locale)
         self.blobs = open_blob_store(settings.blob_store, settings.data_dir, settings.s3_endpoint)
         self.redis = aioredis.from_url(settings.redis_url)
         self.hub = TopicHub(settings.redis_url, prepare=self._arrived)
+        self.limits = RateLimiter(self.redis, settings.rate_limits)
+        self.revocations = Revocations(self.redis)
+        self.verifier.revoked = self.revocations.check
+        self.audit = SecurityAudit(self.db)
         self.metrics = metrics or GatewayMetrics()
         self.connections: dict[str, Connection] = {}
         self.router = Router(channel_routes(CHANNELS.values()), topics.ROUTES, chat.ROUTES,
@@ -87,6 +108,9 @@ class GatewayCore(Control):
         self.metrics.recommendations.counts = self.recommendations.outcomes
         self.metrics.queue_depth.set_function(self.system.queue_depth)
         self.metrics.queue_delay.set_function(self.system.queue_delay)
+        self.metrics.rate_limited.counts = self.limits.refused
+        self.metrics.rate_limit_errors.read = lambda: self.limits.errors
+        self.metrics.audit_dropped.read = lambda: self.audit.dropped
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False
@@ -97,16 +121,37 @@ class GatewayCore(Control):
 
     # -- a socket's life ----------------------------------------------------------------------
     def identify(self, authorization: str, query_token: str | None,
-                 path_user: str | None) -> Identity:
-        """Check the token before the upgrade; raise ``Unauthorized`` / ``Forbidden``."""
+                 path_user: str | None, ip: str | None = None) -> Identity:
+        """Check the token before the upgrade; raise ``Unauthorized`` / ``Forbidden`` (and
+        audit the refusal)."""
         token = (authorization[7:].strip() if authorization.lower().startswith("bearer ")
                  else None) or query_token
-        if not token:
-            raise Unauthorized("no token: send 'Authorization: Bearer <jwt>' or '?token='")
-        identity = self.verifier.verify(token)
-        if path_user is not None and path_user != identity.user:
-            raise Forbidden("the user in the URL is not the token's subject")
+        try:
+            if not token:
+                raise Unauthorized("no token: send 'Authorization: Bearer <jwt>' or '?token='")
+            identity = self.verifier.verify(token)
+            if path_user is not None and path_user != identity.user:
+                raise Forbidden("the user in the URL is not the token's subject")
+        except HubError as err:
+            self.audit.record(claimed_tenant(token), "-", "auth.failed", ip,
+                              reason=err.message, verified=False)
+            raise
         return identity
+
+    def admit(self, conn: Connection) -> None:
+        """The address rules, for a socket that has just opened (``AddressRefused``)."""
+        try:
+            self.network.check(conn.ip)
+        except HubError as err:
+            self.audit.record(conn.identity.tenant, conn.identity.user, "ip.refused",
+                              conn.ip, reason=err.message)
+            raise
+
+    def denied(self, conn: Connection, frame_type: str, err: HubError) -> None:
+        """A request answered ``forbidden``, or a flood: into the audit log."""
+        self.audit.record(conn.identity.tenant, conn.identity.user,
+                          "permission.denied" if isinstance(err, Forbidden) else "rate.flood",
+                          conn.ip, type=frame_type, reason=err.message)
 
     def accept(self, conn: Connection) -> None:
         """A socket is open: open (or resume) its session, then welcome it."""
@@ -116,11 +161,15 @@ class GatewayCore(Control):
 
     async def _open(self, conn: Connection) -> None:
         try:
+            self.admit(conn)
+            if self.limits.active:
+                await self.limits.check("connect", conn.identity.tenant, conn.identity.user,
+                                        conn.ip, frame=False)
             await self._ensure_control()
             welcome, positions = await self._open_session(conn, conn.resume)
         except HubError as err:
             self.metrics.refused.labels(err.code).inc()
-            conn.close(4403 if isinstance(err, Forbidden) else 1011, err.message)
+            conn.close(close_code(err), err.message)
             return
         if conn.state == GONE:  # it went while its session opened: record its end now
             await self._close_session(conn)

@@ -24,7 +24,7 @@ from notify import targets
 from notify.model import Notification, available
 from notify.providers.webpush import application_server_key
 from notify.service import ensure_running, with_user_locale
-from rthub.errors import BadRequest, Forbidden, HubError, NotFound, TooLarge, Unauthorized
+from rthub.errors import BadRequest, Forbidden, HubError, NotFound, RateLimited, TooLarge
 from serve import chat
 from serve.auth import Identity
 from storage import attachments, audit, listening, notifications, notify_targets
@@ -78,24 +78,34 @@ class HttpApi:
             Route("/v1/devices", self._guard(self.devices), methods=["GET", "POST", "DELETE"]),
             Route("/v1/devices/webpush-key", self._guard(self.webpush_key), methods=["GET"]),
             Route("/v1/recommendations", self._guard(self.recommend), methods=["POST"]),
+            Route("/v1/tokens/revoke", self._guard(self.revoke), methods=["POST"]),
         ]
 
     def _guard(self, endpoint: Callable[[Request, Identity], Awaitable[Response]]) -> Endpoint:
         async def run(request: Request) -> Response:
+            core = self.core
+            ip = core.network.client_ip(request.client.host if request.client else "",
+                                        request.headers.get("x-forwarded-for"))
+            who: Identity | None = None
             try:
-                return await endpoint(request, self._identify(request))
+                core.network.check(ip)
+                who = core.identify(request.headers.get("authorization", ""),
+                                    request.query_params.get("token"), None, ip)
+                if core.limits.active:
+                    await core.limits.check("http", who.tenant, who.user, ip, frame=False)
+                return await endpoint(request, who)
             except HubError as err:
-                return _error(err)
+                if isinstance(err, Forbidden):
+                    core.audit.record(who.tenant if who else "default",
+                                      who.user if who else "-",
+                                      "permission.denied" if who else "ip.refused", ip,
+                                      route=request.url.path, reason=err.message)
+                response = _error(err)
+                if isinstance(err, RateLimited):
+                    response.headers["retry-after"] = str(-(-err.retry_after_ms // 1000))
+                return response
 
         return run
-
-    def _identify(self, request: Request) -> Identity:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        token = token or request.query_params.get("token")
-        if not token:
-            raise Unauthorized("no token: send 'Authorization: Bearer <jwt>' or '?token='")
-        return self.core.verifier.verify(token)
 
     # -- search ----------------------------------------------------------------------------
     async def search(self, request: Request, who: Identity) -> Response:
@@ -158,12 +168,49 @@ class HttpApi:
         limit = _int_param(params.get("limit", "100"), "limit")
         if not 1 <= limit <= AUDIT_MAX:
             raise BadRequest(f"'limit' must be from 1 to {AUDIT_MAX}")
+        since, until = params.get("since"), params.get("until")
         rows = await audit.query(await self.core.db(), who.tenant,
                                  _int_param(params.get("after", "0"), "after"),
                                  params.get("room"), params.get("actor"), params.get("action"),
-                                 limit)
+                                 limit, ip=params.get("ip"),
+                                 since_ms=None if since is None else _int_param(since, "since"),
+                                 until_ms=None if until is None else _int_param(until, "until"))
         return JSONResponse({"entries": rows, "next_after": rows[-1]["id"] if rows else None})
 
+
+    # -- revocation ------------------------------------------------------------------------
+    async def revoke(self, request: Request, who: Identity) -> Response:
+        """Revoke one token (``token_id`` and its ``expires_at``) or every token of a user
+        (``user_id``, optionally ``before`` a time in seconds). A user may revoke their own;
+        the ``admin`` scope anyone's in its tenant. Open sockets close with 4410."""
+        body = await _json_body(request, NOTIFY_BODY_MAX, "revocation")
+        if not isinstance(body, dict) or ("token_id" in body) == ("user_id" in body):
+            raise BadRequest("send {\"token_id\", \"expires_at\"} or {\"user_id\"}")
+        core = self.core
+        if "token_id" in body:
+            token_id, expires_at = body["token_id"], body.get("expires_at")
+            if not isinstance(token_id, str) or not 0 < len(token_id) <= 256:
+                raise BadRequest("'token_id' must be the token's jti, 1 to 256 characters")
+            if not isinstance(expires_at, int) or isinstance(expires_at, bool):
+                raise BadRequest("'expires_at' must be the token's exp (seconds)")
+            if "admin" not in who.scopes and token_id != who.token_id:
+                raise Forbidden("revoking another token needs the 'admin' scope")
+            await core.revocations.revoke_token(who.tenant, token_id, expires_at)
+            action, target, answer = "token.revoke", token_id, {"token_id": token_id}
+        else:
+            user, before = body["user_id"], body.get("before")
+            if not isinstance(user, str) or not 0 < len(user) <= 256:
+                raise BadRequest("'user_id' must be a user id")
+            if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
+                raise BadRequest("'before' must be a time in seconds")
+            if "admin" not in who.scopes and user != who.user:
+                raise Forbidden("revoking another user's tokens needs the 'admin' scope")
+            cutoff = await core.revocations.revoke_user(who.tenant, user, before)
+            action, target, answer = "user.revoke", user, {"user_id": user, "before": cutoff}
+        closed = core.close_revoked()
+        core.audit.record(who.tenant, who.user, action, None, target=target)
+        log.info("%s revoked %s %s (%d local sockets closed)", who.user, action, target, closed)
+        return JSONResponse({"revoked": answer, "closed_here": closed})
 
     # -- notifications ---------------------------------------------------------------------
     async def notify(self, request: Request, who: Identity) -> Response:

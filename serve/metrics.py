@@ -107,6 +107,18 @@ class GatewayMetrics:
             "state (queued, sent, delivered, seen, read, failed, skipped; from PostgreSQL "
             "each heartbeat: every replica reports the same hub-wide figure)",
             ["channel", "state"], registry=self.registry)
+        self.rate_limited = TallyBy(
+            "rthub_rate_limited", "Frames, sockets and HTTP requests refused by a rate limit, "
+            "by rule (scope:what)", "rule", self.registry)
+        self.rate_limit_errors = Tally(
+            "rthub_rate_limit_errors", "Rate limit checks Redis could not answer (the "
+            "requests were let through)", self.registry)
+        self.revoked_closed = Tally("rthub_revoked_sockets_closed",
+                                    "Sockets closed with 4410 because their token was revoked",
+                                    self.registry)
+        self.audit_dropped = Tally(
+            "rthub_audit_dropped", "Security audit entries dropped past the per-replica cap "
+            "(a flood of bad tokens)", self.registry)
         # what an entity's answer to a message passed straight to it adds to the figures
         self.replies: dict[str, Callable[[dict[str, Any]], None]] = {
             "party.quality": self._tier_reply, "party.report": self._drift_reply}

@@ -12,7 +12,9 @@ check awaits Redis, which picows' synchronous request hook cannot.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -78,12 +80,39 @@ class OperatorServer:
         return web.json_response({"ok": True, **self._who()})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """Ready: Redis answers and the replica is not draining (a balancer stops sending
-        new sockets to a draining one)."""
-        try:
-            await self.core.redis.ping()
-        except Exception as exc:
-            return web.json_response({"ready": False, "reason": f"redis: {exc}"}, status=503)
-        ready = not self.core.draining
-        return web.json_response({"ready": ready, "connections": len(self.core.connections),
-                                  **self._who()}, status=200 if ready else 503)
+        """Ready: Redis, PostgreSQL and an actor host (Ray) answer within
+        ``READY_TIMEOUT_S`` each, and the replica is not draining (a balancer stops sending
+        new sockets to a draining one). The body says which check failed and why."""
+        core = self.core
+        checks = dict(zip(("redis", "postgres", "ray"), await asyncio.gather(
+            _check(core.redis.ping()), _check(_postgres(core)), _check(_ray(core))),
+            strict=True))
+        ready = not core.draining and all(v == "ok" for v in checks.values())
+        body = {"ready": ready, "draining": core.draining, "checks": checks,
+                "connections": len(core.connections), **self._who()}
+        if not ready:
+            failed = [f"{k}: {v}" for k, v in checks.items() if v != "ok"]
+            body["reason"] = "draining" if core.draining else "; ".join(failed)
+        return web.json_response(body, status=200 if ready else 503)
+
+
+READY_TIMEOUT_S = 2.0
+
+
+async def _check(probe: Awaitable[object]) -> str:
+    try:
+        await asyncio.wait_for(probe, READY_TIMEOUT_S)
+    except TimeoutError:
+        return f"no answer in {READY_TIMEOUT_S:g} s"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return "ok"
+
+
+async def _postgres(core: GatewayCore) -> None:
+    await (await core.db()).fetchval("SELECT 1")
+
+
+async def _ray(core: GatewayCore) -> None:
+    """The first actor host answers (Ray's scheduler, the host and its PostgreSQL pool)."""
+    await core.system.host("rthub-host-0").stats.remote()

@@ -171,13 +171,15 @@ class PicowsSocket(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
         self._transport = transport.underlying_transport
+        peer = self._transport.get_extra_info("peername")
+        ip = self.core.network.client_ip(peer[0] if peer else "",
+                                         transport.request.headers.get("x-forwarded-for"))
         # The handshake is over and its headers were read in ``_route``: free them (the
         # token alone is hundreds of bytes, kept for the socket's whole life otherwise).
         transport.request.headers.clear()
         transport.response.headers.clear()
-        peer = self._transport.get_extra_info("peername")
         conn = Connection(self.core, self, self._identity, self.encoding,
-                          f"c-{secrets.token_hex(8)}", peer[0] if peer else "", self._resume)
+                          f"c-{secrets.token_hex(8)}", ip, self._resume)
         self.conn = conn
         self._identity = None  # type: ignore[assignment]  # the connection holds it now
         self.core.accept(conn)

@@ -2,7 +2,11 @@
 
 import asyncio
 
+import pytest
+
 from tests.serve.client import Client
+
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
 
 
 async def make_room(hub, owner: Client, room: str) -> dict:

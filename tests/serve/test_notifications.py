@@ -24,6 +24,8 @@ from rthub.errors import BadRequest
 from rthub.realtime import realtime_hub, websocket_endpoint
 from tests.serve.client import Client
 
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
+
 
 async def post(hub, body, token: str | None = None, key: str | None = None) -> httpx.Response:
     headers = {"authorization": f"Bearer {token or hub.token('svc', scopes='notify:send')}"}

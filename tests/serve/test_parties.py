@@ -9,11 +9,14 @@ import random
 import re
 import time
 
+import pytest
 import ray
 
 from client.clock import ClockEstimator
 from tests.serve.client import Client, metrics_text, scrape
 from tests.serve.hosts import kill_and_restart
+
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
 
 TARGET_MS = 20  # every device within this of the party's position (the target)
 

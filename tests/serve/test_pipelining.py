@@ -12,8 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pytest
 
 from tests.serve.client import Client, scrape
+
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
 
 
 @contextlib.asynccontextmanager

@@ -12,12 +12,15 @@ import time
 from typing import Any
 
 import asyncpg
+import pytest
 
 from client.playlist import PlaylistDoc
 from rthub import playlist_ot as ot
 from serve.playlists import replay
 from tests.serve.client import Client
 from tests.serve.hosts import kill_and_restart
+
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
 
 log = logging.getLogger(__name__)
 

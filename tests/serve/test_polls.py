@@ -3,7 +3,11 @@ created, followed by another user's socket, voted on, closed, and refused what i
 
 from __future__ import annotations
 
+import pytest
+
 from tests.serve.client import Client
+
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
 
 
 async def test_a_poll_streams_live_counts_to_every_follower(hub):

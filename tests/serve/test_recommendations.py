@@ -25,6 +25,8 @@ from storage.postgres import open_pool
 from tests.conftest import make_settings
 from tests.serve.client import Client
 
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
+
 
 def popularity_artifact(root, name: str, version: str, items: list[str], counts: list[float]):
     return artifact.save(root, name, version, kind="popularity",

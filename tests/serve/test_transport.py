@@ -11,6 +11,8 @@ from tests.serve.client import Client, metrics_text
 from tests.serve.conftest import DIRECT_INGRESS as DIRECT
 from tests.serve.conftest import SECRET
 
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
+
 
 def refused_status(url: str, headers: dict[str, str]) -> int:
     async def attempt() -> int:
