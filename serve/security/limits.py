@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from rthub.errors import RateLimited
 
@@ -70,7 +70,7 @@ class RateLimiter:
         for scope, what, rate, burst in rules:
             self._by_what.setdefault(what, []).append(Rule(scope, what, rate, burst))
         self._frame_rules = self._by_what.get("*", [])
-        self._script: Any = None
+        self._sha: str | None = None  # the script, loaded once
         self._pending: list[tuple[list[tuple[str, Rule]], asyncio.Future]] = []
         self._flush_scheduled = False
         self._empty_until: dict[str, float] = {}  # bucket -> monotonic time it has a token
@@ -143,13 +143,11 @@ class RateLimiter:
                      ) -> None:
         """One pipeline for every check of the loop turn."""
         try:
-            if self._script is None:
-                self._script = self.redis.register_script(_TAKE)
-            pipe = self.redis.pipeline(transaction=False)
-            for buckets, _ in pending:
-                for key, rule in buckets:
-                    self._script(keys=[key], args=[rule.rate, rule.burst, 1], client=pipe)
-            results = [int(r) for r in await pipe.execute()]
+            try:
+                results = await self._run(pending)
+            except NoScriptError:  # Redis restarted (or failed over): load it again
+                self._sha = None
+                results = await self._run(pending)
         except (RedisError, OSError) as err:
             self.errors += 1
             log.warning("rate limit check failed; letting %d requests through: %s",
@@ -160,6 +158,17 @@ class RateLimiter:
             if not future.done():
                 future.set_result(results[at:at + len(buckets)])
             at += len(buckets)
+
+
+    async def _run(self, pending: list[tuple[list[tuple[str, Rule]], asyncio.Future]]
+                   ) -> list[int]:
+        if self._sha is None:
+            self._sha = await self.redis.script_load(_TAKE)
+        pipe = self.redis.pipeline(transaction=False)
+        for buckets, _ in pending:
+            for key, rule in buckets:
+                pipe.evalsha(self._sha, 1, key, rule.rate, rule.burst, 1)
+        return [int(r) for r in await pipe.execute()]
 
 
 def _consume(task: asyncio.Task) -> None:

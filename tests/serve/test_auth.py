@@ -1,13 +1,17 @@
 """Token checks made before the upgrade: HS256, RS256/ES256 from a JWKS, audience, claims."""
 
+import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 
 import jwt
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from cluster.ingress import free_port
 from rthub.errors import Unauthorized
 from serve.auth import TokenVerifier, issue_token
 
@@ -81,3 +85,80 @@ def test_each_refusal_says_why(token, message):
     with pytest.raises(Unauthorized) as refused:
         TokenVerifier(SECRET, audience="rthub").verify(token)
     assert refused.value.message == message
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"iss": "https://elsewhere"}, "token issuer is not 'https://id.example'"),
+    ({}, "token lacks the required 'iss' claim"),
+])
+def test_the_issuer_is_checked_when_configured(extra, message):
+    verifier = TokenVerifier(SECRET, issuer="https://id.example")
+    with pytest.raises(Unauthorized) as refused:
+        verifier.verify(jwt.encode(claims(**extra), SECRET, algorithm="HS256"))
+    assert refused.value.message == message
+    token = jwt.encode(claims(iss="https://id.example"), SECRET, algorithm="HS256")
+    assert verifier.verify(token).user == "alice"
+
+
+class Issuer:
+    """An identity provider's JWKS endpoint on a local port, whose keys can rotate."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.down = False
+        self.fetches = 0
+
+    def rotate_to(self, kid: str, keep: tuple[str, ...] = ()) -> rsa.RSAPrivateKey:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.keys = {**{k: self.keys[k] for k in keep}, kid: key}
+        return key
+
+    def token(self, kid: str) -> str:
+        return jwt.encode(claims(), self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+    async def jwks(self, request: web.Request) -> web.Response:
+        self.fetches += 1
+        if self.down:
+            return web.Response(status=503, text="maintenance")
+        return web.json_response({"keys": [
+            {**json.loads(RSAAlgorithm.to_jwk(key.public_key())), "kid": kid}
+            for kid, key in self.keys.items()]})
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[tuple[Issuer, str]]:
+    provider = Issuer()
+    provider.rotate_to("k1")
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", provider.jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield provider, f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    await runner.cleanup()
+
+
+async def test_a_rotated_jwks_is_fetched_again_and_old_keys_stop_working(issuer):
+    provider, url = issuer
+    verifier = await asyncio.to_thread(TokenVerifier, None, url, refresh_s=60)
+    assert verifier.verify(provider.token("k1")).user == "alice"
+    # the issuer rotates: k2 signs, k1 is withdrawn
+    provider.rotate_to("k2")
+    with pytest.raises(Unauthorized, match="no key with kid 'k2' in the JWKS yet: the hub is "
+                                           "fetching it again, retry shortly"):
+        verifier.verify(provider.token("k2"))
+    assert verifier.keys is not None
+    assert verifier.keys.due()  # the next tick fetches
+    await verifier.keys.refresh()
+    assert verifier.verify(provider.token("k2")).user == "alice"
+    with pytest.raises(Unauthorized, match="no key with kid 'k1' in the JWKS"):
+        verifier.verify(jwt.encode(claims(), rsa.generate_private_key(
+            public_exponent=65537, key_size=2048), algorithm="RS256", headers={"kid": "k1"}))
+    # an unknown kid right after a fetch does not fetch again (no amplification)
+    assert not verifier.keys.due()
+    # the issuer is down at the next scheduled fetch: the keys already known keep working
+    provider.down = True
+    await verifier.keys.refresh()
+    assert verifier.keys.failures == 1
+    assert verifier.verify(provider.token("k2")).user == "alice"

@@ -1,0 +1,129 @@
+"""Rate limits shared by every replica through Redis: the buckets themselves against real
+Redis servers, then through a deployed hub (frames, socket openings, HTTP requests, a flood
+closing its socket with 4429 while everyone else carries on)."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import websockets
+
+from cluster.ingress import free_port
+from rthub.errors import RateLimited
+from serve.security.limits import RateLimiter
+from tests.serve.client import Client, metrics_text
+
+
+@pytest.fixture(params=["embedded", "external"])
+async def redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    if request.param == "external":
+        url = os.environ.get("RTHUB_TEST_REDIS_URL")
+        if not url:
+            pytest.skip("RTHUB_TEST_REDIS_URL not set (CI sets it)")
+    else:
+        url = request.getfixturevalue("embedded_redis")
+    client = aioredis.from_url(url)
+    yield client
+    await client.aclose()
+
+
+def limiter(redis: aioredis.Redis, *rules: tuple[str, str, float, float]) -> RateLimiter:
+    return RateLimiter(redis, rules, prefix=f"test:rl:{uuid.uuid4().hex[:8]}")
+
+
+async def test_two_replicas_share_one_bucket_and_are_told_when_to_retry(redis):
+    rules = ("user", "chat.send", 2.0, 3.0)
+    one = limiter(redis, rules)
+    two = RateLimiter(redis, [rules], prefix=one.prefix)  # another replica, same Redis
+    for replica in (one, two, one):
+        await replica.check("chat.send", "t", "olga", "198.51.100.1")
+    with pytest.raises(RateLimited) as refused:
+        await two.check("chat.send", "t", "olga", "198.51.100.1")
+    assert 0 < refused.value.retry_after_ms <= 500  # one token at 2/s
+    assert "too many this message type for this user (2/s, burst 3)" in refused.value.message
+    await one.check("chat.send", "t", "bob", "198.51.100.1")  # bob has his own bucket
+    await one.check("room.join", "t", "olga", "198.51.100.1")  # no rule for this type
+    await asyncio.sleep(refused.value.retry_after_ms / 1000 + 0.05)  # the refill under test
+    await one.check("chat.send", "t", "olga", "198.51.100.1")
+    assert two.refused == {"user:chat.send": 1}
+
+
+async def test_concurrent_checks_spend_exactly_the_burst(redis):
+    rules = limiter(redis, ("tenant", "*", 0.001, 30.0), ("ip", "*", 1000.0, 1000.0))
+    outcomes = await asyncio.gather(*(rules.check("party.vote", "acme", f"u{i}", f"10.0.0.{i}")
+                                      for i in range(100)), return_exceptions=True)
+    assert sum(o is None for o in outcomes) == 30
+    assert all(isinstance(o, RateLimited) for o in outcomes if o is not None)
+    # an empty bucket is refused from memory until it refills: Redis is not asked again
+    await redis.aclose()
+    rules.redis = aioredis.from_url(f"redis://127.0.0.1:{free_port()}")
+    with pytest.raises(RateLimited):
+        await rules.check("party.vote", "acme", "late", "10.0.1.1")
+    assert rules.errors == 0
+
+
+async def test_redis_down_lets_requests_through_and_counts_the_errors():
+    dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=1)
+    rules = limiter(dead, ("user", "*", 1.0, 1.0))
+    for _ in range(3):
+        await rules.check("chat.send", "t", "olga", "10.0.0.1")
+    assert rules.errors == 3
+    await dead.aclose()
+
+
+# -- through the hub ------------------------------------------------------------------------
+LIMITS = ("user:chat.send=1/3,user:connect=0.05/2,user:http=0.05/2,ip:*=100000/100000,"
+          "tenant:*=100000/100000")
+
+
+async def test_a_flood_is_refused_then_closed_4429_and_the_room_carries_on(deploy):
+    url, hub = await deploy(RTHUB_RATE_LIMITS=LIMITS, RTHUB_RATE_FLOOD="4")
+    olga = await Client.connect(url, hub.token("olga"))
+    bob = await Client.connect(url, hub.token("bob"))
+    await olga.ask("room.create", {"room_id": "fl", "name": "flood"})
+    await bob.ask("room.join", {"room": "fl"})
+    for i in range(3):
+        await olga.ask("chat.send", {"room": "fl", "text": "hi", "client_msg_id": str(i)})
+    error = await olga.error_for("chat.send", {"room": "fl", "text": "x", "client_msg_id": "3"})
+    assert error["code"] == "rate_limited"
+    assert 0 < error["retry_after_ms"] <= 1000
+    assert error["message"].startswith("too many this message type for this user (1/s")
+    for i in range(3):  # refusals 2, 3 and 4 within 10 s: a flood
+        await olga.send("chat.send", {"room": "fl", "text": "x", "client_msg_id": f"f{i}"})
+    assert await olga.closed_with() == 4429
+    # everyone else carried on, and nothing olga had sent was lost
+    sent = await bob.ask("chat.send", {"room": "fl", "text": "still here", "client_msg_id": "b"})
+    assert sent["message_id"]
+    history = await bob.ask("chat.history", {"room": "fl", "limit": 10})
+    assert [m["text"] for m in history["messages"]][-4:] == ["hi", "hi", "hi", "still here"]
+    assert 'rthub_rate_limited_total{rule="user:chat.send"} 4.0' in await metrics_text(
+        hub.operator)
+    await bob.close()
+
+
+async def test_socket_openings_and_http_requests_have_their_own_buckets(deploy):
+    url, hub = await deploy(RTHUB_RATE_LIMITS=LIMITS)
+    token = hub.token("ines")
+    first = [await Client.connect(url, token) for _ in range(2)]
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                                  open_timeout=20) as third:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(third.recv(), 15)
+    assert closed.value.rcvd.code == 4429
+    assert "too many connections for this user" in closed.value.rcvd.reason
+    await first[0].ask("room.create", {"room_id": "open", "name": "o"})  # open ones carry on
+    async with httpx.AsyncClient(timeout=15) as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(2):
+            assert (await http.get(f"{hub.http}/v1/search?q=x", headers=headers)
+                    ).status_code == 200
+        refused = await http.get(f"{hub.http}/v1/search?q=x", headers=headers)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    for client in first:
+        await client.close()
