@@ -91,7 +91,7 @@ class Host:
 
     async def _export_metrics(self) -> None:
         if self._metrics is None:
-            self._metrics = HostMetrics(self.name)
+            self._metrics = HostMetrics(self.name, self.settings.namespace)
         self._metrics.export(await self.stats(), self.recommendations.outcomes)
 
     async def _every(self, period: float, job: Any) -> None:

@@ -58,16 +58,17 @@ def exported_names() -> set[str]:
 class HostMetrics:
     """The metrics of one host actor (create inside the actor's process)."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, namespace: str) -> None:
         from ray.util.metrics import Counter, Gauge  # a Ray worker's, not a test's
 
-        self.tags = {"host": host}
-        self._gauges = {field: Gauge(name, doc, tag_keys=("host",))
+        self.tags = {"host": host, "namespace": namespace}  # two hubs may share a cluster
+        tags = tuple(self.tags)
+        self._gauges = {field: Gauge(name, doc, tag_keys=tags)
                         for field, (name, doc) in GAUGES.items()}
-        self._counters = {field: Counter(name, doc, tag_keys=("host",))
+        self._counters = {field: Counter(name, doc, tag_keys=tags)
                           for field, (name, doc) in COUNTERS.items()}
         self._recommendations = Counter(RECOMMENDATIONS[0], RECOMMENDATIONS[1],
-                                        tag_keys=("host", "outcome"))
+                                        tag_keys=(*tags, "outcome"))
         self._last: dict[str, float] = {}
 
     def export(self, stats: Mapping[str, Any], outcomes: Mapping[str, int]) -> None:
