@@ -130,7 +130,9 @@ class RealtimeHub:
                                    "`await realtime_hub.initialize()` without RTHUB_URL")
             from serve.gateway import GatewayCore
 
-            self._gateway = GatewayCore(await self._notifier.settings.remote())
+            gateway = GatewayCore(await self._notifier.settings.remote())
+            await gateway.start()
+            self._gateway = gateway
         return self._gateway
 
 

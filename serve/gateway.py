@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from actors.channels import CHANNELS
 from actors.client import ActorSystem, EntityRef
 from actors.recommend import Recommendations
+from fanout.connect import client as redis_client
 from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from notify import templates
@@ -86,7 +86,7 @@ class GatewayCore(Control):
         self.keyring = keyring(settings.encryption_keys)
         self.templates = templates.load(settings.notify_catalog, settings.notify_locale)
         self.blobs = open_blob_store(settings.blob_store, settings.data_dir, settings.s3_endpoint)
-        self.redis = aioredis.from_url(settings.redis_url)
+        self.redis = redis_client(settings.redis_url)  # a single Redis or a cluster
         self.hub = TopicHub(settings.redis_url, prepare=self._arrived)
         self.limits = RateLimiter(self.redis, settings.rate_limits)
         self.revocations = Revocations(self.redis)
@@ -118,6 +118,15 @@ class GatewayCore(Control):
         self._tasks: set[asyncio.Task] = set()  # short jobs started from callbacks
         self.draining = False
         self.stop_listening: Callable[[], None] | None = None  # the replica's own port
+
+    async def start(self) -> None:
+        """Before the first client: the revocation list read and the housekeeping started
+        (an HTTP-only replica needs both too). Redis down: the timer tries again."""
+        try:
+            await self.revocations.reload_if_changed()
+        except Exception as err:
+            log.warning("revocation list not read yet (retried every tick): %s", err)
+        await self._ensure_control()
 
     # -- a socket's life ----------------------------------------------------------------------
     def identify(self, authorization: str, query_token: str | None,
