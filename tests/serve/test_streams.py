@@ -5,8 +5,10 @@ import asyncio
 import pytest
 import ray
 import websockets
+from ray import serve as rayserve
 
 from rthub.errors import Unavailable
+from serve.app import build
 from tests.serve.client import Client
 
 
@@ -206,4 +208,29 @@ async def test_a_host_killed_mid_stream_loses_no_acknowledged_message(hub):
     assert stored == acked  # every acknowledged message, once, with its seq
     assert sorted(stored.values()) == list(range(2, 62))  # bob's room.joined is seq 1
     await alice.close()
+    await bob.close()
+
+
+async def test_a_redeploy_drains_with_1012_and_clients_resume_on_the_new_replica(deploy):
+    """``serve deploy`` of a changed config: Serve starts the new replica, then drains the
+    old one, whose sockets get 1012 and resume on the new one with nothing missed."""
+    url, hub = await deploy()
+    alice, bob = await room_with(hub, "rd", "alice", "bob")
+    before = alice.welcome["content"]["gateway"]
+    sent = await say(bob, "rd", "a", "b")
+    assert await seqs(alice, "rd", 2) == sent
+    token = alice.welcome["content"]["resume_token"]
+    changed = hub.settings.replace(log_level="DEBUG")  # a new config: a new replica
+    redeploy = asyncio.create_task(asyncio.to_thread(
+        rayserve.run, build(changed), name=hub.app_name, route_prefix=f"/{hub.app_name}"))
+    assert await alice.closed_with(within=60) == 1012
+    assert await bob.closed_with(within=60) == 1012
+    await redeploy
+    bob = await Client.connect(url, hub.token("bob"))
+    missed = await say(bob, "rd", "c")  # while alice is away
+    back = await Client.connect(url, hub.token("alice"), query=f"?resume={token}")
+    assert back.welcome["content"]["resumed"] is True
+    assert back.welcome["content"]["gateway"] != before
+    assert await seqs(back, "rd", 1, after=sent[-1]) == missed
+    await back.close()
     await bob.close()
