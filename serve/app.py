@@ -49,6 +49,7 @@ class Gateway:
         logging.basicConfig(level=settings.log_level,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.core = GatewayCore(settings)
+        await self.core.start()
         self.operator = OperatorServer(self.core, settings.operator_host,
                                        settings.operator_port)
         await self.operator.start()
@@ -101,6 +102,16 @@ def build(settings: Settings) -> Any:
         graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S, graceful_shutdown_wait_loop_s=0.5,
     )
     return deployment.bind(settings)
+
+
+def app(args: dict[str, Any]) -> Any:
+    """The gateway for a Serve config (``import_path: serve.app:app``, ``cluster/``): the
+    settings are every node's environment with ``args`` laid over them, checked by
+    ``rthub.config`` (``cluster.serve_settings``). No driver starts the actor hosts or the
+    notifier: a replica creates each on first use (``get_if_exists``, detached)."""
+    from cluster.serve_settings import from_args
+
+    return build(from_args(args))
 
 
 def start(settings: Settings, app_name: str = "rthub") -> None:
