@@ -22,6 +22,10 @@ from serve.security.jwks import KeySet
 
 _ASYMMETRIC = ("RS256", "ES256")
 LEEWAY_S = 5
+# A tenant names keys everywhere: Redis joins tenant and topic with '/' and tags keys with
+# braces (one cluster slot), so neither may be in a tenant's name.
+TENANT_MAX = 128
+_TENANT_FORBIDDEN = frozenset("/{} ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,10 @@ class TokenVerifier:
         user, tenant = claims.get("sub"), claims.get("tenant", "default")
         if not isinstance(user, str) or not user or not isinstance(tenant, str) or not tenant:
             raise Unauthorized("token 'sub' and 'tenant' must be non-empty strings")
+        if len(tenant) > TENANT_MAX or not tenant.isprintable() or any(
+                c in _TENANT_FORBIDDEN for c in tenant):
+            raise Unauthorized(f"token 'tenant' must be 1 to {TENANT_MAX} printable "
+                               "characters without spaces, '/', '{' or '}'")
         scope = claims.get("scope", "")
         jti, iat = claims.get("jti"), claims.get("iat")
         identity = Identity(user=user, tenant=tenant,

@@ -127,8 +127,10 @@ class RateLimiter:
                           max(wait_ms, 1))
 
     def _key(self, rule: Rule, tenant: str, user: str | None, ip: str | None) -> str | None:
-        if rule.scope == "user":
-            return None if user is None else f"{self.prefix}:{{{tenant}:{user}}}:{rule.what}"
+        if rule.scope == "user":  # the tenant's length first: 'acme' + 'eu:bob' is not
+            # 'acme:eu' + 'bob' (a user of one tenant must not spend another's bucket)
+            return None if user is None else (
+                f"{self.prefix}:{{{len(tenant)}:{tenant}:{user}}}:{rule.what}")
         if rule.scope == "ip":
             return None if not ip else f"{self.prefix}:ip:{{{ip}}}:{rule.what}"
         return f"{self.prefix}:t:{{{tenant}}}:{rule.what}"

@@ -19,9 +19,16 @@ from serve.auth import Identity, TokenRevoked
 
 log = logging.getLogger(__name__)
 
-_TOKENS = "rthub:revoked:{r}:tokens"  # zset "tenant:jti" -> expiry (s)
-_USERS = "rthub:revoked:{r}:users"  # hash "tenant:user" -> cutoff (s)
+_TOKENS = "rthub:revoked:{r}:tokens"  # zset entry(tenant, jti) -> expiry (s)
+_USERS = "rthub:revoked:{r}:users"  # hash entry(tenant, user) -> cutoff (s)
 _VERSION = "rthub:revoked:{r}:version"  # incremented by every change
+
+
+def entry(tenant: str, name: str) -> str:
+    """A user's or token's entry: the tenant's length first, so that tenant 'acme' with
+    user 'eu:bob' is not tenant 'acme:eu' with user 'bob' (one tenant's admin must not
+    revoke another tenant's users)."""
+    return f"{len(tenant)}:{tenant}:{name}"
 
 
 class Revocations:
@@ -38,9 +45,9 @@ class Revocations:
         if not self.tokens and not self.users:
             return
         if identity.token_id is not None and \
-                f"{identity.tenant}:{identity.token_id}" in self.tokens:
+                entry(identity.tenant, identity.token_id) in self.tokens:
             raise TokenRevoked("token has been revoked")
-        cutoff = self.users.get(f"{identity.tenant}:{identity.user}")
+        cutoff = self.users.get(entry(identity.tenant, identity.user))
         if cutoff is not None and (identity.issued_at is None or identity.issued_at <= cutoff):
             raise TokenRevoked("token has been revoked (every token of this user issued "
                                "before the revocation)")
@@ -56,20 +63,20 @@ class Revocations:
         """Revoke one token until it would have expired."""
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(_TOKENS, {f"{tenant}:{token_id}": max(expires_at, now + 1)})
+            pipe.zadd(_TOKENS, {entry(tenant, token_id): max(expires_at, now + 1)})
             pipe.zremrangebyscore(_TOKENS, "-inf", now)
             pipe.incr(_VERSION)
             await pipe.execute()
-        self.tokens.add(f"{tenant}:{token_id}")
+        self.tokens.add(entry(tenant, token_id))
 
     async def revoke_user(self, tenant: str, user: str, before: int | None = None) -> int:
         """Revoke every token of ``user`` issued at or before ``before`` (now by default)."""
         cutoff = int(time.time()) if before is None else before
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_USERS, f"{tenant}:{user}", cutoff)
+            pipe.hset(_USERS, entry(tenant, user), cutoff)
             pipe.incr(_VERSION)
             await pipe.execute()
-        self.users[f"{tenant}:{user}"] = cutoff
+        self.users[entry(tenant, user)] = cutoff
         return cutoff
 
     async def reload_if_changed(self) -> bool:

@@ -162,3 +162,10 @@ async def test_a_rotated_jwks_is_fetched_again_and_old_keys_stop_working(issuer)
     await verifier.keys.refresh()
     assert verifier.keys.failures == 1
     assert verifier.verify(provider.token("k2")).user == "alice"
+
+
+@pytest.mark.parametrize("tenant", ["a/b", "a{b}", "with space", "x" * 129, "tab\there"])
+def test_a_tenant_name_that_would_alias_keys_is_refused(tenant):
+    with pytest.raises(Unauthorized, match="token 'tenant' must be 1 to 128 printable"):
+        TokenVerifier(SECRET).verify(issue_token(SECRET, "alice", tenant=tenant))
+    assert TokenVerifier(SECRET).verify(issue_token(SECRET, "alice", tenant="acme:eu-1.x"))
