@@ -3,6 +3,7 @@
     python -m benchmarks.fanout            # full run
     python -m benchmarks.fanout --quick    # small and short, for a sanity check
     python -m benchmarks.fanout --only direct --scenarios s2   # one target, one scenario
+    python -m benchmarks.fanout --redis-cluster --quick        # S1: one Redis vs a cluster
 
 S1: one room of --members (1,000) members, one publisher at rising rates; each step runs
 --step-s seconds; the max sustained rate is the highest with no loss and p99 < 50 ms.
@@ -14,6 +15,11 @@ whole, as ``rthub up`` (Ray, hosts, Serve gateway, embedded Postgres and Redis),
 number includes the room entity, the durable write before the broadcast, Redis and Serve.
 Socket.IO is installed from npm into benchmarks/servers by this script. Results:
 stdout and benchmarks/results/fanout.md, medians of --runs runs.
+
+--redis-cluster runs rthub only, S1 unless --scenarios says otherwise, twice in one run: with
+REDIS_URL naming one redis-server 7 and a three-master Redis Cluster (``fanout.localcluster``,
+sharded pub/sub), both on loopback TCP and on the servers' core; results in
+benchmarks/results/fanout-redis-cluster.md.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import logging
 import os
 import re
 import resource
+import shutil
 import socket
 import ssl
 import subprocess
@@ -43,6 +50,7 @@ from benchmarks.loadgen import Socket
 from benchmarks.procs import tree_cpu, tree_rss
 from cluster.devcert import self_signed
 from cluster.ingress import free_port
+from fanout.localcluster import LocalCluster, redis_server
 from serve.auth import issue_token
 
 log = logging.getLogger("benchmarks.fanout")
@@ -189,6 +197,40 @@ class RthubProxy(Rthub):
         return 15_000  # every socket goes through Serve's one proxy process
 
 
+class RthubOneRedis(Rthub):
+    """rthub with REDIS_URL naming one redis-server 7 on loopback TCP: the baseline of
+    ``--redis-cluster`` (the default embedded Redis is 6.2 on a Unix socket)."""
+
+    name = "rthub, one Redis 7"
+    key = "rthub-redis"
+    cluster = False
+
+    def start(self) -> None:
+        server, why_not = redis_server(7)
+        if server is None:
+            raise RuntimeError(f"--redis-cluster needs redis-server >= 7: {why_not}")
+        self.redis = LocalCluster(Path(tempfile.mkdtemp(prefix=f"{self.key}-")), server=server,
+                                  cluster=self.cluster, prefix=("taskset", "-c", "0")).start()
+        # the shared rate limits off on both: their pipelined EVALSHA is refused by redis-py's
+        # cluster client, and the comparison is of the fan-out path
+        self.extra_env = {**Rthub.extra_env, "REDIS_URL": self.redis.url,
+                          "RTHUB_RATE_LIMITS": ""}
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self.redis.stop()
+        shutil.rmtree(self.redis.folder, ignore_errors=True)
+
+
+class RthubRedisCluster(RthubOneRedis):
+    """rthub with REDIS_URL naming a three-master Redis Cluster (sharded pub/sub)."""
+
+    name = "rthub, 3-master Redis Cluster"
+    key = "rthub-redis-cluster"
+    cluster = True
+
+
 class PlainWebsockets(Target):
     name = "Python websockets.broadcast"
     key = "websockets"
@@ -255,11 +297,12 @@ class SocketIO(Target):
 
 
 TARGETS = (Rthub, RthubTLS, RthubProxy, PlainWebsockets, SocketIO)
+REDIS_TARGETS = (RthubOneRedis, RthubRedisCluster)  # --redis-cluster
 
 
 def target_for(key: str, port: int, secret: str) -> Target:
     """A started target as seen from another process (S3's clients): where, and its key."""
-    target = next(cls for cls in TARGETS if cls.key == key)()
+    target = next(cls for cls in (*TARGETS, *REDIS_TARGETS) if cls.key == key)()
     target.port, target.secret = port, secret
     return target
 
@@ -478,7 +521,7 @@ def median_step(steps: list[Step]) -> Step:
 
 async def run(args: argparse.Namespace) -> str:
     results = {}
-    for cls in TARGETS:
+    for cls in REDIS_TARGETS if args.redis_cluster else TARGETS:
         if args.only and not any(word in cls.name for word in args.only.split(",")):
             continue
         target = cls()
@@ -518,6 +561,7 @@ def render(results: dict[str, Result], args: argparse.Namespace) -> str:
     sio, plain = results.get(SocketIO.name), results.get(PlainWebsockets.name)
     lines = [
         f"`python -m benchmarks.fanout{' --quick' if args.quick else ''}"
+        f"{' --redis-cluster' if args.redis_cluster else ''}"
         f"{f' --only {args.only!r}' if args.only else ''}` — "
         f"{time.strftime('%Y-%m-%d')}, servers on core 0, load generator on core 1, "
         f"median of {args.runs} runs, {args.step_s:g} s per step",
@@ -544,6 +588,10 @@ def render(results: dict[str, Result], args: argparse.Namespace) -> str:
             f"| {s2.deliveries_per_s:,.0f} | {s2.pct(0.5):.1f} / {s2.pct(0.99):.1f} "
             f"| {s2.expected - s2.delivered} "
             f"| {s2.cpu_s / s2.sent * 1e6 if s2.sent else float('nan'):,.0f} µs |")
+    one, many = results.get(RthubOneRedis.name), results.get(RthubRedisCluster.name)
+    if one is not None and many is not None:
+        lines += ["", f"Cluster vs one Redis: S1 sustained {ratio(many.sustained, one.sustained)}"
+                  f", peak {ratio(many.peak, one.peak)} (deliveries/s)."]
     if not any(r.idle for r in results.values()):  # S3 not run
         return "\n".join(lines) + "\n"
     lines += ["", "S3: idle sockets (connected and authenticated, nothing joined), from several "
@@ -583,9 +631,15 @@ def main() -> None:
                         help="gateway replicas of rthub (default 2; all on the server core)")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=f"where the table goes (default {RESULTS.relative_to(HERE.parent)})")
-    parser.add_argument("--scenarios", default="s1,s2,s3",
-                        help="comma-separated: which of s1, s2, s3 to run (default all)")
+    parser.add_argument("--scenarios",
+                        help="comma-separated: which of s1, s2, s3 to run (default all; s1 "
+                             "with --redis-cluster)")
+    parser.add_argument("--redis-cluster", action="store_true",
+                        help="rthub only, with one Redis 7 and then a 3-master Redis Cluster")
     args = parser.parse_args()
+    args.scenarios = args.scenarios or ("s1" if args.redis_cluster else "s1,s2,s3")
+    if args.redis_cluster and args.out == RESULTS:
+        args.out = RESULTS.with_name("fanout-redis-cluster.md")
     args.members = args.members or (200 if args.quick else 1000)
     args.rooms = args.rooms or (100 if args.quick else 500)
     args.runs = args.runs or (1 if args.quick else 3)

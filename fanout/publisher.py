@@ -2,7 +2,11 @@
 
 ``publish`` only enqueues (a turn never waits on Redis). One task drains the queue in batches
 of up to ``BATCH`` events, one pipeline each; a failed batch is retried, with back-off, ahead
-of anything newer, so a topic's events never overtake each other.
+of anything newer, so a topic's events never overtake each other. On a Redis Cluster a batch
+goes to each node at once (``fanout.streams.publish``): only what a failed node or a moved slot
+kept back is retried. The client is made on the first batch (``fanout.connect.aclient`` asks
+the server whether it is a cluster), so a host starts while Redis is away and publishes once
+it is back.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from fanout.connect import Client, aclient
 from fanout.streams import StreamEvent, publish
 
 
@@ -39,7 +43,8 @@ class StreamPublisher:
     """The ``Publisher`` an entity table runs with (see ``actors.residency``)."""
 
     def __init__(self, redis_url: str, retention_events: int) -> None:
-        self._client = aioredis.from_url(redis_url)
+        self._url = redis_url
+        self._client: Client | None = None
         self._retention = retention_events
         self._queue: deque[StreamEvent] = deque()
         self._wakeup = asyncio.Event()
@@ -61,12 +66,16 @@ class StreamPublisher:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 try:
+                    if self._client is None:
+                        self._client = await aclient(self._url)
                     await publish(self._client, batch, self._retention)
                 except (RedisError, OSError) as exc:
                     self.failures += 1
+                    kept = getattr(exc, "pending", batch)  # a cluster: what did not go out
+                    self.published += len(batch) - len(kept)
                     log.warning("publishing %d events failed, retrying in %.2fs: %s",
-                                len(batch), delay, exc)
-                    self._queue.extendleft(reversed(batch))
+                                len(kept), delay, exc)
+                    self._queue.extendleft(reversed(kept))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue

@@ -9,6 +9,13 @@ Per topic (keys hash-tagged so a Redis Cluster keeps them in one slot):
   recovery is impossible (PROTOCOL.md "Topics, streams and recovery");
 * ``rthub:c:{tenant/topic}`` the pub/sub channel gateways subscribe to.
 
+On a Redis Cluster the three hash to one slot (the tag is the same text in each, whatever the
+topic holds, and never empty), so every command about a topic goes to one node: ``position``'s
+pipeline is single-slot, and ``publish`` splits a batch by node, each topic's XADD and
+SPUBLISH staying in order on its node. The channel is a sharded one there (SPUBLISH /
+SSUBSCRIBE, Redis 7: a publish stays on the slot's shard instead of crossing the whole cluster
+bus); on a single Redis it is plain PUBLISH / SUBSCRIBE, as before (the embedded Redis is 6.2).
+
 An event travels as msgpack ``{type, topic, seq, content, ts}``, with ``removes`` (a user who
 loses the topic on every device once it is delivered) when the entity named one.
 """
@@ -16,6 +23,7 @@ loses the topic on every device once it is delivered) when the entity named one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 import time
@@ -24,9 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-import redis.asyncio as aioredis
 from hiredis import pack_command
-from redis.exceptions import ResponseError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
+
+from fanout.connect import Client
 
 
 def _tag(tenant: str, topic: str) -> str:
@@ -43,6 +54,11 @@ def epoch_key(tenant: str, topic: str) -> str:
 
 def channel(tenant: str, topic: str) -> str:
     return f"rthub:c:{_tag(tenant, topic)}"
+
+
+def stream_of(channel_name: bytes) -> bytes:
+    """The stream key of a topic's channel (``rthub:c:{t/x}`` -> ``rthub:s:{t/x}``)."""
+    return b"rthub:s:" + channel_name.removeprefix(b"rthub:c:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,35 +96,22 @@ class Position:
 PUBLISH_TIMEOUT_S = 10.0  # a batch Redis has not answered by then is retried
 
 
-async def publish(client: aioredis.Redis, events: Sequence[StreamEvent],
-                  retention_events: int) -> None:
-    """Append to each stream and publish, in order, in one round trip.
+async def publish(client: Client, events: Sequence[StreamEvent], retention_events: int) -> None:
+    """Append to each stream and publish, in order, in one round trip (one per node on a
+    cluster).
 
     Republishing a seq already in the stream (a retry) is skipped in the stream; the live copy
     goes out again and subscribers drop it by ``seq``. The commands are packed by hiredis and
     written at once on a pooled connection, and the replies read without a timer each (one
     bounds the batch): the host's cost per event is little more than the bytes.
     """
-    parts = []
-    for event in events:
-        packed = event.pack()
-        if event.seq is not None:  # the epoch is made by the first ``position()`` read
-            parts.append(pack_command((
-                "XADD", stream_key(event.tenant, event.topic), "MAXLEN", "~", retention_events,
-                f"{event.seq}-1", "e", packed)))
-        parts.append(pack_command(("PUBLISH", channel(event.tenant, event.topic), packed)))
+    if isinstance(client, RedisCluster):
+        await _publish_sharded(client, events, retention_events)
+        return
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await conn.send_packed_command(b"".join(parts), check_health=False)
-            failed = None
-            for _ in parts:
-                try:
-                    await conn.read_response(timeout=math.inf)
-                except ResponseError as err:  # that reply is read: the next ones follow
-                    if failed is None and "equal or smaller" not in str(err):
-                        failed = err
+        failed = await _send(conn, _commands(events, retention_events, "PUBLISH"))
     except BaseException:
         await conn.disconnect()  # replies may still be on their way: never reuse it
         raise
@@ -118,7 +121,92 @@ async def publish(client: aioredis.Redis, events: Sequence[StreamEvent],
         raise failed
 
 
-async def position(client: aioredis.Redis, tenant: str, topic: str,
+class Unpublished(RedisError):
+    """Part of a batch did not reach a cluster (a node failed, a slot moved): ``pending`` are
+    those events, each topic's in order; the rest went out and must not be sent again."""
+
+    def __init__(self, cause: BaseException, pending: list[StreamEvent]) -> None:
+        super().__init__(f"{len(pending)} events not published: {cause!r}")
+        self.pending = pending
+
+
+def _commands(events: Sequence[StreamEvent], retention_events: int,
+              publish_command: str) -> list[bytes]:
+    parts = []
+    for event in events:
+        packed = event.pack()
+        if event.seq is not None:  # the epoch is made by the first ``position()`` read
+            parts.append(pack_command((
+                "XADD", stream_key(event.tenant, event.topic), "MAXLEN", "~", retention_events,
+                f"{event.seq}-1", "e", packed)))
+        parts.append(pack_command((publish_command, channel(event.tenant, event.topic),
+                                   packed)))
+    return parts
+
+
+async def _send(conn: AbstractConnection, parts: list[bytes]) -> ResponseError | None:
+    """Write the packed commands at once and read every reply; the first error that is not
+    a retried seq (the replies after it are read too, so the connection stays usable)."""
+    async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+        await conn.send_packed_command(b"".join(parts), check_health=False)
+        failed = None
+        for _ in parts:
+            try:
+                await conn.read_response(timeout=math.inf)
+            except ResponseError as err:  # that reply is read: the next ones follow
+                if failed is None and "equal or smaller" not in str(err):
+                    failed = err
+    return failed
+
+
+async def _publish_sharded(client: RedisCluster, events: Sequence[StreamEvent],
+                           retention_events: int) -> None:
+    """The batch split by the node owning each topic's slot (a topic's keys and channel share
+    one), sent to the nodes at once, SPUBLISH for PUBLISH. What failed, or went to a node that
+    no longer owns the slot (MOVED), is raised as ``Unpublished`` after the slot map is
+    read again."""
+    try:
+        await client.initialize()  # the slot map, read once
+        groups: dict[str, tuple[ClusterNode, list[StreamEvent]]] = {}
+        for event in events:
+            node = client.get_node_from_key(channel(event.tenant, event.topic))
+            groups.setdefault(node.name, (node, []))[1].append(event)
+    except (RedisError, RedisClusterException, OSError) as exc:
+        raise Unpublished(exc, list(events)) from exc
+    outcomes = await asyncio.gather(
+        *(_publish_to(node, batch, retention_events) for node, batch in groups.values()),
+        return_exceptions=True)
+    pending: list[StreamEvent] = []
+    cause: BaseException | None = None
+    for (_, batch), outcome in zip(groups.values(), outcomes, strict=True):
+        if outcome is None:
+            continue
+        if not isinstance(outcome, Exception):  # cancelled: not a Redis failure
+            raise outcome
+        pending.extend(batch)
+        cause = cause or outcome
+    if cause is None:
+        return
+    with contextlib.suppress(RedisError, RedisClusterException, OSError):
+        await client.nodes_manager.initialize()  # failed over or resharded: ask again
+    raise Unpublished(cause, pending) from cause
+
+
+async def _publish_to(node: ClusterNode, events: list[StreamEvent],
+                      retention_events: int) -> None:
+    conn = node.acquire_connection()
+    try:
+        failed = await _send(conn, _commands(events, retention_events, "SPUBLISH"))
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        node.release(conn)
+    if failed is not None:
+        raise failed
+
+
+async def position(client: Client, tenant: str, topic: str,
                    since: tuple[str, int] | None, retention_s: float) -> Position:
     """The topic's epoch and current seq; with ``since``, the events after it if all are kept.
 

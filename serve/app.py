@@ -107,9 +107,9 @@ def build(settings: Settings) -> Any:
 def app(args: dict[str, Any]) -> Any:
     """The gateway for a Serve config (``import_path: serve.app:app``, ``cluster/``): the
     settings are every node's environment with ``args`` laid over them, checked by
-    ``rthub.config`` (``cluster.serve_settings``). No driver starts the actor hosts or the
+    ``rthub.config`` (``serve.config_args``). No driver starts the actor hosts or the
     notifier: a replica creates each on first use (``get_if_exists``, detached)."""
-    from cluster.serve_settings import from_args
+    from serve.config_args import from_args
 
     return build(from_args(args))
 

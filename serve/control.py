@@ -85,6 +85,9 @@ class Control:
         loop = asyncio.get_running_loop()
         self._background.append(loop.create_task(when_draining(self.drain)))
         self._background.append(loop.create_task(self._heartbeats()))
+        # plain pub/sub on a cluster too (evictions are rare; a publish reaches every node):
+        # a cluster client picks the channel's node from its slot map, read first
+        await self.redis.initialize()
         pubsub = self.redis.pubsub()
         await pubsub.subscribe(f"rthub:gw:{self.gateway_id}")
 

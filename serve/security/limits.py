@@ -8,8 +8,10 @@ keeps, then spend or refuse), so replicas never disagree and never race.
 
 Cost: the checks of one event-loop turn go to Redis in one pipeline (one round trip for
 every frame that arrived together), and a bucket found empty is refused locally until it
-refills, so a flood costs Redis nothing. Redis down: the check lets the frame through (a
-limiter must not take the hub down with it), counted in ``rthub_rate_limit_errors``.
+refills, so a flood costs Redis nothing (on a Redis Cluster, whose pipelines refuse
+scripts, the checks go as concurrent calls instead). Redis down: the check lets the frame
+through (a limiter must not take the hub down with it), counted in
+``rthub_rate_limit_errors``.
 A refused frame has still spent the tokens of the buckets that had them (the buckets are
 checked independently; they live on different shards of a Redis Cluster).
 """
@@ -24,7 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio import RedisCluster
+from redis.exceptions import NoScriptError
 
 from rthub.errors import RateLimited
 
@@ -150,7 +153,7 @@ class RateLimiter:
             except NoScriptError:  # Redis restarted (or failed over): load it again
                 self._sha = None
                 results = await self._run(pending)
-        except (RedisError, OSError) as err:
+        except Exception as err:  # whatever it is, a check must answer: fail open
             self.errors += 1
             log.warning("rate limit check failed; letting %d requests through: %s",
                         len(pending), err)
@@ -165,11 +168,16 @@ class RateLimiter:
     async def _run(self, pending: list[tuple[list[tuple[str, Rule]], asyncio.Future]]
                    ) -> list[int]:
         if self._sha is None:
-            self._sha = await self.redis.script_load(_TAKE)
+            self._sha = await self.redis.script_load(_TAKE)  # a cluster: on every primary
+        calls = [(key, rule) for buckets, _ in pending for key, rule in buckets]
+        if isinstance(self.redis, RedisCluster):  # its pipelines refuse scripts: one call
+            # per bucket, all at once (the client groups them by node)
+            return [int(r) for r in await asyncio.gather(*(
+                self.redis.evalsha(self._sha, 1, key, rule.rate, rule.burst, 1)
+                for key, rule in calls))]
         pipe = self.redis.pipeline(transaction=False)
-        for buckets, _ in pending:
-            for key, rule in buckets:
-                pipe.evalsha(self._sha, 1, key, rule.rate, rule.burst, 1)
+        for key, rule in calls:
+            pipe.evalsha(self._sha, 1, key, rule.rate, rule.burst, 1)
         return [int(r) for r in await pipe.execute()]
 
 
