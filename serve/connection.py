@@ -263,24 +263,14 @@ class Connection:
 
     def _count_refused(self, kind: str, err: HubError) -> None:
         """RTHUB_RATE_FLOOD ``rate_limited`` answers in ``FLOOD_WINDOW_S``: close 4429."""
-        now = time.monotonic()
-        if self._refused is None:
-            self._refused = deque()
-        self._refused.append(now)
-        while self._refused and now - self._refused[0] > FLOOD_WINDOW_S:
-            self._refused.popleft()
+        self._refused = _recent(self._refused, FLOOD_WINDOW_S)
         if len(self._refused) >= self.core.settings.rate_flood and self._closing is None:
             self.core.denied(self, kind, err)
             self.close(4429, f"rate limited: {len(self._refused)} refused requests in "
                              f"{FLOOD_WINDOW_S:g} s")
 
     def _count_malformed(self) -> None:
-        now = time.monotonic()
-        if self._malformed is None:
-            self._malformed = deque()
-        self._malformed.append(now)
-        while self._malformed and now - self._malformed[0] > MALFORMED_WINDOW_S:
-            self._malformed.popleft()
+        self._malformed = _recent(self._malformed, MALFORMED_WINDOW_S)
         if len(self._malformed) >= MALFORMED_LIMIT:
             self.close(4400, f"{MALFORMED_LIMIT} malformed frames in a minute")
 
@@ -330,3 +320,15 @@ class Connection:
         for topic, seq in self._unanswered_pings.pop(0).items():
             if (position := self.positions.get(topic)) is not None:
                 position[2] = max(position[2], seq)
+
+
+def _recent(times: deque[float] | None, window_s: float) -> deque[float]:
+    """``times`` (made on first use: most sockets never need it) with now added and what is
+    older than ``window_s`` dropped."""
+    now = time.monotonic()
+    if times is None:
+        times = deque()
+    times.append(now)
+    while now - times[0] > window_s:
+        times.popleft()
+    return times

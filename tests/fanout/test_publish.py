@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import msgpack
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from fanout.embedded import EmbeddedRedis
 from fanout.streams import StreamEvent, channel, publish, stream_key
 
 
-@pytest.fixture(scope="module")
-def local_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("publish-redis")))
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture(params=["embedded", "external"])
-async def client(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
-    if request.param == "external":
-        url = os.environ.get("RTHUB_TEST_REDIS_URL")
-        if not url:
-            pytest.skip("RTHUB_TEST_REDIS_URL not set (CI sets it)")
-    else:
-        url = request.getfixturevalue("local_redis")
-    redis = aioredis.from_url(url)
-    yield redis
-    await redis.aclose()
+@pytest.fixture
+def client(redis_client: aioredis.Redis) -> aioredis.Redis:
+    return redis_client
 
 
 def events(tenant: str, topic: str, seqs: range) -> list[StreamEvent]:

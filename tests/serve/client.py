@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import struct
 import urllib.request
+import zlib
 from typing import Any
 
 import msgpack
@@ -127,3 +129,12 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+def png() -> bytes:
+    """A real 1x1 PNG (an allowed attachment type)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))

@@ -20,7 +20,6 @@ from ray import serve as rayserve
 from actors.client import ActorSystem
 from cluster.ingress import free_port
 from cluster.local import find_operator, ready_at
-from fanout.embedded import EmbeddedRedis
 from notify.service import stop as stop_notifier
 from rthub.config import Settings
 from serve.app import build
@@ -117,13 +116,6 @@ def serve_port(ray_session: None) -> Iterator[int]:
     rayserve.start(http_options={"host": "127.0.0.1", "port": port})
     yield port
     rayserve.shutdown()
-
-
-@pytest.fixture(scope="session")
-def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis-data")))
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture(scope="session", params=["embedded", "external"])

@@ -4,29 +4,18 @@ encryption at rest, audit, and a room that outlives its host."""
 from __future__ import annotations
 
 import asyncio
-import struct
 import uuid
-import zlib
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.serve.client import Client
+from tests.serve.client import Client, png
 from tests.serve.hosts import kill_and_restart
 
 
 def http_base(hub) -> str:
     return hub.http
-
-
-def png() -> bytes:
-    """A real 1x1 PNG."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
 
 
 async def upload(hub, token: str, data: bytes, name: str = "pic.png",

@@ -3,9 +3,7 @@ Redis servers, then through a deployed hub (frames, socket openings, HTTP reques
 closing its socket with 4429 while everyone else carries on)."""
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,24 +16,12 @@ from serve.security.limits import RateLimiter
 from tests.serve.client import Client, metrics_text
 
 
-@pytest.fixture(params=["embedded", "external"])
-async def redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
-    if request.param == "external":
-        url = os.environ.get("RTHUB_TEST_REDIS_URL")
-        if not url:
-            pytest.skip("RTHUB_TEST_REDIS_URL not set (CI sets it)")
-    else:
-        url = request.getfixturevalue("embedded_redis")
-    client = aioredis.from_url(url)
-    yield client
-    await client.aclose()
-
-
 def limiter(redis: aioredis.Redis, *rules: tuple[str, str, float, float]) -> RateLimiter:
     return RateLimiter(redis, rules, prefix=f"test:rl:{uuid.uuid4().hex[:8]}")
 
 
-async def test_two_replicas_share_one_bucket_and_are_told_when_to_retry(redis):
+async def test_two_replicas_share_one_bucket_and_are_told_when_to_retry(redis_client):
+    redis = redis_client
     rules = ("user", "chat.send", 2.0, 3.0)
     one = limiter(redis, rules)
     two = RateLimiter(redis, [rules], prefix=one.prefix)  # another replica, same Redis
@@ -52,7 +38,8 @@ async def test_two_replicas_share_one_bucket_and_are_told_when_to_retry(redis):
     assert two.refused == {"user:chat.send": 1}
 
 
-async def test_concurrent_checks_spend_exactly_the_burst(redis):
+async def test_concurrent_checks_spend_exactly_the_burst(redis_client):
+    redis = redis_client
     rules = limiter(redis, ("tenant", "*", 0.001, 30.0), ("ip", "*", 1000.0, 1000.0))
     outcomes = await asyncio.gather(*(rules.check("party.vote", "acme", f"u{i}", f"10.0.0.{i}")
                                       for i in range(100)), return_exceptions=True)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +31,7 @@ from serve.http_api import HttpApi
 from serve.security.limits import RateLimiter
 from serve.security.revocation import Revocations
 from storage import notify_targets
-from tests.serve.client import Client
+from tests.serve.client import Client, png
 from tests.serve.conftest import Hub
 
 pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
@@ -42,15 +40,6 @@ ROOM, PARTY, PLAYLIST, POLL = "iso-room", "iso-party", "iso-list", "iso-poll"
 A_NAME, B_NAME = "Ana of A", "Ana of B"  # the same user id in both tenants, told apart here
 DEFAULT_PREFS = {"locale": None, "timezone": None, "quiet_hours": None, "mute": {},
                  "digest": {}}
-
-
-def png() -> bytes:
-    """A real 1x1 PNG (an allowed attachment type)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
 
 
 @dataclass
