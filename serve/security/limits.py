@@ -6,14 +6,21 @@ is checked against every rule that names its type or ``*``, for its user, addres
 tenant. Each bucket is one Redis hash changed by one Lua script (refill by the time Redis
 keeps, then spend or refuse), so replicas never disagree and never race.
 
-Cost: the checks of one event-loop turn go to Redis in one pipeline (one round trip for
-every frame that arrived together), and a bucket found empty is refused locally until it
-refills, so a flood costs Redis nothing (on a Redis Cluster, whose pipelines refuse
-scripts, the checks go as concurrent calls instead). Redis down: the check lets the frame
-through (a limiter must not take the hub down with it), counted in
-``rthub_rate_limit_errors``.
-A refused frame has still spent the tokens of the buckets that had them (the buckets are
-checked independently; they live on different shards of a Redis Cluster).
+Cost: a replica takes tokens from a bucket a few at a time (a *lease*: a tenth of a
+second of the bucket's rate, at most a tenth of its burst, at least one) and spends them
+locally for up to ``LEASE_S``, so a busy bucket costs Redis one script per lease, not per
+frame, and a frame whose buckets all have leased tokens is checked without waiting. No token
+is ever spent twice (a lease is taken out of the bucket); what this gives away is timing: a
+leased token may be spent up to ``LEASE_S`` after the bucket gave it, and one not spent by
+then is forgotten (lost to its user, never granted again). For the default per-user rule
+(50/s, burst 100) a lease is 5 tokens; for ``chat.send`` (10/s) and ``connect``, one: exact. The checks
+that do need Redis in one event-loop turn go in one pipeline (on a Redis Cluster, whose
+pipelines refuse scripts, as concurrent calls), and a bucket found empty is refused
+locally until it refills, so a flood costs Redis nothing. Redis down: the check lets the
+frame through (a limiter must not take the hub down with it), counted in
+``rthub_rate_limit_errors``. A refused frame has still spent the tokens of the buckets that
+had them (the buckets are checked independently; they live on different shards of a Redis
+Cluster).
 """
 
 from __future__ import annotations
@@ -33,24 +40,29 @@ from rthub.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the bucket; ARGV rate/s, burst, cost. Returns 0 (taken) or ms to wait.
+LEASE_FRACTION_S = 0.1  # a lease is this many seconds of a bucket's rate (see lease_size)
+LEASE_S = 1.0  # how long a replica may spend a lease before its tokens are forgotten
+
+# KEYS[1] the bucket; ARGV rate/s, burst, want. Returns {granted, ms to wait for one}:
+# up to ``want`` whole tokens (a replica's lease), or none and the wait.
 _TAKE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local state = redis.call('HMGET', KEYS[1], 't', 'at')
 local tokens, at = tonumber(state[1]), tonumber(state[2])
 if tokens == nil then tokens, at = burst, now_ms end
 tokens = math.min(burst, tokens + math.max(now_ms - at, 0) * rate / 1000)
+local granted = math.min(want, math.floor(tokens))
 local wait = 0
-if tokens < cost then
-  wait = math.ceil((cost - tokens) * 1000 / rate)
-else
-  tokens = tokens - cost
+if granted < 1 then
+  granted = 0
+  wait = math.ceil((1 - tokens) * 1000 / rate)
 end
+tokens = tokens - granted
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', now_ms)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return wait
+return {granted, wait}
 """
 
 
@@ -77,6 +89,8 @@ class RateLimiter:
         self._pending: list[tuple[list[tuple[str, Rule]], asyncio.Future]] = []
         self._flush_scheduled = False
         self._empty_until: dict[str, float] = {}  # bucket -> monotonic time it has a token
+        self._leases: dict[str, list[float]] = {}  # bucket -> [tokens left, expiry]
+        self.redis_checks = 0  # buckets asked of Redis (the rest were spent from leases)
         self.refused: dict[str, int] = {}  # scope:what -> frames refused (metrics)
         self.errors = 0  # checks Redis could not answer (let through)
 
@@ -92,33 +106,51 @@ class RateLimiter:
     async def check(self, what: str, tenant: str, user: str | None, ip: str | None,
                     frame: bool = True) -> None:
         """Spend one token of every bucket ``what`` passes; ``RateLimited`` with the
-        longest wait if any is empty."""
+        longest wait if any is empty. Tokens leased earlier are spent here, without Redis."""
         rules = self.rules_for(what, frame)
         if not rules:
             return
-        buckets = [(key, rule) for rule in rules
-                   if (key := self._key(rule, tenant, user, ip)) is not None]
         now = time.monotonic()
-        for key, rule in buckets:  # known empty: refused without asking Redis
+        need: list[tuple[str, Rule]] = []
+        leases = self._leases
+        for rule in rules:
+            key = self._key(rule, tenant, user, ip)
+            if key is None:
+                continue
             until = self._empty_until.get(key)
-            if until is not None:
+            if until is not None:  # known empty: refused without asking Redis
                 if until > now:
                     self._refuse(rule, math.ceil((until - now) * 1000))
                 del self._empty_until[key]
+            lease = leases.get(key)
+            if lease is not None and lease[0] >= 1 and lease[1] > now:
+                lease[0] -= 1
+                continue
+            need.append((key, rule))
+        if not need:
+            return
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((buckets, future))
+        self._pending.append((need, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._start_flush)
-        waits: list[int] = await future
-        worst = max(range(len(waits)), key=waits.__getitem__, default=None)
-        if worst is not None and waits[worst] > 0:
-            key, rule = buckets[worst]
-            self._empty_until[key] = time.monotonic() + waits[worst] / 1000
+        answers: list[tuple[int, int]] = await future
+        now = time.monotonic()
+        worst: tuple[int, str, Rule] | None = None
+        for (key, rule), (granted, wait) in zip(need, answers, strict=True):
+            if granted >= 1:
+                leases[key] = [granted - 1, now + LEASE_S]
+            elif worst is None or wait > worst[0]:
+                worst = (wait, key, rule)
+        if len(leases) > 100_000:  # bounded: drop the spent and expired ones
+            self._leases = {k: v for k, v in leases.items() if v[0] >= 1 and v[1] > now}
+        if worst is not None:
+            wait, key, rule = worst
+            self._empty_until[key] = now + wait / 1000
             if len(self._empty_until) > 100_000:  # bounded: forget the oldest half
                 for stale in list(self._empty_until)[:50_000]:
                     del self._empty_until[stale]
-            self._refuse(rule, waits[worst])
+            self._refuse(rule, wait)
 
     def _refuse(self, rule: Rule, wait_ms: int) -> None:
         name = f"{rule.scope}:{rule.what}"
@@ -157,7 +189,7 @@ class RateLimiter:
             self.errors += 1
             log.warning("rate limit check failed; letting %d requests through: %s",
                         len(pending), err)
-            results = [0] * sum(len(b) for b, _ in pending)
+            results = [(1, 0)] * sum(len(b) for b, _ in pending)
         at = 0
         for buckets, future in pending:
             if not future.done():
@@ -166,19 +198,29 @@ class RateLimiter:
 
 
     async def _run(self, pending: list[tuple[list[tuple[str, Rule]], asyncio.Future]]
-                   ) -> list[int]:
+                   ) -> list[tuple[int, int]]:
         if self._sha is None:
             self._sha = await self.redis.script_load(_TAKE)  # a cluster: on every primary
-        calls = [(key, rule) for buckets, _ in pending for key, rule in buckets]
+        calls = [(key, rule, lease_size(rule)) for buckets, _ in pending
+                 for key, rule in buckets]
+        self.redis_checks += len(calls)
         if isinstance(self.redis, RedisCluster):  # its pipelines refuse scripts: one call
             # per bucket, all at once (the client groups them by node)
-            return [int(r) for r in await asyncio.gather(*(
-                self.redis.evalsha(self._sha, 1, key, rule.rate, rule.burst, 1)
-                for key, rule in calls))]
-        pipe = self.redis.pipeline(transaction=False)
-        for key, rule in calls:
-            pipe.evalsha(self._sha, 1, key, rule.rate, rule.burst, 1)
-        return [int(r) for r in await pipe.execute()]
+            answers = await asyncio.gather(*(
+                self.redis.evalsha(self._sha, 1, key, rule.rate, rule.burst, want)
+                for key, rule, want in calls))
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, rule, want in calls:
+                pipe.evalsha(self._sha, 1, key, rule.rate, rule.burst, want)
+            answers = await pipe.execute()
+        return [(int(granted), int(wait)) for granted, wait in answers]
+
+
+def lease_size(rule: Rule) -> int:
+    """Tokens a replica takes at once from a bucket: a tenth of a second of its rate, at
+    most a tenth of its burst, at least one."""
+    return max(1, int(min(rule.rate * LEASE_FRACTION_S, rule.burst * 0.1)))
 
 
 def _consume(task: asyncio.Task) -> None:
