@@ -78,7 +78,8 @@ class _Record:
         fields = field_specs(cls)
         unknown = set(payload) - set(fields)
         if unknown:
-            raise BadRequest(f"{cls.__name__}: unknown field {cls._named(sorted(unknown)[0])!r}")
+            first = min(unknown, key=repr)  # msgpack keys may be str or bytes
+            raise BadRequest(f"{cls.__name__}: unknown field {cls._named(first)!r}")
         hints = _hints(cls)
         for name, spec in fields.items():
             if name not in payload:

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from actors.channels import ENTITY_ID
 from actors.kinds.tracks import track_id
 from notify import targets
 from notify.model import Notification, available
@@ -27,6 +30,7 @@ from notify.service import ensure_running, with_user_locale
 from rthub.errors import BadRequest, Forbidden, HubError, NotFound, RateLimited, TooLarge
 from serve import chat
 from serve.auth import Identity
+from serve.openapi import openapi_json
 from storage import attachments, audit, listening, notifications, notify_targets
 from storage.sniff import UnsupportedType, check_type
 
@@ -44,6 +48,7 @@ NOTIFY_SCOPE = "notify:send"
 RECOMMEND_SCOPE = "recommend"
 NOTIFY_BODY_MAX = 16 * 1024
 BULK_MAX = 500
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 class UnsupportedMedia(BadRequest):
@@ -79,6 +84,7 @@ class HttpApi:
             Route("/v1/devices/webpush-key", self._guard(self.webpush_key), methods=["GET"]),
             Route("/v1/recommendations", self._guard(self.recommend), methods=["POST"]),
             Route("/v1/tokens/revoke", self._guard(self.revoke), methods=["POST"]),
+            Route("/v1/openapi.json", openapi_json, methods=["GET"]),  # no token: public
         ]
 
     def _guard(self, endpoint: Callable[[Request, Identity], Awaitable[Response]]) -> Endpoint:
@@ -93,6 +99,7 @@ class HttpApi:
                                     request.query_params.get("token"), None, ip)
                 if core.limits.active:
                     await core.limits.check("http", who.tenant, who.user, ip, frame=False)
+                _no_nul([*request.query_params.multi_items(), *request.path_params.values()])
                 return await endpoint(request, who)
             except HubError as err:
                 if isinstance(err, Forbidden):
@@ -125,12 +132,16 @@ class HttpApi:
             raise TooLarge(f"the upload is over the {limit}-byte attachment limit")
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise BadRequest("upload a multipart/form-data body with a 'file' part")
-        async with request.form(max_files=1, max_fields=4) as form:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise BadRequest("the form has no 'file' part")
-            data = await upload.read()
-            filename = _filename(upload.filename)
+        try:
+            async with request.form(max_files=1, max_fields=4) as form:
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    raise BadRequest("the form has no 'file' part")
+                data = await upload.read()
+                filename = _filename(upload.filename)
+        except (HTTPException, MultiPartException) as exc:  # a malformed body: was a 500
+            raise BadRequest(f"the multipart body cannot be read: "
+                             f"{getattr(exc, 'detail', None) or exc}") from None
         if len(data) > limit:
             raise TooLarge(f"the file is {len(data)} bytes; the limit is {limit}")
         if not data:
@@ -173,8 +184,8 @@ class HttpApi:
                                  _int_param(params.get("after", "0"), "after"),
                                  params.get("room"), params.get("actor"), params.get("action"),
                                  limit, ip=params.get("ip"),
-                                 since_ms=None if since is None else _int_param(since, "since"),
-                                 until_ms=None if until is None else _int_param(until, "until"))
+                                 since_ms=None if since is None else _ms_param(since, "since"),
+                                 until_ms=None if until is None else _ms_param(until, "until"))
         return JSONResponse({"entries": rows, "next_after": rows[-1]["id"] if rows else None})
 
 
@@ -259,8 +270,8 @@ class HttpApi:
         if len(body) > NOTIFY_BODY_MAX * 64:
             raise TooLarge(f"a bulk request is at most {NOTIFY_BODY_MAX * 64} bytes")
         try:
-            items = json.loads(body).get("notifications")
-        except (ValueError, AttributeError):
+            items = _no_nul(json.loads(body)).get("notifications")
+        except (ValueError, AttributeError, RecursionError):
             raise BadRequest("the body must be {\"notifications\": [...]}") from None
         if not isinstance(items, list) or not 1 <= len(items) <= BULK_MAX:
             raise BadRequest(f"'notifications' must be a list of 1 to {BULK_MAX}")
@@ -305,17 +316,20 @@ class HttpApi:
             raise BadRequest("the body is {user_id?, context?: {party | playlist}, "
                              "history?: [track], limit?}")
         user = payload.get("user_id", who.user)
+        if not isinstance(user, str) or not 1 <= len(user) <= 200:  # was a 500 (or no check)
+            raise BadRequest("'user_id' must be a user id of 1 to 200 characters")
         if user != who.user:
             _require_scope(who, RECOMMEND_SCOPE)
         limit = payload.get("limit", 10)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50:
             raise BadRequest("'limit' must be an integer from 1 to 50")
         history = payload.get("history")
+        context = payload.get("context") or {}
+        if not isinstance(context, dict) or len(context) > 1 or set(context) - {
+                "party", "playlist"} or not all(isinstance(v, str) and ENTITY_ID.match(v)
+                                                for v in context.values()):
+            raise BadRequest("'context' is {party: <id>} or {playlist: <id>}")
         if history is None:
-            context = payload.get("context") or {}
-            if not isinstance(context, dict) or len(context) > 1 or set(context) - {
-                    "party", "playlist"}:
-                raise BadRequest("'context' is {party: <id>} or {playlist: <id>}")
             where = next((f"{k}:{v}" for k, v in context.items()), None)
             history = await listening.recent(await self.core.db(), who.tenant, user, where, 50)
         elif not isinstance(history, list) or len(history) > 200:
@@ -331,7 +345,10 @@ class HttpApi:
         ``GET`` lists them. A user's own token acts for them; a ``notify:send`` token names
         the ``user_id``."""
         if request.method == "GET":
-            user = self._device_user(who, request.query_params.get("user_id"))
+            named = request.query_params.get("user_id")
+            if named is not None and not 1 <= len(named) <= 200:  # as POST checks it
+                raise BadRequest("'user_id' must be a user id of 1 to 200 characters")
+            user = self._device_user(who, named)
             found = await notify_targets.listing(await self.core.db(), who.tenant, user)
             return JSONResponse({"devices": found})
         payload = await _json_body(request, NOTIFY_BODY_MAX, "a device")
@@ -372,9 +389,26 @@ async def _json_body(request: Request, limit: int, what: str) -> Any:
     if len(body) > limit:
         raise TooLarge(f"{what} is at most {limit} bytes")
     try:
-        return json.loads(body)
-    except ValueError:
+        return _no_nul(json.loads(body))
+    except (ValueError, RecursionError):  # RecursionError: nested too deep (was a 500)
         raise BadRequest("the body must be a JSON object") from None
+
+
+def _no_nul(value: Any) -> Any:
+    """``value``, unless a string in it holds NUL, which PostgreSQL text and JSON refuse
+    (a 500 once it reached storage): then ``bad_request``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest("text may not contain NUL (U+0000)")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return value
 
 
 def _require_scope(who: Identity, scope: str) -> None:
@@ -383,9 +417,17 @@ def _require_scope(who: Identity, scope: str) -> None:
 
 
 def _int_param(raw: str, name: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # '²' is a digit to isdigit
         raise BadRequest(f"'{name}' must be a non-negative integer")
     return int(raw)
+
+
+def _ms_param(raw: str, name: str) -> int:
+    """A time in ms since the epoch, within what a timestamp holds (was a 500 past it)."""
+    value = _int_param(raw, name)
+    if value > MAX_MS:
+        raise BadRequest(f"'{name}' must be a time in ms up to {MAX_MS} (year 9999)")
+    return value
 
 
 def _filename(raw: Any) -> str:

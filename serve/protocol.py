@@ -24,6 +24,10 @@ SUBPROTOCOLS = (MSGPACK, JSON)
 
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _CLIENT_FIELDS = {"type", "id", "topic", "content", "timestamp"}
+INT64 = (-(2**63), 2**63 - 1)
+# What may hide a NUL or an integer past 64 bits (both decoders yield up to 2**64 - 1):
+# only frames with one of these are walked.
+_JSON_SUSPECT = re.compile(rb"\\u0000|\d{19}")
 
 
 def choose_subprotocol(header: str) -> str | None:
@@ -54,7 +58,11 @@ def decode(data: str | bytes, encoding: str, max_bytes: int) -> dict[str, Any]:
         raise BadRequest(f"frame is not valid {'msgpack' if encoding == MSGPACK else 'JSON'}: "
                          f"{str(exc)[:80]}") from None
     try:
-        return check(frame)
+        frame = check(frame)
+        if encoding == MSGPACK or _JSON_SUSPECT.search(
+                data if isinstance(data, bytes) else data.encode()):
+            _storable(frame)
+        return frame
     except BadRequest as err:  # parsed: the error can still name the frame it answers
         ident = frame.get("id") if isinstance(frame, dict) else None
         err.ref = ident if isinstance(ident, str | int) and len(str(ident)) <= 64 else None
@@ -69,8 +77,8 @@ def check(frame: Any) -> dict[str, Any]:
     if not isinstance(kind, str) or not _TYPE.match(kind) or len(kind) > 64:
         raise BadRequest("'type' must be a dotted lowercase name such as 'chat.send'")
     unknown = set(frame) - _CLIENT_FIELDS
-    if unknown:
-        raise BadRequest(f"unknown envelope field {sorted(unknown)[0]!r}")
+    if unknown:  # msgpack keys may be str or bytes: sorted by repr
+        raise BadRequest(f"unknown envelope field {min(unknown, key=repr)!r}")
     ident = frame.get("id")
     if ident is not None and not (isinstance(ident, str | int) and not isinstance(ident, bool)
                                   and len(str(ident)) <= 64):
@@ -83,6 +91,33 @@ def check(frame: Any) -> dict[str, Any]:
         raise BadRequest("'content' must be an object")
     frame["content"] = content
     return frame
+
+
+def _storable(value: Any) -> None:
+    """Refuse what would fail later: text with NUL and integers past bigint (PostgreSQL
+    refuses them), and in msgpack what JSON cannot carry (bin, ext, non-string keys), which
+    would reach JSON clients in broadcasts. bad_request here, not a failed write or send."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest("text may not contain NUL (U+0000)")
+        elif isinstance(item, bool | float) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not INT64[0] <= item <= INT64[1]:
+                raise BadRequest(f"integer {item} is outside the 64-bit signed range")
+        elif isinstance(item, dict):
+            if not all(isinstance(k, str) for k in item):
+                raise BadRequest("object keys must be strings")
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            raise BadRequest(f"{type(item).__name__} values are not allowed (use what JSON "
+                             "can carry)")
 
 
 def encode_bytes(envelope: dict[str, Any], encoding: str) -> bytes:

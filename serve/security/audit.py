@@ -63,8 +63,9 @@ class SecurityAudit:
             self.dropped += 1
             return
         self._window = (second, taken + 1)
-        self._rows.append({"tenant": tenant, "at_ms": int(time.time() * 1000), "actor": actor,
-                           "action": action, "ip": ip, "target": target, "details": details})
+        row = {"tenant": tenant, "at_ms": int(time.time() * 1000), "actor": actor,
+               "action": action, "ip": ip, "target": target, "details": details}
+        self._rows.append(_storable(row))  # a forged claim must not fail the whole batch
         if self._flushing is None:
             with contextlib.suppress(RuntimeError):  # no loop: a test's plain call
                 self._flushing = asyncio.get_running_loop().create_task(self._flush())
@@ -89,3 +90,15 @@ class SecurityAudit:
         """Wait for what is queued to be written (shutdown, tests)."""
         while self._flushing is not None:
             await asyncio.shield(self._flushing)
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NUL taken out of its text (PostgreSQL refuses it in text and jsonb):
+    entries quote what clients sent, a refused token's claims included."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
