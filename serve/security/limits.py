@@ -13,11 +13,11 @@ frame, and a frame whose buckets all have leased tokens is checked without waiti
 is ever spent twice (a lease is taken out of the bucket); what this gives away is timing: a
 leased token may be spent up to ``LEASE_S`` after the bucket gave it, and one not spent by
 then is forgotten (lost to its user, never granted again). For the default per-user rule
-(50/s, burst 100) a lease is 5 tokens; for ``chat.send`` (10/s) and ``connect``, one: exact. The checks
-that do need Redis in one event-loop turn go in one pipeline (on a Redis Cluster, whose
-pipelines refuse scripts, as concurrent calls), and a bucket found empty is refused
-locally until it refills, so a flood costs Redis nothing. Redis down: the check lets the
-frame through (a limiter must not take the hub down with it), counted in
+(50/s, burst 100) a lease is 5 tokens; for ``chat.send`` (10/s) and ``connect``, one:
+exact. The checks that do need Redis in one event-loop turn go in one pipeline (on a
+Redis Cluster, whose pipelines refuse scripts, as concurrent calls), and a bucket found
+empty is refused locally until it refills, so a flood costs Redis nothing. Redis down: the
+check lets the frame through (a limiter must not take the hub down with it), counted in
 ``rthub_rate_limit_errors``. A refused frame has still spent the tokens of the buckets that
 had them (the buckets are checked independently; they live on different shards of a Redis
 Cluster).

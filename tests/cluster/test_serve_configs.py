@@ -15,9 +15,9 @@ from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
 
-from serve.config_args import SEPARATE_THREAD, from_args
 from rthub import config
 from rthub.errors import ConfigError
+from serve.config_args import SEPARATE_THREAD, from_args
 from tests.certs import self_signed
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
