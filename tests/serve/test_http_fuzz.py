@@ -41,6 +41,8 @@ CREDENTIALS = ("admin", "admin", "admin", "query", "user", "none", "garbage", "e
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection]
 
+pytestmark = pytest.mark.one_backend  # gateway behaviour: one backend pair (conftest)
+
 
 def test_the_schema_describes_every_route_and_nothing_else() -> None:
     routes = HttpApi(None).routes()  # type: ignore[arg-type]  # the core is read per request
