@@ -74,6 +74,15 @@ class Rule:
     burst: float
 
 
+@dataclass(slots=True)
+class _Request:
+    """One bucket's lease being asked of Redis, shared by every check waiting for it."""
+
+    rule: Rule
+    future: asyncio.Future
+    wanted: int = 1  # checks waiting: the request asks for at least this many tokens
+
+
 class RateLimiter:
     """The rules of one replica and the Redis they share."""
 
@@ -86,13 +95,13 @@ class RateLimiter:
             self._by_what.setdefault(what, []).append(Rule(scope, what, rate, burst))
         self._frame_rules = self._by_what.get("*", [])
         self._sha: str | None = None  # the script, loaded once
-        self._pending: list[tuple[list[tuple[str, Rule]], asyncio.Future]] = []
-        self._flush_scheduled = False
+        self._asking: dict[str, _Request] = {}  # bucket -> its request in flight
+        self._unsent: list[str] = []  # buckets whose request waits for the next flush
         self._empty_until: dict[str, float] = {}  # bucket -> monotonic time it has a token
         self._leases: dict[str, list[float]] = {}  # bucket -> [tokens left, expiry]
-        self.redis_checks = 0  # buckets asked of Redis (the rest were spent from leases)
         self.refused: dict[str, int] = {}  # scope:what -> frames refused (metrics)
-        self.errors = 0  # checks Redis could not answer (let through)
+        self.errors = 0  # flushes Redis could not answer (their checks were let through)
+        self.redis_checks = 0  # leases asked of Redis (every other check was local)
 
     @property
     def active(self) -> bool:
@@ -106,51 +115,48 @@ class RateLimiter:
     async def check(self, what: str, tenant: str, user: str | None, ip: str | None,
                     frame: bool = True) -> None:
         """Spend one token of every bucket ``what`` passes; ``RateLimited`` with the
-        longest wait if any is empty. Tokens leased earlier are spent here, without Redis."""
+        longest wait if any is empty. Leased tokens are spent here, without Redis."""
         rules = self.rules_for(what, frame)
         if not rules:
             return
-        now = time.monotonic()
-        need: list[tuple[str, Rule]] = []
-        leases = self._leases
-        for rule in rules:
-            key = self._key(rule, tenant, user, ip)
-            if key is None:
-                continue
-            until = self._empty_until.get(key)
-            if until is not None:  # known empty: refused without asking Redis
-                if until > now:
-                    self._refuse(rule, math.ceil((until - now) * 1000))
-                del self._empty_until[key]
-            lease = leases.get(key)
-            if lease is not None and lease[0] >= 1 and lease[1] > now:
-                lease[0] -= 1
-                continue
-            need.append((key, rule))
-        if not need:
-            return
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((need, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        answers: list[tuple[int, int]] = await future
-        now = time.monotonic()
-        worst: tuple[int, str, Rule] | None = None
-        for (key, rule), (granted, wait) in zip(need, answers, strict=True):
-            if granted >= 1:
-                leases[key] = [granted - 1, now + LEASE_S]
-            elif worst is None or wait > worst[0]:
-                worst = (wait, key, rule)
-        if len(leases) > 100_000:  # bounded: drop the spent and expired ones
-            self._leases = {k: v for k, v in leases.items() if v[0] >= 1 and v[1] > now}
-        if worst is not None:
-            wait, key, rule = worst
-            self._empty_until[key] = now + wait / 1000
-            if len(self._empty_until) > 100_000:  # bounded: forget the oldest half
-                for stale in list(self._empty_until)[:50_000]:
-                    del self._empty_until[stale]
-            self._refuse(rule, wait)
+        waiting = [(key, rule) for rule in rules
+                   if (key := self._key(rule, tenant, user, ip)) is not None]
+        while waiting:
+            now = time.monotonic()
+            worst: tuple[int, Rule] | None = None
+            short: list[tuple[str, Rule]] = []
+            for key, rule in waiting:
+                until = self._empty_until.get(key)
+                if until is not None and until > now:  # known empty: no Redis
+                    wait = math.ceil((until - now) * 1000)
+                    if worst is None or wait > worst[0]:
+                        worst = (wait, rule)
+                    continue
+                lease = self._leases.get(key)
+                if lease is not None and lease[0] >= 1 and lease[1] > now:
+                    lease[0] -= 1
+                else:
+                    short.append((key, rule))
+            if worst is not None:
+                self._refuse(worst[1], worst[0])
+            if not short:
+                return
+            await asyncio.gather(*(self._ask(key, rule) for key, rule in short))
+            waiting = short  # spend from what the leases brought, or ask again
+
+    def _ask(self, key: str, rule: Rule) -> asyncio.Future:
+        """The lease request for ``key``: the one in flight, or a new one for the next flush
+        (one pipeline per loop turn)."""
+        request = self._asking.get(key)
+        if request is not None:
+            request.wanted += 1
+            return request.future
+        loop = asyncio.get_running_loop()
+        request = self._asking[key] = _Request(rule, loop.create_future())
+        if not self._unsent:
+            loop.call_soon(self._start_flush)
+        self._unsent.append(key)
+        return request.future
 
     def _refuse(self, rule: Rule, wait_ms: int) -> None:
         name = f"{rule.scope}:{rule.what}"
@@ -171,48 +177,55 @@ class RateLimiter:
         return f"{self.prefix}:t:{{{tenant}}}:{rule.what}"
 
     def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._flush(pending))
+        keys, self._unsent = self._unsent, []
+        task = asyncio.get_running_loop().create_task(self._flush(keys))
         task.add_done_callback(_consume)
 
-    async def _flush(self, pending: list[tuple[list[tuple[str, Rule]], asyncio.Future]]
-                     ) -> None:
-        """One pipeline for every check of the loop turn."""
+    async def _flush(self, keys: list[str]) -> None:
+        """Ask Redis for the leases of ``keys`` at once; settle their waiting checks."""
+        requests = [self._asking[key] for key in keys]
+        wants = [min(max(lease_size(r.rule), r.wanted), int(r.rule.burst)) for r in requests]
         try:
             try:
-                results = await self._run(pending)
+                answers = await self._run(keys, requests, wants)
             except NoScriptError:  # Redis restarted (or failed over): load it again
                 self._sha = None
-                results = await self._run(pending)
+                answers = await self._run(keys, requests, wants)
         except Exception as err:  # whatever it is, a check must answer: fail open
             self.errors += 1
             log.warning("rate limit check failed; letting %d requests through: %s",
-                        len(pending), err)
-            results = [(1, 0)] * sum(len(b) for b, _ in pending)
-        at = 0
-        for buckets, future in pending:
-            if not future.done():
-                future.set_result(results[at:at + len(buckets)])
-            at += len(buckets)
+                        sum(r.wanted for r in requests), err)
+            answers = [(r.wanted, 0) for r in requests]
+        now = time.monotonic()
+        for key, request, (granted, wait) in zip(keys, requests, answers, strict=True):
+            del self._asking[key]
+            if granted >= 1:
+                lease = self._leases.get(key)
+                left = lease[0] if lease is not None and lease[1] > now else 0
+                self._leases[key] = [left + granted, now + LEASE_S]
+            else:
+                self._empty_until[key] = now + wait / 1000
+            request.future.set_result(None)
+        for kept in (self._leases, self._empty_until):
+            if len(kept) > 100_000:  # bounded: forget the oldest half
+                for stale in list(kept)[:50_000]:
+                    del kept[stale]
 
-
-    async def _run(self, pending: list[tuple[list[tuple[str, Rule]], asyncio.Future]]
+    async def _run(self, keys: list[str], requests: list[_Request], wants: list[int]
                    ) -> list[tuple[int, int]]:
         if self._sha is None:
             self._sha = await self.redis.script_load(_TAKE)  # a cluster: on every primary
-        calls = [(key, rule, lease_size(rule)) for buckets, _ in pending
-                 for key, rule in buckets]
-        self.redis_checks += len(calls)
+        self.redis_checks += len(keys)
+        calls = [(key, r.rule.rate, r.rule.burst, want)
+                 for key, r, want in zip(keys, requests, wants, strict=True)]
         if isinstance(self.redis, RedisCluster):  # its pipelines refuse scripts: one call
             # per bucket, all at once (the client groups them by node)
-            answers = await asyncio.gather(*(
-                self.redis.evalsha(self._sha, 1, key, rule.rate, rule.burst, want)
-                for key, rule, want in calls))
+            answers = await asyncio.gather(*(self.redis.evalsha(self._sha, 1, *call)
+                                             for call in calls))
         else:
             pipe = self.redis.pipeline(transaction=False)
-            for key, rule, want in calls:
-                pipe.evalsha(self._sha, 1, key, rule.rate, rule.burst, want)
+            for call in calls:
+                pipe.evalsha(self._sha, 1, *call)
             answers = await pipe.execute()
         return [(int(granted), int(wait)) for granted, wait in answers]
 

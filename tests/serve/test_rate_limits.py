@@ -134,3 +134,13 @@ async def test_a_busy_bucket_is_leased_so_most_checks_never_reach_redis(redis_cl
     # never more than the bucket gave: its burst and what refilled at 1,000/s meanwhile
     assert granted <= 1000 + 1000 * (time.monotonic() - start) + 1
     assert all(isinstance(o, RateLimited) for o in outcomes if o is not None)
+
+
+async def test_concurrent_checks_share_one_lease_request_per_bucket(redis_client):
+    """2,000 frames arriving together for one user must not each ask for a lease (the
+    bucket would run dry on leases nobody spends and refuse frames it has room for)."""
+    rules = limiter(redis_client, ("user", "*", 1e6, 1e6), ("tenant", "*", 1e6, 1e6))
+    outcomes = await asyncio.gather(*(rules.check("time.ping", "t", "olga", None)
+                                      for _ in range(2000)), return_exceptions=True)
+    assert outcomes == [None] * 2000
+    assert rules.redis_checks == 2  # one lease per bucket
