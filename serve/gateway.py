@@ -46,7 +46,7 @@ from storage.postgres import open_pool
 
 log = logging.getLogger(__name__)
 
-CONNECT_RETRY_S = (0.1, 0.3, 1.0)  # while a restarted host comes back
+CONNECT_RETRY_S = (0.1, 0.3, 1.0, 2.0)  # while a restarted host comes back
 RESUME_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # waits for an old socket to be recorded
 
 
@@ -237,18 +237,25 @@ class GatewayCore(Control):
     async def _connect(self, session: EntityRef, request: dict[str, Any]) -> dict[str, Any]:
         """``session.connect``, tried again while the session's host restarts (the request
         names this connection, so a repeat registers it once)."""
+        return await self._asked_again(session, "session.connect", request)
+
+    @staticmethod
+    async def _asked_again(session: EntityRef, message: str, request: dict[str, Any]
+                           ) -> dict[str, Any]:
+        """Ask, and again while the session's host restarts: the request names this
+        connection, so a repeat of one that took place gets the same answer."""
         for delay in CONNECT_RETRY_S:
             try:
-                return await session.ask("session.connect", request)
+                return await session.ask(message, request)
             except Unavailable:
                 await asyncio.sleep(delay)
-        return await session.ask("session.connect", request)
+        return await session.ask(message, request)
 
     async def _resume(self, session: EntityRef, request: dict[str, Any], tenant: str
                       ) -> dict[str, Any]:
         """Resume, first closing the old socket if its gateway has not noticed it drop."""
         for delay in RESUME_RETRY_S:
-            reply = await session.ask("session.resume", request)
+            reply = await self._asked_again(session, "session.resume", request)
             if "pending" not in reply:
                 return reply
             await self._evict(tenant, [reply["pending"]], 4409, "resumed elsewhere")

@@ -324,7 +324,7 @@ class HttpApi:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50:
             raise BadRequest("'limit' must be an integer from 1 to 50")
         history = payload.get("history")
-        context = payload.get("context") or {}
+        context = payload.get("context", {})  # false, 0 or "" are not a context either
         if not isinstance(context, dict) or len(context) > 1 or set(context) - {
                 "party", "playlist"} or not all(isinstance(v, str) and ENTITY_ID.match(v)
                                                 for v in context.values()):

@@ -116,9 +116,12 @@ class Disconnected(Event):
 
 @dataclass(frozen=True, slots=True)
 class Resumed(Event):
-    """The detached connection under ``resume_token`` was taken over (the token is spent)."""
+    """The detached connection under ``resume_token`` was taken over (the token is spent)
+    by ``connection_id``, which replays from ``positions``."""
 
     resume_token: str
+    connection_id: str = ""  # empty in events logged before resumes were idempotent
+    positions: dict[str, Any] = field(default_factory=dict)
 
 
 class UserSession(Entity):
@@ -137,6 +140,9 @@ class UserSession(Entity):
         topics: dict[str, dict[str, None]] = field(default_factory=dict)
         # resume_token -> [detached_at_ms, {topic: [epoch, seq] or None}]; oldest first
         detached: dict[str, list[Any]] = field(default_factory=dict)
+        # connection_id -> the positions it resumed from, while it is live (a resend of its
+        # resume, after a host died mid-call, gets the same answer)
+        resumed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # -- handlers --------------------------------------------------------------------------
     @handles(Connect)
@@ -145,13 +151,19 @@ class UserSession(Entity):
 
     @handles(Resume)
     def resume(self, msg: Resume, ctx: Context) -> None:
+        live = self.state.connections.get(msg.connection_id)
+        if live is not None and live[0] == msg.gateway:  # a resend: this resume took place
+            ctx.reply({"session_id": self.state.session_id, "resume_token": live[3],
+                       "evicted": [],
+                       "positions": self.state.resumed.get(msg.connection_id, {})})
+            return
         for connection_id, (gateway, _, _, token) in self.state.connections.items():
             if hmac.compare_digest(token, msg.resume_token):
                 # Its gateway has not seen it drop yet: that gateway closes it (recording its
                 # positions), then the new one asks again.
                 ctx.reply({"pending": {"connection_id": connection_id, "gateway": gateway}})
                 return
-        positions = self._take_over(msg.resume_token, ctx)
+        positions = self._take_over(msg.resume_token, msg.connection_id, ctx)
         reply = self._open(msg.connection_id, msg.gateway, msg.device, ctx)
         for topic in positions:
             ctx.emit(Followed(msg.connection_id, topic))
@@ -201,12 +213,13 @@ class UserSession(Entity):
             raise BadRequest(f"connection {connection_id!r} is not open in this session")
         return self.state.topics.get(connection_id, {})
 
-    def _take_over(self, token: str, ctx: Context) -> dict[str, list[Any] | None]:
+    def _take_over(self, token: str, connection_id: str, ctx: Context
+                   ) -> dict[str, list[Any] | None]:
         """Positions of the detached connection under ``token``; spends the token."""
         window_ms = ctx.settings.stream_retention_s * 1000
         for known, (detached_at, positions) in self.state.detached.items():
             if hmac.compare_digest(known, token) and ctx.now_ms - detached_at <= window_ms:
-                ctx.emit(Resumed(known))
+                ctx.emit(Resumed(known, connection_id, dict(positions)))
                 return dict(positions)
         raise Forbidden("resume token is unknown, spent or expired; connect without resume")
 
@@ -254,6 +267,7 @@ class UserSession(Entity):
     def _disconnected(self, ev: Disconnected) -> None:
         entry = self.state.connections.pop(ev.connection_id, None)
         self.state.topics.pop(ev.connection_id, None)
+        self.state.resumed.pop(ev.connection_id, None)
         if entry is not None:
             detached = self.state.detached
             detached[entry[3]] = [ev.at_ms, dict(ev.positions)]
@@ -263,3 +277,5 @@ class UserSession(Entity):
     @applies(Resumed)
     def _resumed(self, ev: Resumed) -> None:
         self.state.detached.pop(ev.resume_token, None)
+        if ev.connection_id:
+            self.state.resumed[ev.connection_id] = dict(ev.positions)

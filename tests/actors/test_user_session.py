@@ -62,6 +62,32 @@ def test_resume_restores_topics_and_positions_once(session):
         send(session, "session.resume", resume_token=token, connection_id="c3", gateway="g1")
 
 
+def test_a_resume_resent_after_its_host_died_gets_the_same_answer(session):
+    """The gateway asks again when the host died mid-call (outcome unknown): the resume had
+    taken place, so the resend is answered as it was, not refused as a spent token."""
+    log = []
+
+    def logged(message_type: str, **payload) -> dict:
+        ctx = send(session, message_type, **payload)
+        log.extend(ctx.events)
+        return ctx.reply_content
+
+    token = logged("session.connect", connection_id="c1", gateway="g1")["resume_token"]
+    logged("session.follow", connection_id="c1", topic="room:lobby")
+    logged("session.disconnect", connection_id="c1", positions={"room:lobby": ["ep1", 41]})
+    first = logged("session.resume", resume_token=token, connection_id="c2", gateway="g1")
+    replayed = UserSession(session.key)  # the host restarts: the state comes from the log
+    for event in log:
+        replayed.apply(event)
+    again = send(replayed, "session.resume", resume_token=token, connection_id="c2",
+                 gateway="g1")
+    assert again.reply_content == {**first, "evicted": []}
+    assert again.events == []  # nothing happens twice
+    with pytest.raises(Forbidden):  # another connection still cannot use the spent token
+        send(replayed, "session.resume", resume_token=token, connection_id="c3",
+             gateway="g1")
+
+
 def test_a_resume_token_expires_with_the_stream_window(session):
     token = connect(session, "c1")["resume_token"]
     send(session, "session.disconnect", now_ms=1000, connection_id="c1")
