@@ -47,7 +47,9 @@ from storage.postgres import open_pool
 log = logging.getLogger(__name__)
 
 CONNECT_RETRY_S = (0.1, 0.3, 1.0, 2.0)  # while a restarted host comes back
-RESUME_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # waits for an old socket to be recorded
+# waits for an old socket's end to be recorded (its gateway may be waiting for a restarted
+# session host: CONNECT_RETRY_S)
+RESUME_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 
 
 def outgoing(event: dict[str, Any]) -> Outgoing:
@@ -271,10 +273,9 @@ class GatewayCore(Control):
         for topic in list(conn.positions):
             await self.hub.remove(conn.identity.tenant, topic, conn.deliver)
             self._presence(conn, topic, present=False)
-        try:
-            await self.session(conn.identity).ask(
-                "session.disconnect", {"connection_id": conn.id,
-                                       "positions": conn.resume_positions()})
+        try:  # asked again while the session's host restarts: a resume waits for this
+            await self._asked_again(self.session(conn.identity), "session.disconnect", {
+                "connection_id": conn.id, "positions": conn.resume_positions()})
         except HubError as err:  # the session forgets this socket when the user reconnects
             log.warning("could not record the end of %s: %s", conn.id, err)
 
