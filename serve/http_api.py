@@ -28,7 +28,7 @@ from notify.model import Notification, available
 from notify.providers.webpush import application_server_key
 from notify.service import ensure_running, with_user_locale
 from rthub.errors import BadRequest, Forbidden, HubError, NotFound, RateLimited, TooLarge
-from serve import chat
+from serve import chat, protocol
 from serve.auth import Identity
 from serve.openapi import openapi_json
 from storage import attachments, audit, listening, notifications, notify_targets
@@ -99,7 +99,8 @@ class HttpApi:
                                     request.query_params.get("token"), None, ip)
                 if core.limits.active:
                     await core.limits.check("http", who.tenant, who.user, ip, frame=False)
-                _no_nul([*request.query_params.multi_items(), *request.path_params.values()])
+                protocol.storable([*(part for item in request.query_params.multi_items()
+                                     for part in item), *request.path_params.values()])
                 return await endpoint(request, who)
             except HubError as err:
                 if isinstance(err, Forbidden):
@@ -270,7 +271,7 @@ class HttpApi:
         if len(body) > NOTIFY_BODY_MAX * 64:
             raise TooLarge(f"a bulk request is at most {NOTIFY_BODY_MAX * 64} bytes")
         try:
-            items = _no_nul(json.loads(body)).get("notifications")
+            items = protocol.storable(json.loads(body)).get("notifications")
         except (ValueError, AttributeError, RecursionError):
             raise BadRequest("the body must be {\"notifications\": [...]}") from None
         if not isinstance(items, list) or not 1 <= len(items) <= BULK_MAX:
@@ -389,26 +390,9 @@ async def _json_body(request: Request, limit: int, what: str) -> Any:
     if len(body) > limit:
         raise TooLarge(f"{what} is at most {limit} bytes")
     try:
-        return _no_nul(json.loads(body))
+        return protocol.storable(json.loads(body))
     except (ValueError, RecursionError):  # RecursionError: nested too deep (was a 500)
         raise BadRequest("the body must be a JSON object") from None
-
-
-def _no_nul(value: Any) -> Any:
-    """``value``, unless a string in it holds NUL, which PostgreSQL text and JSON refuse
-    (a 500 once it reached storage): then ``bad_request``."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise BadRequest("text may not contain NUL (U+0000)")
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return value
 
 
 def _require_scope(who: Identity, scope: str) -> None:

@@ -61,7 +61,7 @@ def decode(data: str | bytes, encoding: str, max_bytes: int) -> dict[str, Any]:
         frame = check(frame)
         if encoding == MSGPACK or _JSON_SUSPECT.search(
                 data if isinstance(data, bytes) else data.encode()):
-            _storable(frame)
+            storable(frame)
         return frame
     except BadRequest as err:  # parsed: the error can still name the frame it answers
         ident = frame.get("id") if isinstance(frame, dict) else None
@@ -93,10 +93,11 @@ def check(frame: Any) -> dict[str, Any]:
     return frame
 
 
-def _storable(value: Any) -> None:
-    """Refuse what would fail later: text with NUL and integers past bigint (PostgreSQL
-    refuses them), and in msgpack what JSON cannot carry (bin, ext, non-string keys), which
-    would reach JSON clients in broadcasts. bad_request here, not a failed write or send."""
+def storable(value: Any) -> Any:
+    """``value``, or ``bad_request`` for what would fail later: text with NUL and integers
+    past bigint (PostgreSQL refuses them), and in msgpack what JSON cannot carry (bin, ext,
+    non-string keys), which would reach JSON clients in broadcasts. The HTTP API checks its
+    JSON bodies and parameters with it too."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -118,6 +119,7 @@ def _storable(value: Any) -> None:
         else:
             raise BadRequest(f"{type(item).__name__} values are not allowed (use what JSON "
                              "can carry)")
+    return value
 
 
 def encode_bytes(envelope: dict[str, Any], encoding: str) -> bytes:

@@ -86,11 +86,6 @@ class SecurityAudit:
             if self._rows:
                 self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
-    async def drained(self) -> None:
-        """Wait for what is queued to be written (shutdown, tests)."""
-        while self._flushing is not None:
-            await asyncio.shield(self._flushing)
-
 
 def _storable(value: Any) -> Any:
     """``value`` with NUL taken out of its text (PostgreSQL refuses it in text and jsonb):

@@ -94,6 +94,7 @@ class RateLimiter:
         for scope, what, rate, burst in rules:
             self._by_what.setdefault(what, []).append(Rule(scope, what, rate, burst))
         self._frame_rules = self._by_what.get("*", [])
+        self._frame_cache: dict[str, list[Rule]] = {}  # message type -> its rules and *'s
         self._sha: str | None = None  # the script, loaded once
         self._asking: dict[str, _Request] = {}  # bucket -> its request in flight
         self._unsent: list[str] = []  # buckets whose request waits for the next flush
@@ -108,9 +109,14 @@ class RateLimiter:
         return bool(self._by_what)
 
     def rules_for(self, what: str, frame: bool = True) -> list[Rule]:
-        """The rules a ``what`` passes: its own, and for frames the ``*`` ones."""
-        own = self._by_what.get(what, [])
-        return own + self._frame_rules if frame else own
+        """The rules a ``what`` passes: its own, and for frames the ``*`` ones (the list is
+        made once per type, not per frame)."""
+        if not frame:
+            return self._by_what.get(what, [])
+        rules = self._frame_cache.get(what)
+        if rules is None:
+            rules = self._frame_cache[what] = self._by_what.get(what, []) + self._frame_rules
+        return rules
 
     async def check(self, what: str, tenant: str, user: str | None, ip: str | None,
                     frame: bool = True) -> None:

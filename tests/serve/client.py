@@ -71,13 +71,15 @@ class Client:
         data = await asyncio.wait_for(self.ws.recv(), within)
         return msgpack.unpackb(data) if isinstance(data, bytes) else json.loads(data)
 
-    async def expect(self, frame_type: str, within: float = 10, **match: Any
-                     ) -> dict[str, Any]:
-        """The first frame (held or new) of ``frame_type`` whose fields equal ``match``."""
+    async def expect(self, frame_type: str, within: float = 10,
+                     has: dict[str, Any] | None = None, **match: Any) -> dict[str, Any]:
+        """The first frame (held or new) of ``frame_type`` whose fields equal ``match`` and
+        whose content has the values of ``has``; the frames before it stay in ``inbox``."""
 
         def fits(frame: dict[str, Any]) -> bool:
-            return frame.get("type") == frame_type and all(frame.get(k) == v
-                                                            for k, v in match.items())
+            return (frame.get("type") == frame_type
+                    and all(frame.get(k) == v for k, v in match.items())
+                    and all(frame["content"].get(k) == v for k, v in (has or {}).items()))
 
         for frame in self.inbox:
             if fits(frame):

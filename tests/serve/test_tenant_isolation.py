@@ -98,22 +98,8 @@ def leaks(found: Any, w: World, sent: Any = None, extra: tuple[str, ...] = ()) -
 
 async def seen(client: Client, frame_type: str, topic: str, within: float = 15,
                **content: Any) -> dict[str, Any]:
-    """The first frame (held or new) of ``frame_type`` on ``topic`` whose content has these
-    values; the frames before it stay in ``client.inbox``."""
-    def fits(frame: dict[str, Any]) -> bool:
-        return (frame.get("type") == frame_type and frame.get("topic") == topic
-                and all(frame["content"].get(k) == v for k, v in content.items()))
-
-    for frame in client.inbox:
-        if fits(frame):
-            client.inbox.remove(frame)
-            return frame
-    async with asyncio.timeout(within):
-        while True:
-            frame = await client.recv(within)
-            if fits(frame):
-                return frame
-            client.inbox.append(frame)
+    """The first frame of ``frame_type`` on ``topic`` whose content has these values."""
+    return await client.expect(frame_type, within, has=content, topic=topic)
 
 
 async def upload(w: World, token: str, data: bytes) -> httpx.Response:
