@@ -15,6 +15,7 @@ from typing import Any
 
 from actors.host_metrics import EXPORT_S, HostMetrics
 from actors.kinds import KINDS
+from actors.placement import host_name
 from actors.recommend import Recommendations
 from actors.residency import EntityTable, Envelope, Outcome
 from fanout.publisher import StreamPublisher
@@ -24,6 +25,7 @@ from storage.blobs import open_blob_store
 from storage.chat import ChatProjections
 from storage.crypto import keyring
 from storage.journal import Journal
+from storage.outbox import Outbox, Published, stale
 from storage.postgres import open_pool
 from storage.retention import purge_expired
 
@@ -66,10 +68,13 @@ class Host:
             self._starting = None  # the next call tries again
             raise
         self._advanced = asyncio.Condition()
+        self.outbox = outbox = Outbox(pool)
         publisher = None
         if self.settings.redis_url is not None:
-            publisher = StreamPublisher(self.settings.redis_url,
-                                        self.settings.stream_retention_events)
+            publisher = StreamPublisher(
+                self.settings.redis_url, self.settings.stream_retention_events,
+                lambda events: outbox.confirm(Published(e.tenant, *e.source, e.topic, e.seq)
+                                              for e in events if e.source and e.seq))
         blobs = open_blob_store(self.settings.blob_store, self.settings.data_dir,
                                 self.settings.s3_endpoint)
         projections = ChatProjections(keyring(self.settings.encryption_keys),
@@ -80,7 +85,9 @@ class Host:
         self.recommendations = Recommendations(self.settings, lambda: _ready(pool))
         self._table = EntityTable(self.settings, KINDS, journal, publisher, services={
             "recommend": self.recommendations.party_service()})
+        self._pool = pool
         self._loops = [asyncio.get_running_loop().create_task(coro) for coro in (
+            self._every(self.settings.outbox_sweep_s, self.sweep_outbox),
             self._every(min(self.settings.checkpoint_interval_s / 2, 1.0),
                         self._table.flush_checkpoints),
             self._every(min(self.settings.entity_idle_s / 4, 10.0), self._table.passivate_idle),
@@ -88,6 +95,19 @@ class Host:
             self._every(EXPORT_S, self._export_metrics),
         )]
         log.info("host %s ready (pid %d)", self.name, os.getpid())
+
+    async def sweep_outbox(self) -> int:
+        """Activate this host's entities whose outbox holds events older than
+        RTHUB_OUTBOX_SWEEP_S that nobody is publishing (their host died and no message has
+        come since): activation publishes them. Returns how many were woken."""
+        table = await self._table_ready()
+        keys = await stale(self._pool, self.settings.outbox_sweep_s)
+        mine = [key for key in keys if host_name(
+            key, self.settings.hosts, self.settings.pinned) == self.name]
+        woken = table.wake(mine)
+        if woken:
+            log.info("outbox sweep: %d entities with unpublished events activated", woken)
+        return woken
 
     async def _export_metrics(self) -> None:
         if self._metrics is None:
@@ -149,6 +169,8 @@ class Host:
             "log_commits": getattr(getattr(journal, "writer", None), "commits", 0),
             "published": getattr(table.publisher, "published", 0),
             "publish_failures": getattr(table.publisher, "failures", 0),
+            "publish_backlog": table.publisher.pending() if table.publisher else 0,
+            "outbox_deleted": self.outbox.deleted,
             "journal_backlog": journal.backlog(),  # events waiting for the group commit
             "mailbox_depth": sum(len(r.mailbox or ()) for r in table.residents.values()),
             "checkpoint_lag_s": table.checkpoint_lag(),

@@ -25,6 +25,8 @@ GAUGES = {
     "checkpoint_lag_s": ("rthub_host_checkpoint_lag_seconds",
                          "Age of the oldest change not yet checkpointed"),
     "rss_bytes": ("rthub_host_rss_bytes", "Resident memory of the host process"),
+    "publish_backlog": ("rthub_host_publish_backlog",
+                        "Stream events committed and waiting to be published to Redis"),
 }
 COUNTERS = {
     "calls": ("rthub_host_calls", "Ray calls received (each carries a batch of messages)"),
@@ -44,6 +46,8 @@ COUNTERS = {
     "published": ("rthub_host_events_published", "Stream events published to Redis"),
     "publish_failures": ("rthub_host_publish_failures",
                          "Publish batches that failed (retried in order)"),
+    "republished": ("rthub_host_events_republished",
+                    "Stream events found unpublished in an outbox at activation and published"),
 }
 RECOMMENDATIONS = ("rthub_host_recommendations",
                    "Party autofill recommendations by outcome: model, or the fallback's reason")

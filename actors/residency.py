@@ -13,6 +13,10 @@ No Ray here: a host actor wraps this table, and tests can drive it directly. Gua
   they run, ``unavailable`` with ``retry_after_ms``, when their entity's mailbox holds
   RTHUB_MAILBOX_LIMIT messages or RTHUB_JOURNAL_QUEUE_LIMIT events wait for the group commit;
   the runtime's own messages (timers, service answers, leaves) are never refused.
+* Stream events leave through an outbox. A turn's broadcasts that carry a ``seq`` are
+  written with its log rows, in the same transaction, and published after the commit; an
+  entity activated with events still in its outbox (its last host died before publishing
+  them, or Redis was away) publishes those first, in ``seq`` order, before any newer one.
 * Checkpoints are written behind (every N changes or T seconds, and on passivation); a
   failed write is retried and counted, and an entity is never unloaded before its checkpoint
   is saved.
@@ -48,8 +52,8 @@ class Store(Protocol):
     """What the table needs from storage (``storage.journal.Journal`` in production)."""
 
     async def load(self, keys: Sequence[EntityKey]) -> dict[EntityKey, Any]: ...
-    def append(self, rows: list[tuple], projections: list[tuple[str, dict[str, Any]]]
-               ) -> asyncio.Future[None]: ...
+    def append(self, rows: list[tuple], projections: list[tuple[str, dict[str, Any]]],
+               unpublished: list[tuple]) -> asyncio.Future[None]: ...
     async def save_checkpoints(self, rows: list[tuple]) -> None: ...
     def backlog(self) -> int: ...
 
@@ -60,9 +64,12 @@ Service = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 class Publisher(Protocol):
     """Where broadcasts go (``fanout.publisher.StreamPublisher`` in production). ``publish``
-    only enqueues: it must keep the order of calls, and never block a turn."""
+    only enqueues: it must keep the order of calls, and never block a turn. ``source`` is
+    the entity (kind, id) whose outbox holds the events, ``ts_ms`` their time."""
 
-    def publish(self, tenant: str, broadcasts: list[Broadcast]) -> None: ...
+    def publish(self, tenant: str, broadcasts: list[Broadcast],
+                source: tuple[str, str] | None = None, ts_ms: int | None = None) -> None: ...
+    def pending(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -78,6 +85,7 @@ class Stats:
     persist_failures: int = 0
     shed_mailbox: int = 0  # client messages refused at the host, by bound
     shed_journal: int = 0
+    republished: int = 0  # stream events found unpublished in an outbox at activation
 
 
 class EntityTable(Checkpointing):
@@ -177,12 +185,38 @@ class EntityTable(Checkpointing):
             resident.saved_version = found.version
             resident.version = found.events[-1][0] if found.events else found.version
             self.stats.activations += 1
+            self._republish(resident.key, found.unpublished)
             ctx = Context(resident.key, self._now_ms(), self.settings)
             entity.on_activate(ctx)
             self._start_timers(resident.key, ctx)
             if resident.version - resident.saved_version >= self.settings.checkpoint_every:
                 self._snapshot(resident)
             self._spawn(self._drain(resident))
+
+    def _republish(self, key: EntityKey, unpublished: Sequence[tuple]) -> None:
+        """Queue what an earlier activation committed and never published, ahead of
+        anything this one makes (rows come in topic and ``seq`` order)."""
+        if not unpublished or self.publisher is None:
+            return
+        for _t, _k, _i, topic, seq, event_type, content, removes, ts_ms in unpublished:
+            event = Broadcast(topic, event_type, msgpack.unpackb(content), seq, removes)
+            self.publisher.publish(key[0], [event], (key[1], key[2]), ts_ms)
+        self.stats.republished += len(unpublished)
+        log.info("%s %s: %d committed stream events republished", key[1], key[2],
+                 len(unpublished))
+
+    def wake(self, keys: Sequence[EntityKey]) -> int:
+        """Activate entities that are not resident (the outbox sweep: their events are
+        published on activation); they passivate when idle like any other."""
+        fresh = []
+        for key in keys:
+            if key not in self.residents and key[1] in self.kinds:
+                resident = self.residents[key] = Resident(key)
+                resident.busy = True  # until activated: a message meanwhile only queues
+                fresh.append(resident)
+        if fresh:
+            self._spawn(self._activate(fresh))
+        return len(fresh)
 
     def _evict(self, resident: Resident, error: HubError) -> None:
         """Drop a resident that cannot run; its queued asks get ``error``."""
@@ -213,6 +247,7 @@ class EntityTable(Checkpointing):
         outcomes: list[tuple[asyncio.Future | None, bool, dict[str, Any]]] = []
         rows: list[tuple] = []
         projections: list[tuple[str, dict[str, Any]]] = []
+        unpublished: list[tuple] = []
         ctxs: list[Context] = []
         now_ms = self._now_ms()
         for position, (message_type, payload, future) in enumerate(batch):
@@ -243,10 +278,13 @@ class EntityTable(Checkpointing):
                 return
             outcomes.append((future, True, ctx.reply_content or {}))
             ctxs.append(ctx)
+            unpublished.extend(
+                (*key, b.topic, b.seq, b.type, msgpack.packb(b.content, use_bin_type=True),
+                 b.removes, now_ms) for b in ctx.broadcasts if b.seq is not None)
         self.stats.turns += 1
-        if rows:
+        if rows or unpublished:
             try:
-                await self.store.append(rows, projections)
+                await self.store.append(rows, projections, unpublished)
             except Exception as exc:
                 self.stats.persist_failures += 1
                 log.error("persisting %d events of %s failed: %s", len(rows), key, exc)
@@ -261,7 +299,7 @@ class EntityTable(Checkpointing):
             if self.publisher is None:
                 log.warning("%s %s broadcast with no publisher configured", key[1], key[2])
             else:
-                self.publisher.publish(key[0], broadcasts)
+                self.publisher.publish(key[0], broadcasts, (key[1], key[2]), now_ms)
         for ctx in ctxs:
             self._start_timers(key, ctx)
             for call in ctx.calls:

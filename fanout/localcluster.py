@@ -17,6 +17,7 @@ import logging
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -144,8 +145,9 @@ class LocalCluster:
             self.stop_node(port)
 
     def restart_node(self, port: int, within_s: float = 30) -> None:
-        """Stop node ``port`` and start it again (no persistence: its keys are gone; it keeps
-        its identity and slots from its cluster config file), then wait for the cluster."""
+        """Stop node ``port`` and start it again on the same port (no persistence: its keys
+        are gone; a cluster node keeps its identity and slots from its cluster config file),
+        then wait for it (and the cluster) to be ok."""
         self.stop_node(port)
         self.start_node(port)
         self.wait_ok(within_s)
@@ -190,7 +192,16 @@ class LocalCluster:
         """A plain client of one node (close it when done)."""
         return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
 
+    def pause(self, port: int) -> None:
+        """SIGSTOP the node: its sockets stay open and nothing answers (a stalled server)."""
+        self.procs[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self.procs[port].send_signal(signal.SIGCONT)
+
     def _ok(self, node: redis.Redis) -> bool:
+        if not self.cluster:
+            return bool(node.ping())
         info = node.execute_command("CLUSTER", "INFO").decode()
         return "cluster_state:ok" in info and f"cluster_known_nodes:{self.masters}" in info
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -40,10 +40,15 @@ BATCH = 500
 
 
 class StreamPublisher:
-    """The ``Publisher`` an entity table runs with (see ``actors.residency``)."""
+    """The ``Publisher`` an entity table runs with (see ``actors.residency``).
 
-    def __init__(self, redis_url: str, retention_events: int) -> None:
+    ``confirm`` is told, batch by batch, which events Redis now has (the host deletes their
+    outbox rows)."""
+
+    def __init__(self, redis_url: str, retention_events: int,
+                 confirm: Callable[[Sequence[StreamEvent]], None] | None = None) -> None:
         self._url = redis_url
+        self._confirm = confirm
         self._client: Client | None = None
         self._retention = retention_events
         self._queue: deque[StreamEvent] = deque()
@@ -52,11 +57,19 @@ class StreamPublisher:
         self.published = 0
         self.failures = 0
 
-    def publish(self, tenant: str, broadcasts: Iterable[Outbound]) -> None:
-        now_ms = int(time.time() * 1000)
-        self._queue.extend(StreamEvent(tenant, b.topic, b.seq, b.type, b.content, now_ms,
-                                       b.removes) for b in broadcasts)
+    def publish(self, tenant: str, broadcasts: Iterable[Outbound],
+                source: tuple[str, str] | None = None, ts_ms: int | None = None) -> None:
+        """Queue events behind every earlier one; ``source``: the entity (kind, id) whose
+        outbox holds them; ``ts_ms``: their time if not now (a republished event keeps its
+        own)."""
+        ts_ms = int(time.time() * 1000) if ts_ms is None else ts_ms
+        self._queue.extend(StreamEvent(tenant, b.topic, b.seq, b.type, b.content, ts_ms,
+                                       b.removes, source) for b in broadcasts)
         self._wakeup.set()
+
+    def pending(self) -> int:
+        """Events waiting to be published."""
+        return len(self._queue)
 
     async def _run(self) -> None:
         delay = 0.05
@@ -73,6 +86,9 @@ class StreamPublisher:
                     self.failures += 1
                     kept = getattr(exc, "pending", batch)  # a cluster: what did not go out
                     self.published += len(batch) - len(kept)
+                    if len(kept) < len(batch):
+                        held = {id(event) for event in kept}
+                        self._published([e for e in batch if id(e) not in held])
                     log.warning("publishing %d events failed, retrying in %.2fs: %s",
                                 len(kept), delay, exc)
                     self._queue.extendleft(reversed(kept))
@@ -81,3 +97,11 @@ class StreamPublisher:
                     continue
                 delay = 0.05
                 self.published += len(batch)
+                self._published(batch)
+
+    def _published(self, events: Sequence[StreamEvent]) -> None:
+        if self._confirm is not None:
+            try:
+                self._confirm(events)
+            except Exception:  # the rows stay: the events go out again one day, no loss
+                log.exception("confirming %d published events failed", len(events))

@@ -72,6 +72,7 @@ class StreamEvent:
     content: dict[str, Any]
     ts_ms: int
     removes: str | None = None
+    source: tuple[str, str] | None = None  # (kind, id) of the entity: not sent, for the outbox
 
     def pack(self) -> bytes:
         event = {"type": self.type, "topic": self.topic, "content": self.content,

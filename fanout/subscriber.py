@@ -8,7 +8,8 @@ through ``prepare`` once (the gateway encodes its frame there), then to every li
 
 On a Redis Cluster (``fanout.connect``) channels are sharded: one connection per node that
 owns a followed topic (``fanout.sharded``), moved when a slot moves or a node fails over. A
-channel that was live and then lost (its node dropped it or its connection) is caught up from
+channel that was live and then lost (its node dropped it or its connection; on a single
+Redis, the pub/sub connection, which redis-py reconnects and resubscribes) is caught up from
 the topic's stream once it is confirmed again: its live events are held meanwhile, and what was
 published in between is read back and delivered first, in ``seq`` order, so a resharding or a
 failover costs a delay, not a gap (ephemeral events published in between are lost). The client
@@ -107,10 +108,10 @@ class TopicHub:
             if not listeners:
                 del self._listeners[name]
                 self._confirmed.pop(name, None)
+                for kept in (self._last, self._held):
+                    kept.pop(name, None)
+                self._unconfirmed.discard(name)
                 if self._shards is not None:
-                    for kept in (self._last, self._held):
-                        kept.pop(name, None)
-                    self._unconfirmed.discard(name)
                     await self._shards.unsubscribe(name)
                 else:
                     assert self._pubsub is not None
@@ -136,7 +137,14 @@ class TopicHub:
                 self._arrived(name, message["data"])
 
     def _subscribed(self, name: bytes) -> None:
-        if (event := self._confirmed.get(name)) is not None:
+        event = self._confirmed.get(name)
+        if event is not None and event.is_set() and self._shards is None:
+            # A single Redis confirms a channel again when redis-py has reconnected and
+            # resubscribed (Redis restarted, or the connection dropped): what was published
+            # in between is read back from the stream, as on a cluster.
+            self._held.setdefault(name, [])
+            self._unconfirmed.add(name)
+        if event is not None:
             event.set()
         if name in self._unconfirmed:  # confirmed again after a loss: read back the gap
             self._unconfirmed.discard(name)
@@ -162,7 +170,7 @@ class TopicHub:
         self._fan_out(name, event, listeners)
 
     def _fan_out(self, name: bytes, event: dict[str, Any], listeners: set[Listener]) -> None:
-        if self._shards is not None and (seq := event.get("seq")) is not None:
+        if (seq := event.get("seq")) is not None:
             self._last[name] = seq
         try:
             prepared = self._prepare(event)

@@ -251,6 +251,10 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_STREAM_RETENTION_EVENTS", "stream_retention_events", "1000",
         read.int_between(1, 1_000_000), "an integer from 1 to 1000000",
         "Events kept per topic for recovery."),
+    Var("RTHUB_OUTBOX_SWEEP_S", "outbox_sweep_s", "5", read.seconds(0.1, 3600),
+        "a number of seconds from 0.1 to 3600",
+        "How often each host looks for stream events committed and not published (their "
+        "host died) older than this, and activates their entities to publish them."),
     Var("RTHUB_ENCRYPTION_KEYS", "encryption_keys", None, read.keys,
         "id:base64 entries of 32-byte keys, comma separated (`rthub keys generate` makes one)",
         "AES-256-GCM keys for message text and attachments at rest; the first seals, all "
@@ -384,6 +388,7 @@ class Settings:
     send_buffer_bytes: int
     stream_retention_s: float
     stream_retention_events: int
+    outbox_sweep_s: float
     encryption_keys: str | None
     search_language: str
     chat_max_text: int

@@ -118,6 +118,10 @@ class Connection:
         if seq is not None:
             if seq <= position[1]:
                 return
+            if seq > position[1] + 1:  # Redis lost events: read them back, or say so
+                self.catching_up[topic] = [event]
+                self.core.gap(self, topic)
+                return
             position[1] = seq
         self._delivered.count += 1
         self.sink.write(event)

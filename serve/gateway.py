@@ -52,6 +52,9 @@ CONNECT_RETRY_S = (0.1, 0.3, 1.0, 2.0)  # while a restarted host comes back
 RESUME_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 
 
+GAP_READ_TRIES = (0.1, 0.3, 1.0, 3.0)  # reading a gap back while Redis comes back
+
+
 def outgoing(event: dict[str, Any]) -> Outgoing:
     """The client frame of a stream event (PROTOCOL.md "Topics, streams and recovery")."""
     envelope = {"type": event["type"], "topic": event["topic"], "content": event["content"],
@@ -309,6 +312,44 @@ class GatewayCore(Control):
                                              {"connection_id": conn.id, "topic": topic})
         self._presence(conn, topic, present=True)
         return where
+
+    def gap(self, conn: Connection, topic: str) -> None:
+        """A live event skipped ``seq``s (its live copy was held in ``catching_up``). Redis
+        lost them from pub/sub (a restart, a failover): read them back from the stream; if
+        it lost them there too, the client is told with ``subscribed`` and ``recovered:
+        false`` and reloads, as after a resume that cannot recover."""
+        self.metrics.gaps.count += 1
+        log.info("%s on %s: seq %s after %s; reading back", conn.id, topic,
+                 conn.catching_up[topic][0].seq, conn.positions[topic][1])
+        self.spawn(self._fill(conn, topic))
+
+    async def _fill(self, conn: Connection, topic: str) -> None:
+        held = conn.catching_up.get(topic)
+        epoch, last, _ = conn.positions[topic]
+        for delay in (*GAP_READ_TRIES, None):  # a pooled connection may predate the fault
+            try:
+                where = await position(self.redis, conn.identity.tenant, topic, (epoch, last),
+                                       self.settings.stream_retention_s)
+                break
+            except Exception as exc:
+                if delay is None:  # Redis is away again: the client resumes later
+                    log.warning("reading back a gap of %s failed: %s", topic, exc)
+                    conn.catching_up.pop(topic, None)
+                    conn.close(1011, "stream unavailable; reconnect and resume")
+                    return
+                await asyncio.sleep(delay)
+        if conn.catching_up.get(topic) is not held or topic not in conn.positions:
+            return  # unfollowed (or followed anew) meanwhile
+        del conn.catching_up[topic]
+        if where.recovered:
+            for event in where.missed:
+                conn.deliver(outgoing(event))
+        else:
+            conn.send({"type": "subscribed", "topic": topic, "content": {
+                "topic": topic, "epoch": where.epoch, "seq": where.seq, "recovered": False}})
+            conn.positions[topic] = [where.epoch, where.seq, where.seq]
+        for out in held or ():
+            conn.deliver(out)
 
     async def unfollow(self, conn: Connection, topic: str) -> None:
         if conn.positions.pop(topic, None) is not None:

@@ -81,6 +81,10 @@ class GatewayMetrics:
                                  "RTHUB_QUEUE_TARGET_MS)", registry=self.registry)
         self.slow_closed = Tally("rthub_slow_clients_closed",
                                  "Sockets closed with 4413 for not reading", self.registry)
+        self.gaps = Tally("rthub_stream_gaps",
+                          "Live events that skipped seqs (Redis lost them from pub/sub): read "
+                          "back from the stream, or the client told recovered false",
+                          self.registry)
         self.delivery_latency = Histogram(
             "rthub_delivery_latency_seconds",
             "Stream event age when it reaches this replica's fan-out (once per event)",

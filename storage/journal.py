@@ -17,6 +17,10 @@ from typing import Any
 
 import asyncpg
 
+from storage import outbox
+from storage.outbox import OutboxRow
+from storage.postgres import columns
+
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (tenant, kind, entity_id)
@@ -27,11 +31,13 @@ Projector = Callable[[asyncpg.Connection, list[dict[str, Any]]], Awaitable[None]
 
 @dataclass(slots=True)
 class Loaded:
-    """What activation needs: the last checkpoint and the log after it."""
+    """What activation needs: the last checkpoint, the log after it, and the stream events
+    committed and not yet published (``storage.outbox``)."""
 
     version: int = 0
     state: bytes | None = None
     events: list[tuple[int, str, bytes]] = field(default_factory=list)
+    unpublished: list[OutboxRow] = field(default_factory=list)
 
 
 _LOAD_CHECKPOINTS = """
@@ -58,21 +64,20 @@ ON CONFLICT (tenant, kind, entity_id) DO UPDATE
     WHERE c.version < EXCLUDED.version"""
 
 
-def _columns(rows: Sequence[tuple], width: int) -> list[list]:
-    return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]
-
-
 async def load(pool: asyncpg.Pool, keys: Sequence[Key]) -> dict[Key, Loaded]:
-    """Checkpoint + later log rows for every key, in two queries whatever the count."""
+    """Checkpoint + later log rows + unpublished stream events for every key, in three
+    queries whatever the count."""
     found = {key: Loaded() for key in keys}
     async with pool.acquire() as conn:
-        for t, k, i, version, state in await conn.fetch(_LOAD_CHECKPOINTS, *_columns(keys, 3)):
+        for t, k, i, version, state in await conn.fetch(_LOAD_CHECKPOINTS, *columns(keys, 3)):
             found[(t, k, i)] = Loaded(version, state)
         after = [(*key, loaded.version) for key, loaded in found.items()]
         for t, k, i, version, event_type, payload in await conn.fetch(
-            _LOAD_LOG, *_columns(after, 4)
+            _LOAD_LOG, *columns(after, 4)
         ):
             found[(t, k, i)].events.append((version, event_type, payload))
+        for row in await conn.fetch(outbox.LOAD, *columns(keys, 3)):
+            found[(row[0], row[1], row[2])].unpublished.append(tuple(row))
     return found
 
 
@@ -80,11 +85,22 @@ async def save_checkpoints(pool: asyncpg.Pool, rows: Sequence[tuple[str, str, st
                            ) -> None:
     """Upsert checkpoints; an older version never overwrites a newer one."""
     async with pool.acquire() as conn:
-        await conn.execute(_SAVE_CHECKPOINTS, *_columns(rows, 5))
+        await conn.execute(_SAVE_CHECKPOINTS, *columns(rows, 5))
+
+
+@dataclass(slots=True)
+class Appended:
+    """One ``append``: its log rows, projection rows and outbox rows, and who waits."""
+
+    rows: list[LogRow]
+    projections: list[Projection]
+    unpublished: list[OutboxRow]
+    future: asyncio.Future[None]
 
 
 class LogWriter:
-    """Group commit: appends queued while a transaction runs share the next one.
+    """Group commit: appends queued while a transaction runs share the next one, with
+    their projections and their outbox rows (``storage.outbox``).
 
     ``append`` returns a future resolved when the rows are committed. If a group fails (a
     version conflict from a stale host, say), each append in it is retried on its own, so one
@@ -96,18 +112,19 @@ class LogWriter:
         self._pool = pool
         self._projectors = projectors or {}
         self._max_rows = max_rows
-        self._queue: deque[tuple[list[LogRow], list[Projection], asyncio.Future[None]]] = deque()
+        self._queue: deque[Appended] = deque()
         self._wakeup = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="log-writer")
         self.commits = 0
         self.rows = 0
         self.backlog = 0  # rows appended and not yet committed (admission control reads it)
 
-    def append(self, rows: list[LogRow], projections: Sequence[Projection] = ()
-               ) -> asyncio.Future[None]:
-        """Queue rows (and their projection rows) for the next commit; resolved when durable."""
+    def append(self, rows: list[LogRow], projections: Sequence[Projection] = (),
+               unpublished: Sequence[OutboxRow] = ()) -> asyncio.Future[None]:
+        """Queue rows (their projection rows, their stream events) for the next commit;
+        resolved when durable."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((rows, list(projections), future))
+        self._queue.append(Appended(rows, list(projections), list(unpublished), future))
         self.backlog += len(rows)
         self._wakeup.set()
         return future
@@ -124,27 +141,29 @@ class LogWriter:
             while self._queue:
                 group, size = [], 0
                 while self._queue and (
-                    not group or size + len(self._queue[0][0]) <= self._max_rows
+                    not group or size + len(self._queue[0].rows) <= self._max_rows
                 ):
                     item = self._queue.popleft()
                     group.append(item)
-                    size += len(item[0])
+                    size += len(item.rows)
                 try:
                     await self._commit(group)
                 finally:
                     self.backlog -= size
 
-    async def _commit(self, group: list[tuple[list[LogRow], list[Projection],
-                                              asyncio.Future[None]]]) -> None:
-        rows = [row for appended, _, _ in group for row in appended]
-        projections = [p for _, appended, _ in group for p in appended]
+    async def _commit(self, group: list[Appended]) -> None:
+        rows = [row for item in group for row in item.rows]
+        projections = [p for item in group for p in item.projections]
+        unpublished = [u for item in group for u in item.unpublished]
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(_APPEND, *_columns(rows, 6))
+                await conn.execute(_APPEND, *columns(rows, 6))
+                if unpublished:
+                    await conn.execute(outbox.INSERT, *columns(unpublished, 9))
                 await _project(conn, self._projectors, projections)
         except Exception as exc:  # one bad append (or projector) must not stop the writer
             if len(group) == 1:
-                _settle(group[0][2], exc)
+                _settle(group[0].future, exc)
                 return
             log.warning("group commit of %d appends failed (%s); retrying one by one",
                         len(group), exc)
@@ -153,8 +172,8 @@ class LogWriter:
             return
         self.commits += 1
         self.rows += len(rows)
-        for _, _, future in group:
-            _settle(future, None)
+        for item in group:
+            _settle(item.future, None)
 
 
 async def _project(conn: asyncpg.Connection, projectors: Mapping[str, Projector],
@@ -194,9 +213,9 @@ class Journal:
     async def load(self, keys: Sequence[Key]) -> dict[Key, Loaded]:
         return await load(self.pool, keys)
 
-    def append(self, rows: list[LogRow], projections: Sequence[Projection] = ()
-               ) -> asyncio.Future[None]:
-        return self.writer.append(rows, projections)
+    def append(self, rows: list[LogRow], projections: Sequence[Projection] = (),
+               unpublished: Sequence[OutboxRow] = ()) -> asyncio.Future[None]:
+        return self.writer.append(rows, projections, unpublished)
 
     def backlog(self) -> int:
         """Events waiting for the group commit."""

@@ -7,6 +7,7 @@ transaction, under an advisory lock so that hosts starting together apply each o
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from importlib import resources
 
 import asyncpg
@@ -60,3 +61,9 @@ async def open_pool(url: str, size: int) -> asyncpg.Pool:
     async with pool.acquire() as conn:
         await migrate(conn)
     return pool
+
+
+def columns(rows: Sequence[tuple], width: int) -> list[list]:
+    """Rows as ``width`` column lists: what ``unnest($1::t[], ...)`` takes, one query for
+    any number of rows."""
+    return [[row[i] for row in rows] for i in range(width)]

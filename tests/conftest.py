@@ -47,7 +47,9 @@ def with_database(url: str, database: str) -> str:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # "local": a Ray of the suite's own, even when another runs on the machine (ray.init()
+    # alone would join the latest one started)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     yield
     ray.shutdown()
