@@ -77,11 +77,11 @@ class Host:
                                               for e in events if e.source and e.seq))
         blobs = open_blob_store(self.settings.blob_store, self.settings.data_dir,
                                 self.settings.s3_endpoint)
-        projections = ChatProjections(keyring(self.settings.encryption_keys),
-                                      self.settings.search_language)
+        keys = keyring(self.settings.encryption_keys)
+        projections = ChatProjections(keys, self.settings.search_language)
         journal = Journal(pool, {**projections.projectors(), **playlists.projectors(),
                                  **notifications.projectors(), **listening.projectors(),
-                                 "audit": audit.project})
+                                 "audit": audit.project}, sealing=keys)
         self.recommendations = Recommendations(self.settings, lambda: _ready(pool))
         self._table = EntityTable(self.settings, KINDS, journal, publisher, services={
             "recommend": self.recommendations.party_service()})

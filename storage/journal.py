@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from storage import outbox
+from storage.crypto import Keyring
 from storage.outbox import OutboxRow
 from storage.postgres import columns
 
@@ -64,7 +65,8 @@ ON CONFLICT (tenant, kind, entity_id) DO UPDATE
     WHERE c.version < EXCLUDED.version"""
 
 
-async def load(pool: asyncpg.Pool, keys: Sequence[Key]) -> dict[Key, Loaded]:
+async def load(pool: asyncpg.Pool, keys: Sequence[Key], sealing: Keyring | None = None
+               ) -> dict[Key, Loaded]:
     """Checkpoint + later log rows + unpublished stream events for every key, in three
     queries whatever the count."""
     found = {key: Loaded() for key in keys}
@@ -76,8 +78,8 @@ async def load(pool: asyncpg.Pool, keys: Sequence[Key]) -> dict[Key, Loaded]:
             _LOAD_LOG, *columns(after, 4)
         ):
             found[(t, k, i)].events.append((version, event_type, payload))
-        for row in await conn.fetch(outbox.LOAD, *columns(keys, 3)):
-            found[(row[0], row[1], row[2])].unpublished.append(tuple(row))
+        for row in outbox.opened(await conn.fetch(outbox.LOAD, *columns(keys, 3)), sealing):
+            found[(row[0], row[1], row[2])].unpublished.append(row)
     return found
 
 
@@ -94,7 +96,7 @@ class Appended:
 
     rows: list[LogRow]
     projections: list[Projection]
-    unpublished: list[OutboxRow]
+    unpublished: list[tuple]  # OutboxRow + key id, content sealed
     future: asyncio.Future[None]
 
 
@@ -108,8 +110,9 @@ class LogWriter:
     """
 
     def __init__(self, pool: asyncpg.Pool, projectors: Mapping[str, Projector] | None = None,
-                 max_rows: int = 10_000) -> None:
+                 max_rows: int = 10_000, sealing: Keyring | None = None) -> None:
         self._pool = pool
+        self._sealing = sealing
         self._projectors = projectors or {}
         self._max_rows = max_rows
         self._queue: deque[Appended] = deque()
@@ -124,7 +127,8 @@ class LogWriter:
         """Queue rows (their projection rows, their stream events) for the next commit;
         resolved when durable."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(Appended(rows, list(projections), list(unpublished), future))
+        self._queue.append(Appended(rows, list(projections),
+                                    outbox.sealed(unpublished, self._sealing), future))
         self.backlog += len(rows)
         self._wakeup.set()
         return future
@@ -159,7 +163,7 @@ class LogWriter:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(_APPEND, *columns(rows, 6))
                 if unpublished:
-                    await conn.execute(outbox.INSERT, *columns(unpublished, 9))
+                    await conn.execute(outbox.INSERT, *columns(unpublished, 10))
                 await _project(conn, self._projectors, projections)
         except Exception as exc:  # one bad append (or projector) must not stop the writer
             if len(group) == 1:
@@ -205,13 +209,14 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
 class Journal:
     """The Postgres store an entity table runs on: loads, group-committed appends, checkpoints."""
 
-    def __init__(self, pool: asyncpg.Pool, projectors: Mapping[str, Projector] | None = None
-                 ) -> None:
+    def __init__(self, pool: asyncpg.Pool, projectors: Mapping[str, Projector] | None = None,
+                 sealing: Keyring | None = None) -> None:
         self.pool = pool
-        self.writer = LogWriter(pool, projectors)
+        self.sealing = sealing  # seals outbox rows (stream events may carry chat text)
+        self.writer = LogWriter(pool, projectors, sealing=sealing)
 
     async def load(self, keys: Sequence[Key]) -> dict[Key, Loaded]:
-        return await load(self.pool, keys)
+        return await load(self.pool, keys, self.sealing)
 
     def append(self, rows: list[LogRow], projections: Sequence[Projection] = (),
                unpublished: Sequence[OutboxRow] = ()) -> asyncio.Future[None]:

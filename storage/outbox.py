@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
+from storage.crypto import Keyring, SealError, aad
 from storage.postgres import columns
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,13 @@ CONFIRM_EVERY_S = 0.5
 
 INSERT = """
 INSERT INTO stream_outbox (tenant, kind, entity_id, topic, seq, event_type, content, removes,
-                           ts_ms)
+                           ts_ms, key_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-                     $7::bytea[], $8::text[], $9::bigint[])"""
+                     $7::bytea[], $8::text[], $9::bigint[], $10::text[])"""
 
 LOAD = """
 SELECT o.tenant, o.kind, o.entity_id, o.topic, o.seq, o.event_type, o.content, o.removes,
-       o.ts_ms
+       o.ts_ms, o.key_id
 FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, kind, entity_id)
 JOIN stream_outbox o USING (tenant, kind, entity_id)
 ORDER BY o.tenant, o.kind, o.entity_id, o.topic, o.seq"""
@@ -55,6 +56,40 @@ _STALE = """
 SELECT DISTINCT tenant, kind, entity_id FROM stream_outbox
 WHERE ts_ms < (extract(epoch FROM now()) * 1000)::bigint - $1 * 1000
 LIMIT $2"""
+
+
+def sealed(rows: Iterable[OutboxRow], keys: Keyring | None) -> list[tuple]:
+    """Rows as stored: content sealed (an event may carry chat text, which is encrypted at
+    rest), plus the key's id."""
+    if keys is None:
+        return [(*row, "") for row in rows]
+    stored = []
+    for row in rows:
+        key_id, content = keys.seal(row[6], _aad(row))
+        stored.append((*row[:6], content, *row[7:], key_id))
+    return stored
+
+
+def opened(rows: Iterable[tuple], keys: Keyring | None) -> list[OutboxRow]:
+    """Stored rows back as ``OutboxRow``; one that does not open (its key was removed) is
+    logged and left out: the message is still in history, only its live copy is lost."""
+    found = []
+    for *row, key_id in rows:
+        if key_id:
+            try:
+                if keys is None:
+                    raise SealError("the journal has no keyring to open it")
+                row[6] = keys.open(key_id, row[6], _aad(row))
+            except SealError as exc:
+                log.error("outbox row %s %s seq %s left unpublished: %s", row[0], row[3],
+                          row[4], exc)
+                continue
+        found.append(tuple(row))
+    return found
+
+
+def _aad(row: Sequence) -> bytes:
+    return aad(row[0], "stream_outbox", row[3], str(row[4]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ CREATE TABLE stream_outbox (
     topic      text    NOT NULL,
     seq        bigint  NOT NULL,
     event_type text    NOT NULL,
-    content    bytea   NOT NULL,  -- msgpack
+    key_id     text    NOT NULL,  -- the key that sealed content ('' if unsealed: tests)
+    content    bytea   NOT NULL,  -- msgpack, AES-GCM sealed: chat text is encrypted at rest
     removes    text,
     ts_ms      bigint  NOT NULL,  -- the event's ts, as first published
     PRIMARY KEY (tenant, kind, entity_id, topic, seq)
