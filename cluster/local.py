@@ -73,7 +73,9 @@ class LocalHub:
         for name, value in ray_env(settings).items():
             os.environ.setdefault(name, value)
         address = os.environ.get("RAY_ADDRESS")
-        context = ray.init(address=address or None, namespace=settings.namespace,
+        # no RAY_ADDRESS: a Ray of its own ("local"), even if another runs on the machine
+        # (ray.init() alone would join the latest one started)
+        context = ray.init(address=address or "local", namespace=settings.namespace,
                            num_cpus=None if address else os.cpu_count(),
                            configure_logging=False, log_to_driver=False)
         self.dashboard_url = getattr(context, "dashboard_url", None)

@@ -139,11 +139,12 @@ async def test_readiness_names_the_backend_that_does_not_answer(ray_session, emb
     redis_server = EmbeddedRedis(tmp_path)
     settings = app_settings(await create_database(embedded_pg), redis_server.url)
     core = GatewayCore(settings)  # an in-process gateway (as ``rthub.realtime`` runs one)
-    core.system.start()
+    hosts = core.system.start()
     operator = OperatorServer(core, "127.0.0.1", free_port())
     port = await operator.start()
     try:
         async with httpx.AsyncClient(timeout=15) as http:
+            await asyncio.gather(*(host.stats.remote() for host in hosts))  # up, however slow
             assert (await http.get(f"http://127.0.0.1:{port}/readyz")).json()["checks"] == {
                 "redis": "ok", "postgres": "ok", "ray": "ok"}
             redis_server.stop()  # Redis goes away under a running gateway
