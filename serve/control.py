@@ -29,6 +29,13 @@ if TYPE_CHECKING:
     from serve.security.revocation import Revocations
 
 
+ALIVE_S = 3.0  # a replica silent this long (its ticks are 1 s) is taken for dead
+
+
+def alive_key(gateway: str) -> str:
+    return f"rthub:gw-alive:{gateway}"
+
+
 class Control:
     """Evictions, heartbeats, presence leases and drain for ``GatewayCore``."""
 
@@ -108,6 +115,7 @@ class Control:
         tick = min(1.0, self.settings.ws_heartbeat_interval / 4)
         next_refresh = time.monotonic() + self.settings.ws_heartbeat_interval
         while True:
+            self.spawn(self._alive())
             await asyncio.sleep(tick)
             now = time.monotonic()
             for conn in list(self.connections.values()):
@@ -118,6 +126,21 @@ class Control:
                 next_refresh = now + self.settings.ws_heartbeat_interval
                 self._refresh_presence()
                 self.spawn(self._notifications_waiting())
+
+    async def _alive(self) -> None:
+        """Say this replica is alive (a key that expires ALIVE_S after the last tick): a
+        resume of a socket listed on a replica without it records that socket's end on
+        the dead replica's behalf (``GatewayCore._resume``)."""
+        with contextlib.suppress(Exception):  # Redis away: resumes wait, as they did
+            await self.redis.set(alive_key(self.gateway_id), b"1", px=int(ALIVE_S * 1000))
+
+    async def gateway_alive(self, gateway: str) -> bool:
+        """Whether replica ``gateway`` said it was alive within ALIVE_S (true if Redis
+        cannot tell: only a replica known dead is answered for)."""
+        try:
+            return bool(await self.redis.exists(alive_key(gateway)))
+        except Exception:
+            return True
 
     def _security_tick(self) -> None:
         """Keys and revocations, every tick: a rotated JWKS fetched when due, and sockets

@@ -258,12 +258,23 @@ class GatewayCore(Control):
 
     async def _resume(self, session: EntityRef, request: dict[str, Any], tenant: str
                       ) -> dict[str, Any]:
-        """Resume, first closing the old socket if its gateway has not noticed it drop."""
+        """Resume, first closing the old socket if its gateway has not noticed it drop.
+        A gateway that died with the socket (its node lost, its process killed) never
+        records the end: once it has missed its ALIVE_S this one records it instead, with
+        no positions (those died with it: the topics come back ``recovered: false``)."""
         for delay in RESUME_RETRY_S:
             reply = await self._asked_again(session, "session.resume", request)
             if "pending" not in reply:
                 return reply
-            await self._evict(tenant, [reply["pending"]], 4409, "resumed elsewhere")
+            pending = reply["pending"]
+            await self._evict(tenant, [pending], 4409, "resumed elsewhere")
+            if pending["gateway"] != self.gateway_id and not await self.gateway_alive(
+                    pending["gateway"]):
+                log.info("recording the end of %s for gateway %s, which is gone",
+                         pending["connection_id"], pending["gateway"])
+                await self._asked_again(session, "session.disconnect",
+                                        {"connection_id": pending["connection_id"]})
+                continue
             await asyncio.sleep(delay)
         raise Conflict("the connection to resume is still open; try again")
 

@@ -71,6 +71,27 @@ async def test_a_resume_racing_the_old_sockets_close_still_recovers(hub):
     await bob.close()
 
 
+async def test_a_socket_whose_gateway_died_with_it_is_resumed(hub):
+    """Its gateway (here one that stopped saying it is alive: a killed replica, a lost
+    node) never records the socket's end; the resuming gateway records it instead, and the
+    topics come back unrecovered (their positions died with the socket)."""
+    alice, bob = await room_with(hub, "lost", "alice", "bob")
+    session = hub.system.ref("session", "alice", hub.tenant)
+    ghost = await session.ask("session.connect", {"connection_id": "ghost-conn",
+                                                  "gateway": "gw-that-died"})
+    await session.ask("session.follow", {"connection_id": "ghost-conn", "topic": "room:lost"})
+    await say(bob, "lost", "while it was gone")
+    back = await Client.connect(hub.url, hub.token("alice"),
+                                query=f"?resume={ghost['resume_token']}")
+    assert back.welcome["content"]["resumed"] is True
+    restored = await back.expect("subscribed", topic="room:lost")
+    assert restored["content"]["recovered"] is False  # reload: chat.history has it all
+    live = await say(bob, "lost", "after")
+    assert await seqs(back, "lost", 1, after=live[0] - 1) == live
+    for client in (alice, back, bob):
+        await client.close()
+
+
 async def test_a_spent_resume_token_is_closed_4403_before_any_welcome(hub):
     """The JWT is checked before the upgrade; the resume token is the session's to judge,
     so a spent one closes the new socket (4403) before a welcome or anything else."""
