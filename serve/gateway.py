@@ -262,10 +262,12 @@ class GatewayCore(Control):
         A gateway that died with the socket (its node lost, its process killed) never
         records the end: once it has missed its ALIVE_S this one records it instead, with
         no positions (those died with it: the topics come back ``recovered: false``)."""
-        for delay in RESUME_RETRY_S:
+        for delay in (*RESUME_RETRY_S, None):
             reply = await self._asked_again(session, "session.resume", request)
             if "pending" not in reply:
                 return reply
+            if delay is None:
+                break
             pending = reply["pending"]
             await self._evict(tenant, [pending], 4409, "resumed elsewhere")
             if pending["gateway"] != self.gateway_id and not await self.gateway_alive(

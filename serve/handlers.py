@@ -107,6 +107,9 @@ def payload(message: type[Message], conn: Socket, content: dict[str, Any],
 
 async def follow_topic(gw: Gateway, conn: Socket, topic: str) -> dict[str, Any]:
     """Follow ``topic`` for the socket (a create, join or open does it) and say where its
-    stream is, for the reply."""
+    stream is, for the reply. A socket that follows it already keeps its place (a join
+    again, a client reloading a party): following anew would skip the events in flight."""
+    if (followed := conn.positions.get(topic)) is not None:
+        return {"topic": topic, "epoch": followed[0], "seq": followed[1]}
     position = await gw.follow(conn, topic, None, None, answer=False)
     return {"topic": topic, "epoch": position.epoch, "seq": position.seq}

@@ -56,6 +56,19 @@ def ray_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def serve_port(ray_session: None) -> Iterator[int]:
+    """Serve on a free port for the session (the gateway tests and the chaos suite)."""
+    from ray import serve as rayserve
+
+    from cluster.ingress import free_port
+
+    port = free_port()
+    rayserve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    rayserve.shutdown()
+
+
+@pytest.fixture(scope="session")
 def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("rthub-data")))
     yield server.url

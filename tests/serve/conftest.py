@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,14 +108,6 @@ def urls(serve_port: int, name: str, settings: Settings) -> tuple[str, str]:
     if DIRECT_INGRESS:
         return f"ws://127.0.0.1:{settings.ws_port}/ws", http
     return f"ws://127.0.0.1:{serve_port}/{name}/ws", http
-
-
-@pytest.fixture(scope="session")
-def serve_port(ray_session: None) -> Iterator[int]:
-    port = free_port()
-    rayserve.start(http_options={"host": "127.0.0.1", "port": port})
-    yield port
-    rayserve.shutdown()
 
 
 @pytest.fixture(scope="session", params=["embedded", "external"])
