@@ -16,11 +16,12 @@ then is forgotten (lost to its user, never granted again). For the default per-u
 (50/s, burst 100) a lease is 5 tokens; for ``chat.send`` (10/s) and ``connect``, one:
 exact. The checks that do need Redis in one event-loop turn go in one pipeline (on a
 Redis Cluster, whose pipelines refuse scripts, as concurrent calls), and a bucket found
-empty is refused locally until it refills, so a flood costs Redis nothing. Redis down: the
-check lets the frame through (a limiter must not take the hub down with it), counted in
-``rthub_rate_limit_errors``. A refused frame has still spent the tokens of the buckets that
-had them (the buckets are checked independently; they live on different shards of a Redis
-Cluster).
+empty is refused locally until it refills, so a flood costs Redis nothing. Redis down, or not
+answering within CHECK_TIMEOUT_S (stalled): the check lets the frame through, and so do the
+checks of the next FAIL_OPEN_S without asking (a limiter must not take the hub down with
+it), counted in ``rthub_rate_limit_errors``. A refused frame has still spent the tokens
+of the buckets that had them (the buckets are checked independently; they live on
+different shards of a Redis Cluster).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 LEASE_FRACTION_S = 0.1  # a lease is this many seconds of a bucket's rate (see lease_size)
 LEASE_S = 1.0  # how long a replica may spend a lease before its tokens are forgotten
+CHECK_TIMEOUT_S = 0.25  # Redis answers in well under a millisecond when it is well
+FAIL_OPEN_S = 1.0
 
 # KEYS[1] the bucket; ARGV rate/s, burst, want. Returns {granted, ms to wait for one}:
 # up to ``want`` whole tokens (a replica's lease), or none and the wait.
@@ -102,6 +105,7 @@ class RateLimiter:
         self._leases: dict[str, list[float]] = {}  # bucket -> [tokens left, expiry]
         self.refused: dict[str, int] = {}  # scope:what -> frames refused (metrics)
         self.errors = 0  # flushes Redis could not answer (their checks were let through)
+        self._failing_until = 0.0  # after a failure, checks pass without asking for a while
         self.redis_checks = 0  # leases asked of Redis (every other check was local)
 
     @property
@@ -192,15 +196,20 @@ class RateLimiter:
         requests = [self._asking[key] for key in keys]
         wants = [min(max(lease_size(r.rule), r.wanted), int(r.rule.burst)) for r in requests]
         try:
-            try:
-                answers = await self._run(keys, requests, wants)
-            except NoScriptError:  # Redis restarted (or failed over): load it again
-                self._sha = None
-                answers = await self._run(keys, requests, wants)
+            if time.monotonic() < self._failing_until:
+                raise ConnectionError("Redis failed a check less than a second ago")
+            async with asyncio.timeout(CHECK_TIMEOUT_S):  # a stalled Redis: fail open too
+                try:
+                    answers = await self._run(keys, requests, wants)
+                except NoScriptError:  # Redis restarted (or failed over): load it again
+                    self._sha = None
+                    answers = await self._run(keys, requests, wants)
         except Exception as err:  # whatever it is, a check must answer: fail open
             self.errors += 1
-            log.warning("rate limit check failed; letting %d requests through: %s",
-                        sum(r.wanted for r in requests), err)
+            if time.monotonic() >= self._failing_until:
+                log.warning("rate limit check failed; letting requests through for %.0f s: "
+                            "%r", FAIL_OPEN_S, err)
+                self._failing_until = time.monotonic() + FAIL_OPEN_S
             answers = [(r.wanted, 0) for r in requests]
         now = time.monotonic()
         for key, request, (granted, wait) in zip(keys, requests, answers, strict=True):

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import websockets
 
 from cluster.ingress import free_port
+from fanout.localcluster import LocalCluster, redis_server
 from rthub.errors import RateLimited
 from serve.security.limits import RateLimiter
 from tests.serve.client import Client, metrics_text
@@ -61,6 +62,25 @@ async def test_redis_down_lets_requests_through_and_counts_the_errors():
         await rules.check("chat.send", "t", "olga", "10.0.0.1")
     assert rules.errors == 3
     await dead.aclose()
+
+
+@pytest.mark.skipif(redis_server(minimum=6)[0] is None, reason=redis_server(minimum=6)[1])
+async def test_a_stalled_redis_lets_requests_through_instead_of_holding_them(tmp_path):
+    """SIGSTOP: the socket stays open and nothing answers, so no error ever comes; the
+    check gives up after CHECK_TIMEOUT_S, and the next ones pass without asking."""
+    with LocalCluster(tmp_path, cluster=False) as server:
+        client = aioredis.from_url(server.url)
+        rules = limiter(client, ("user", "*", 1.0, 1.0))
+        await rules.check("chat.send", "t", "olga", "10.0.0.1")  # the script is loaded
+        server.pause(server.ports[0])
+        try:
+            async with asyncio.timeout(5):  # held until SIGCONT without the timeout
+                for _ in range(3):
+                    await rules.check("chat.send", "t", "olga", "10.0.0.1")
+            assert rules.errors == 3
+        finally:
+            server.resume(server.ports[0])
+            await client.aclose()
 
 
 # -- through the hub ------------------------------------------------------------------------
