@@ -7,6 +7,7 @@ Same tokens as the WebSocket (``Authorization: Bearer`` or ``?token=``), same er
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import asyncpg
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -27,7 +29,15 @@ from notify import targets
 from notify.model import Notification, available
 from notify.providers.webpush import application_server_key
 from notify.service import ensure_running, with_user_locale
-from rthub.errors import BadRequest, Forbidden, HubError, NotFound, RateLimited, TooLarge
+from rthub.errors import (
+    BadRequest,
+    Forbidden,
+    HubError,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unavailable,
+)
 from serve import chat, protocol
 from serve.auth import Identity
 from serve.openapi import openapi_json
@@ -111,6 +121,8 @@ class HttpApi:
                 response = _error(err)
                 if isinstance(err, RateLimited):
                     response.headers["retry-after"] = str(-(-err.retry_after_ms // 1000))
+                elif isinstance(err, Unavailable):
+                    response.headers["retry-after"] = "1"
                 return response
 
         return run
@@ -152,8 +164,18 @@ class HttpApi:
         except UnsupportedType as err:
             raise UnsupportedMedia(str(err)) from None
         core = self.core
-        stored = await attachments.store(await core.db(), core.blobs, core.keyring, who.tenant,
-                                         who.user, filename, content_type, data)
+        try:
+            stored = await attachments.store(await core.db(), core.blobs, core.keyring,
+                                             who.tenant, who.user, filename, content_type,
+                                             data)
+        except OSError as exc:  # the blob store's disk is full, or it is unreachable
+            log.error("attachment store refused a write: %s", exc)
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise Unavailable("the attachment store is full; retry later" if full
+                              else "the attachment store is unavailable; retry") from None
+        except (asyncpg.PostgresConnectionStatusError, asyncpg.CannotConnectNowError,
+                asyncpg.InterfaceError, ConnectionError) as exc:
+            raise Unavailable(f"storage unavailable; retry ({type(exc).__name__})") from None
         log.info("attachment %s stored (%s, %d bytes)", stored["attachment_id"], content_type,
                  len(data))
         return JSONResponse(stored, status_code=201)

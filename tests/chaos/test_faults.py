@@ -86,4 +86,5 @@ async def test_fill_the_blob_stores_disk(chaos_hub: ChaosHub) -> None:
     report = await harness.run(chaos_hub, shape,
                                lambda hub, tenant, sc: harness.fill_disk(hub, 4))
     assert report.upload_failures, f"no upload met the full disk: {verdict(report)}"
+    assert set(report.upload_failures) == {"HTTP 503"}, verdict(report)  # retry-after, not 500
     assert_clean(report)
