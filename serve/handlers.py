@@ -41,6 +41,7 @@ class Socket(Protocol):
     id: str
     ip: str
     identity: Identity
+    positions: dict[str, list[Any]]  # topic -> [epoch, last seq sent, last seq confirmed]
 
     def send(self, envelope: dict[str, Any]) -> None: ...
 

@@ -39,6 +39,30 @@ from storage.embedded import EmbeddedPostgres  # noqa: E402
 EXTERNAL_PG = os.environ.get("RTHUB_TEST_POSTGRES_URL")
 
 
+def one_backend_pair() -> str:
+    """The pair a ``one_backend`` module runs on: the external servers where they are set
+    (CI), else the embedded ones."""
+    configured = EXTERNAL_PG and os.environ.get("RTHUB_TEST_REDIS_URL")
+    return "external" if configured else "embedded"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules marked ``one_backend`` test the gateway or the runtime, not the servers
+    behind them: they run on one backend (the ``deployed`` app's pair, or the ``pg_server``)
+    instead of both; the storage and stream tests keep both."""
+    keep = one_backend_pair()
+
+    def other(item: pytest.Item) -> bool:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        return any(params.get(name, keep) != keep for name in ("deployed", "pg_server"))
+
+    dropped = [item for item in items if item.get_closest_marker("one_backend") and other(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = {id(item) for item in dropped}
+        items[:] = [item for item in items if id(item) not in gone]
+
+
 def with_database(url: str, database: str) -> str:
     """``url`` pointing at another database on the same server (TCP or Unix socket URLs)."""
     parts = urlsplit(url)

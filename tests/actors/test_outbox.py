@@ -20,7 +20,7 @@ from tests.actors.test_runtime import restarted, stats, until
 from tests.netcut import NetCut
 
 SERVER, WHY_NOT = redis_server(minimum=6)
-pytestmark = pytest.mark.skipif(SERVER is None, reason=WHY_NOT)
+pytestmark = [pytest.mark.skipif(SERVER is None, reason=WHY_NOT), pytest.mark.one_backend]
 
 
 @pytest.fixture

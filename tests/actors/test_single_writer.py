@@ -13,6 +13,8 @@ import pytest
 from rthub.errors import Unavailable
 from tests.actors.test_runtime import stats
 
+pytestmark = pytest.mark.one_backend  # the runtime, not the server: one PostgreSQL
+
 
 async def test_a_stale_host_cannot_commit_and_its_retry_sees_the_other_hosts_change(
         make_system, db) -> None:

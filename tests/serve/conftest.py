@@ -38,26 +38,6 @@ FAST_SENDERS = {"RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000",
                                      "ip:http=100000/100000,tenant:*=1000000/1000000"}
 
 
-def one_backend_pair() -> str:
-    """The pair a ``one_backend`` module runs on: the external servers where they are set
-    (CI), else the embedded ones."""
-    configured = os.environ.get("RTHUB_TEST_POSTGRES_URL") and EXTERNAL_REDIS
-    return "external" if configured else "embedded"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Modules marked ``one_backend`` test the gateway, not the servers behind it: they run
-    on one backend pair instead of both (the storage and stream tests keep both)."""
-    keep = one_backend_pair()
-    dropped = [item for item in items if item.get_closest_marker("one_backend")
-               and getattr(item, "callspec", None) is not None
-               and item.callspec.params.get("deployed", keep) != keep]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        gone = {id(item) for item in dropped}
-        items[:] = [item for item in items if id(item) not in gone]
-
-
 @dataclass
 class Hub:
     """A deployed gateway and what tests need to reach it."""

@@ -28,6 +28,7 @@ class Socket:
     id: str = "c1"
     ip: str = "203.0.113.9"
     sent: list[dict] = field(default_factory=list)
+    positions: dict[str, list[Any]] = field(default_factory=dict)  # none: every join follows
 
     @property
     def identity(self) -> Identity:
