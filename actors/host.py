@@ -101,6 +101,8 @@ class Host:
         RTHUB_OUTBOX_SWEEP_S that nobody is publishing (their host died and no message has
         come since): activation publishes them. Returns how many were woken."""
         table = await self._table_ready()
+        if table.publisher is None:
+            return 0
         keys = await stale(self._pool, self.settings.outbox_sweep_s)
         mine = [key for key in keys if host_name(
             key, self.settings.hosts, self.settings.pinned) == self.name]
