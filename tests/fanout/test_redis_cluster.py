@@ -312,7 +312,7 @@ async def test_rate_limit_buckets_on_every_node_spend_exactly_their_burst(cluste
     bucket on its own slot, and the burst still exact under concurrency."""
     client = await connect.aclient(cluster.url)
     limiter = RateLimiter(client, [("user", "*", 0.001, 5.0)],
-                          prefix=f"test:rl:{uuid.uuid4().hex[:6]}")
+                          prefix=f"test:rl:{uuid.uuid4().hex[:6]}", check_timeout_s=30.0)
     users = [f"u{i}" for i in range(12)]  # their buckets spread over the three nodes
     outcomes = await asyncio.gather(*(limiter.check("chat.send", "t", user, None)
                                       for user in users for _ in range(8)),

@@ -844,7 +844,7 @@ async def test_a_tenant_named_another_plus_a_suffix_shares_no_revocation_or_rate
     await bob.close()
     redis = aioredis.from_url(w.hub.settings.redis_url)
     limits = RateLimiter(redis, [("user", "*", 0.001, 1.0)],
-                         prefix=f"test:rl:{uuid.uuid4().hex[:8]}")
+                         prefix=f"test:rl:{uuid.uuid4().hex[:8]}", check_timeout_s=30.0)
     try:
         await limits.check("chat.send", parent, "eu:bob", "198.51.100.7")  # its one token
         await limits.check("chat.send", child, "bob", "198.51.100.7")  # bob's own, still full
