@@ -18,6 +18,7 @@ from actors.kinds import KINDS
 from actors.placement import host_name
 from actors.recommend import Recommendations
 from actors.residency import EntityTable, Envelope, Outcome
+from fanout.exports import export_policy
 from fanout.publisher import StreamPublisher
 from rthub.config import Settings
 from storage import audit, listening, notifications, playlists
@@ -74,7 +75,8 @@ class Host:
             publisher = StreamPublisher(
                 self.settings.redis_url, self.settings.stream_retention_events,
                 lambda events: outbox.confirm(Published(e.tenant, *e.source, e.topic, e.seq)
-                                              for e in events if e.source and e.seq))
+                                              for e in events if e.source and e.seq),
+                export_policy(self.settings))
         blobs = open_blob_store(self.settings.blob_store, self.settings.data_dir,
                                 self.settings.s3_endpoint)
         keys = keyring(self.settings.encryption_keys)

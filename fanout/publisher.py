@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from fanout.connect import Client, aclient
+from fanout.exports import Policy
 from fanout.streams import StreamEvent, publish
 
 
@@ -46,8 +47,10 @@ class StreamPublisher:
     outbox rows)."""
 
     def __init__(self, redis_url: str, retention_events: int,
-                 confirm: Callable[[Sequence[StreamEvent]], None] | None = None) -> None:
+                 confirm: Callable[[Sequence[StreamEvent]], None] | None = None,
+                 exports: Policy | None = None) -> None:
         self._url = redis_url
+        self._exports = exports  # the family streams the events make, if any
         self._confirm = confirm
         self._client: Client | None = None
         self._retention = retention_events
@@ -81,7 +84,7 @@ class StreamPublisher:
                 try:
                     if self._client is None:
                         self._client = await aclient(self._url)
-                    await publish(self._client, batch, self._retention)
+                    await publish(self._client, batch, self._retention, self._exports)
                 except (RedisError, OSError) as exc:
                     self.failures += 1
                     kept = getattr(exc, "pending", batch)  # a cluster: what did not go out

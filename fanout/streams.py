@@ -38,6 +38,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from fanout.connect import Client
+from fanout.exports import Policy, collect, command
 
 
 def _tag(tenant: str, topic: str) -> str:
@@ -97,22 +98,28 @@ class Position:
 PUBLISH_TIMEOUT_S = 10.0  # a batch Redis has not answered by then is retried
 
 
-async def publish(client: Client, events: Sequence[StreamEvent], retention_events: int) -> None:
+async def publish(client: Client, events: Sequence[StreamEvent], retention_events: int,
+                  exports: Policy | None = None) -> None:
     """Append to each stream and publish, in order, in one round trip (one per node on a
     cluster).
 
     Republishing a seq already in the stream (a retry) is skipped in the stream; the live copy
     goes out again and subscribers drop it by ``seq``. The commands are packed by hiredis and
     written at once on a pooled connection, and the replies read without a timer each (one
-    bounds the batch): the host's cost per event is little more than the bytes.
+    bounds the batch): the host's cost per event is little more than the bytes. With
+    ``exports``, the family events the batch makes (``fanout.exports``) go in the same round
+    trip, one script per tenant's family.
     """
     if isinstance(client, RedisCluster):
-        await _publish_sharded(client, events, retention_events)
+        await _publish_sharded(client, events, retention_events, exports)
         return
+    parts = _commands(events, retention_events, "PUBLISH")
+    if exports is not None:
+        parts.extend(command(batch, exports) for batch, _ in collect(events, exports))
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:
-        failed = await _send(conn, _commands(events, retention_events, "PUBLISH"))
+        failed = await _send(conn, parts)
     except BaseException:
         await conn.disconnect()  # replies may still be on their way: never reuse it
         raise
@@ -161,43 +168,48 @@ async def _send(conn: AbstractConnection, parts: list[bytes]) -> ResponseError |
 
 
 async def _publish_sharded(client: RedisCluster, events: Sequence[StreamEvent],
-                           retention_events: int) -> None:
+                           retention_events: int, exports: Policy | None) -> None:
     """The batch split by the node owning each topic's slot (a topic's keys and channel share
-    one), sent to the nodes at once, SPUBLISH for PUBLISH. What failed, or went to a node that
-    no longer owns the slot (MOVED), is raised as ``Unpublished`` after the slot map is
-    read again."""
+    one), and each family stream's, sent to the nodes at once, SPUBLISH for PUBLISH. What
+    failed, or went to a node that no longer owns the slot (MOVED), is raised as
+    ``Unpublished`` after the slot map is read again."""
     try:
         await client.initialize()  # the slot map, read once
-        groups: dict[str, tuple[ClusterNode, list[StreamEvent]]] = {}
+        groups: dict[str, tuple[ClusterNode, list[StreamEvent], list[bytes]]] = {}
         for event in events:
             node = client.get_node_from_key(channel(event.tenant, event.topic))
-            groups.setdefault(node.name, (node, []))[1].append(event)
+            groups.setdefault(node.name, (node, [], []))[1].append(event)
+        for _node, batch, parts in groups.values():
+            parts.extend(_commands(batch, retention_events, "SPUBLISH"))
+        for export, covered in (collect(events, exports) if exports is not None else ()):
+            node = client.get_node_from_key(export.key)
+            _, batch, parts = groups.setdefault(node.name, (node, [], []))
+            batch.extend(covered)  # republished if this node fails
+            parts.append(command(export, exports))
     except (RedisError, RedisClusterException, OSError) as exc:
         raise Unpublished(exc, list(events)) from exc
-    outcomes = await asyncio.gather(
-        *(_publish_to(node, batch, retention_events) for node, batch in groups.values()),
-        return_exceptions=True)
-    pending: list[StreamEvent] = []
+    outcomes = await asyncio.gather(*(_publish_to(node, parts) for node, _, parts
+                                      in groups.values()), return_exceptions=True)
+    failed: set[int] = set()
     cause: BaseException | None = None
-    for (_, batch), outcome in zip(groups.values(), outcomes, strict=True):
+    for (_, batch, _), outcome in zip(groups.values(), outcomes, strict=True):
         if outcome is None:
             continue
         if not isinstance(outcome, Exception):  # cancelled: not a Redis failure
             raise outcome
-        pending.extend(batch)
+        failed.update(id(event) for event in batch)
         cause = cause or outcome
     if cause is None:
         return
     with contextlib.suppress(RedisError, RedisClusterException, OSError):
         await client.nodes_manager.initialize()  # failed over or resharded: ask again
-    raise Unpublished(cause, pending) from cause
+    raise Unpublished(cause, [event for event in events if id(event) in failed]) from cause
 
 
-async def _publish_to(node: ClusterNode, events: list[StreamEvent],
-                      retention_events: int) -> None:
+async def _publish_to(node: ClusterNode, parts: list[bytes]) -> None:
     conn = node.acquire_connection()
     try:
-        failed = await _send(conn, _commands(events, retention_events, "SPUBLISH"))
+        failed = await _send(conn, parts)
     except BaseException:
         await conn.disconnect()
         raise

@@ -255,6 +255,17 @@ VARS: tuple[Var, ...] = (
         "a number of seconds from 0.1 to 3600",
         "How often each host looks for stream events committed and not published (their "
         "host died) older than this, and activates their entities to publish them."),
+    Var("RTHUB_EVENT_FAMILIES", "event_families", "music,chat,collaboration,system",
+        read.families, "a comma separated subset of music,chat,collaboration,system, or none",
+        "The event families exported to Redis streams for other services (README, Event "
+        "streams)."),
+    Var("RTHUB_EVENTS_MAXLEN", "events_maxlen", "100000", read.int_between(100, 100_000_000),
+        "an integer from 100 to 100000000",
+        "Entries kept (about) in each tenant's family stream; older ones are trimmed whether "
+        "or not a consumer has read them."),
+    Var("RTHUB_EVENTS_RETENTION_S", "events_retention_s", "86400",
+        read.seconds(0, 30 * 86_400), "a number of seconds from 0 to 2592000 (0: by length only)",
+        "Age past which family stream entries are trimmed."),
     Var("RTHUB_ENCRYPTION_KEYS", "encryption_keys", None, read.keys,
         "id:base64 entries of 32-byte keys, comma separated (`rthub keys generate` makes one)",
         "AES-256-GCM keys for message text and attachments at rest; the first seals, all "
@@ -389,6 +400,9 @@ class Settings:
     stream_retention_s: float
     stream_retention_events: int
     outbox_sweep_s: float
+    event_families: frozenset[str]
+    events_maxlen: int
+    events_retention_s: float
     encryption_keys: str | None
     search_language: str
     chat_max_text: int

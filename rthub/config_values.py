@@ -129,6 +129,18 @@ def choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def families(raw: str) -> frozenset[str]:
+    """RTHUB_EVENT_FAMILIES: a comma separated subset of the exported families, or none."""
+    from rthub.event_catalog import FAMILIES
+
+    chosen = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    if chosen == {"none"}:
+        return frozenset()
+    if not chosen or not chosen <= set(FAMILIES):
+        raise ValueError
+    return chosen
+
+
 def keys(raw: str) -> str | None:
     """RTHUB_ENCRYPTION_KEYS: checked once (``rthub.keys``), kept as the raw string."""
     raw = raw.strip()

@@ -286,6 +286,8 @@ class ListeningParty(SharedQueue, Devices, Presence, Entity):
                  "playing": playing, "volume": volume, "at_server_ms": at,
                  "queue_version": s.queue_version + (1 if queue_after is not None else 0),
                  "by": msg.user, "action": msg.action}
+        if msg.action == "skip":  # what was skipped, and how far it had played
+            state["skipped"], state["skipped_at_ms"] = s.track, int(self.position_at(at))
         seq = ctx.stream("party.state", state)
         ctx.emit(Played(track, item_id, position, playing, volume, at, msg.user, msg.action,
                         seq))
