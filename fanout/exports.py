@@ -6,7 +6,7 @@ from the topic events an entity committed (``party.state`` with ``action: skip``
 outbox like every stream event: an event the hub did not commit is never exported, and one it
 did is exported once its host (or, after a crash, the next) publishes it.
 
-Exactly once, per topic: a republished batch must not export twice. ``_EXPORT`` keeps the last
+Exactly once, per topic: a republished batch must not export twice. ``SCRIPT`` keeps the last
 exported ``seq`` of each topic (``rthub:xp:{tenant:family}:<topic>``, a day's TTL, far past any
 outbox row's life) and skips what it has, in the script that appends: no window between the two.
 Ephemeral events (typing, presence) and the gateways' ``system.*`` events are not durable in
@@ -36,7 +36,7 @@ POSITION_TTL_S = 86_400
 
 # KEYS[1] the stream; ARGV[1] maxlen, ARGV[2] min id ("0": no age bound), ARGV[3] position
 # key prefix, then 8 per event: topic, seq ("" ephemeral), type, v, id, tenant, ts, data.
-_EXPORT = """
+SCRIPT = """
 local added = 0
 for i = 4, #ARGV, 8 do
   local topic, seq = ARGV[i], ARGV[i + 1]
@@ -167,10 +167,11 @@ def collect(events: Iterable[Any], policy: Policy) -> list[tuple[Batch, list[Any
 def command(batch: Batch, policy: Policy, now_ms: int | None = None) -> bytes:
     """The packed ``EVAL`` that appends a batch (EVAL, not EVALSHA: a restarted Redis has no
     script cache, and the body is short)."""
-    return pack_command(("EVAL", _EXPORT, *_arguments(batch, policy, now_ms)))
+    return pack_command(("EVAL", SCRIPT, *arguments(batch, policy, now_ms)))
 
 
-def _arguments(batch: Batch, policy: Policy, now_ms: int | None) -> tuple[Any, ...]:
+def arguments(batch: Batch, policy: Policy, now_ms: int | None) -> tuple[Any, ...]:
+    """``SCRIPT``'s keys and arguments for ``batch``, trimming by age as of ``now_ms``."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     min_id = f"{max(0, now_ms - int(policy.max_age_s * 1000))}-0" if policy.max_age_s else "0"
     return (1, batch.key, policy.maxlen, min_id, position_prefix(batch.tenant, batch.family),
@@ -188,7 +189,7 @@ async def export(client: Any, tenant: str, event_type: str, data: Mapping[str, A
     entry = fields(event_type, event_id, tenant, topic, None, int(time.time() * 1000), data)
     batch = Batch(tenant, family, [topic, "", entry["type"], entry["v"], entry["id"], tenant,
                                    entry["ts"], entry["data"]])
-    await client.eval(_EXPORT, *_arguments(batch, policy, None))
+    await client.eval(SCRIPT, *arguments(batch, policy, None))
 
 
 def streams_of(keys: Sequence[bytes | str]) -> list[tuple[str, str]]:

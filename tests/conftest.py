@@ -193,14 +193,19 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(params=["embedded", "external"])
-async def redis_client(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
-    """A client of each Redis: the embedded one, and RTHUB_TEST_REDIS_URL's (CI sets it)."""
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """Each Redis: the embedded one, and RTHUB_TEST_REDIS_URL's (CI sets it)."""
     if request.param == "external":
         url = os.environ.get("RTHUB_TEST_REDIS_URL")
         if not url:
             pytest.skip("RTHUB_TEST_REDIS_URL not set (CI sets it)")
-    else:
-        url = request.getfixturevalue("embedded_redis")
-    client = aioredis.from_url(url)
+        return url
+    return request.getfixturevalue("embedded_redis")
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of each Redis (``redis_url``)."""
+    client = aioredis.from_url(redis_url)
     yield client
     await client.aclose()
