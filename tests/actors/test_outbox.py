@@ -14,8 +14,10 @@ import ray
 import redis.asyncio as aioredis
 
 from actors.client import ActorSystem
+from fanout.exports import family_key
 from fanout.localcluster import LocalCluster, redis_server
 from fanout.streams import stream_key
+from rthub.event_catalog import parse
 from tests.actors.test_runtime import restarted, stats, until
 from tests.netcut import NetCut
 
@@ -120,3 +122,37 @@ async def test_published_events_leave_the_outbox(make_system, db, embedded_redis
                            for n in range(50)))
     await until(lambda: outbox_empty(db), "every published event's row deleted")
     assert (await stats(system, "rthub-host-0"))["outbox_deleted"] == 50
+
+
+async def test_family_events_of_a_killed_host_are_exported_once_in_order(
+        make_system, cut, redis, db) -> None:
+    """The family streams ride the outbox too: shares 4-6, committed while Redis was cut
+    off and lost with the host's queue, reach ``collaboration`` after 1-3 and before 7."""
+    system = make_system(RTHUB_HOSTS="1", REDIS_URL=cut.url, RTHUB_OUTBOX_SWEEP_S="3600")
+    playlist = system.ref("playlist", f"l{uuid.uuid4().hex[:6]}")
+    await playlist.ask("playlist.create", {"user": "olga", "name": "Road trip"})
+
+    async def share(n: int) -> None:
+        await playlist.ask("playlist.share", {"user": "olga", "target": f"u{n}",
+                                              "role": "editor"})
+
+    async def shared(*users: str) -> bool:
+        exported = await redis.xrange(family_key("default", "collaboration"))
+        return [parse(i, f).data["user"] for i, f in exported] == list(users)
+
+    for n in range(1, 4):
+        await share(n)
+    await until(lambda: shared("u1", "u2", "u3"), "shares 1-3 exported")
+    await cut.cut()
+    for n in range(4, 7):
+        await share(n)
+    host = system.host("rthub-host-0")
+    pid = (await host.stats.remote())["pid"]
+    ray.kill(host, no_restart=False)
+    await restarted(system, "rthub-host-0", pid)
+    await cut.restore()
+    await share(7)
+    every = [f"u{n}" for n in range(1, 8)]
+    await until(lambda: shared(*every), "every share exported once, in order")
+    await until(lambda: outbox_empty(db), "the outbox emptied")
+    assert await shared(*every)  # nothing after it either
