@@ -75,12 +75,12 @@ async def test_rthub_events_tail_prints_a_family_as_json_lines(hub):
     tail = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "rthub.cli", "events", "tail", "--family",
                          "chat", "--tenant", hub.tenant, "--group", "ops", "--from-start",
-                         "--count", "3"], env=env, capture_output=True, text=True, timeout=60)
+                         "--count", "4"], env=env, capture_output=True, text=True, timeout=60)
     assert tail.returncode == 0, tail.stderr
     lines = [json.loads(line) for line in tail.stdout.splitlines()]
     assert sorted((e["type"], e["data"].get("text", e["data"].get("status")))
                   for e in lines) == [("chat.message", "m0"), ("chat.message", "m1"),
-                                      ("chat.presence", "join")]
+                                      ("chat.message", "m2"), ("chat.presence", "join")]
 
 
 def test_rthub_events_tail_without_a_redis_says_so(tmp_path):
