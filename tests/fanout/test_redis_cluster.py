@@ -19,15 +19,19 @@ from ray import serve as rayserve
 from ray.serve.context import _get_global_client
 
 from actors.client import ActorSystem
+from client.events import EventConsumer
 from cluster.ingress import free_port
 from fanout import connect
+from fanout.exports import Policy, family_key
 from fanout.localcluster import LocalCluster, redis_server
 from fanout.publisher import StreamPublisher
-from fanout.streams import StreamEvent, channel, position, stream_key
+from fanout.streams import StreamEvent, channel, position, publish, stream_key
 from fanout.subscriber import TopicHub
 from notify.service import stop as stop_notifier
 from rthub.errors import RateLimited
+from rthub.event_catalog import parse
 from serve.app import build
+from serve.event_lag import sample
 from serve.security.limits import RateLimiter
 from tests.conftest import create_database
 from tests.serve.client import Client
@@ -321,3 +325,31 @@ async def test_rate_limit_buckets_on_every_node_spend_exactly_their_burst(cluste
     assert all(isinstance(o, RateLimited) for o in outcomes if o is not None)
     assert limiter.errors == 0
     await client.aclose()
+
+
+async def test_family_streams_on_every_node_are_exported_once_and_consumed(cluster, client):
+    """Tenants' family streams hash to slots of their own, apart from the topics that make
+    them: a batch goes to every node at once, a retry exports nothing twice, and a consumer
+    group and the lag figures work against the cluster."""
+    tenants = [f"t{uuid.uuid4().hex[:6]}" for _ in range(6)]
+    events = [StreamEvent(tenant, f"room:r{n}", seq, "chat.read",
+                          {"room": f"r{n}", "user": "u", "seq": seq}, 1)
+              for tenant in tenants for n in range(3) for seq in range(1, 4)]
+    await publish(client, events, 1000, Policy())
+    await publish(client, events[::2], 1000, Policy())  # a retry of part of it
+    nodes = {client.get_node_from_key(family_key(t, "chat")).name for t in tenants}
+    assert len(nodes) > 1  # the test means something: the streams are spread
+    for tenant in tenants:
+        exported = [parse(i, f).id for i, f in
+                    await client.xrange(family_key(tenant, "chat"))]
+        assert exported == [f"room:r{n}#{seq}" for n in range(3) for seq in range(1, 4)]
+    async with EventConsumer(cluster.url, tenants[0], "chat", group="g", start="0") as g:
+        got = []
+        async for event in g:
+            got.append(event.id)
+            await g.ack(event)
+            if len(got) == 9:
+                break
+    figures = {(s.tenant, s.family): s for s in await sample(client)}
+    assert figures[(tenants[0], "chat")].groups[0].pending == 0
+    assert figures[(tenants[1], "chat")].length == 9
