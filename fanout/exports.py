@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from hiredis import pack_command
 
 from rthub.event_catalog import FAMILIES, SCHEMAS, fields
@@ -33,19 +34,20 @@ from rthub.event_catalog import FAMILIES, SCHEMAS, fields
 PLAYBACK = ("play", "pause", "skip", "seek", "volume_change")
 _EDITS = {"insert": "add", "remove": "remove", "move": "reorder", "reset": "edit"}
 POSITION_TTL_S = 86_400
+_VERSIONS = {name: str(schema.version) for name, schema in SCHEMAS.items()}
 
 # KEYS[1] the stream; ARGV[1] maxlen, ARGV[2] min id ("0": no age bound), ARGV[3] position
 # key prefix, then 8 per event: topic, seq ("" ephemeral), type, v, id, tenant, ts, data.
 SCRIPT = """
-local added = 0
+local added, last, moved = 0, {}, {}
 for i = 4, #ARGV, 8 do
   local topic, seq = ARGV[i], ARGV[i + 1]
   local fresh = true
   if seq ~= '' then
-    local at = ARGV[3] .. topic
-    local last = tonumber(redis.call('GET', at) or '0')
-    if tonumber(seq) <= last then fresh = false
-    else redis.call('SET', at, seq, 'EX', POSITION_TTL_S) end
+    local seen = last[topic]
+    if seen == nil then seen = tonumber(redis.call('GET', ARGV[3] .. topic) or '0') end
+    if tonumber(seq) <= seen then fresh = false
+    else last[topic] = tonumber(seq); moved[topic] = seq end
   end
   if fresh then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'type', ARGV[i + 2],
@@ -53,6 +55,9 @@ for i = 4, #ARGV, 8 do
                'seq', seq, 'ts', ARGV[i + 6], 'data', ARGV[i + 7])
     added = added + 1
   end
+end
+for topic, seq in pairs(moved) do
+  redis.call('SET', ARGV[3] .. topic, seq, 'EX', POSITION_TTL_S)
 end
 if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end
 return added
@@ -154,12 +159,11 @@ def collect(events: Iterable[Any], policy: Policy) -> list[tuple[Batch, list[Any
             continue
         batch, covered = groups.get((event.tenant, family)) or groups.setdefault(
             (event.tenant, family), (Batch(event.tenant, family, []), []))
-        event_id = (f"{event.topic}#{event.seq}" if event.seq is not None
+        seq = "" if event.seq is None else str(event.seq)
+        event_id = (f"{event.topic}#{seq}" if seq
                     else f"{event.topic}~{secrets.token_hex(6)}")
-        entry = fields(event_type, event_id, event.tenant, event.topic, event.seq,
-                       event.ts_ms, data)
-        batch.args.extend((event.topic, entry["seq"], entry["type"], entry["v"], entry["id"],
-                           entry["tenant"], entry["ts"], entry["data"]))
+        batch.args.extend((event.topic, seq, event_type, _VERSIONS[event_type], event_id,
+                           event.tenant, str(event.ts_ms), orjson.dumps(data)))
         covered.append(event)
     return list(groups.values())
 
