@@ -33,7 +33,6 @@ from serve.auth import Identity, TokenRevoked, TokenVerifier
 from serve.channel_routes import channel_routes
 from serve.connection import GONE, Connection
 from serve.control import Control
-from serve.event_lag import EventLag
 from serve.metrics import GatewayMetrics
 from serve.router import Router
 from serve.security.audit import SecurityAudit, claimed_tenant
@@ -121,7 +120,6 @@ class GatewayCore(Control):
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False
         self._background: list[asyncio.Task] = []  # control listener, drain watcher
-        self.event_lag = EventLag(self.metrics.registry)  # the family streams' consumers
         self._tasks: set[asyncio.Task] = set()  # short jobs started from callbacks
         self.draining = False
         self.stop_listening: Callable[[], None] | None = None  # the replica's own port

@@ -8,6 +8,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
+from serve.event_lag import EventLag
+
 
 class Tally:
     """A counter cheap enough for the per-socket fan-out loop: a plain int, read on scrape."""
@@ -46,6 +48,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.event_lag = EventLag(self.registry)  # the family streams' consumers, on scrape
         self.connections = Gauge("rthub_connections", "Open WebSocket connections",
                                  registry=self.registry)
         self.refused = Counter("rthub_connections_refused_total",

@@ -69,7 +69,7 @@ class OperatorServer:
             self._runner = None
 
     async def metrics(self, request: web.Request) -> web.Response:
-        await self.core.event_lag.refresh(self.core.redis)
+        await self.core.metrics.event_lag.refresh(self.core.redis)
         return web.Response(body=self.core.metrics.render(),
                             headers={"Content-Type": PROMETHEUS_TEXT})
 
