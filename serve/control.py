@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from serve.connection import Connection
     from serve.metrics import GatewayMetrics
     from serve.security.revocation import Revocations
+    from serve.system_events import SystemEvents
 
 
 ALIVE_S = 3.0  # a replica silent this long (its ticks are 1 s) is taken for dead
@@ -54,6 +55,7 @@ class Control:
     verifier: TokenVerifier
     revocations: Revocations
     metrics: GatewayMetrics
+    events: SystemEvents
 
     def spawn(self, job: Any) -> None: ...
 
@@ -92,6 +94,7 @@ class Control:
         loop = asyncio.get_running_loop()
         self._background.append(loop.create_task(when_draining(self.drain)))
         self._background.append(loop.create_task(self._heartbeats()))
+        self._background.append(loop.create_task(self.events.run()))
         # plain pub/sub on a cluster too (evictions are rare; a publish reaches every node):
         # a cluster client picks the channel's node from its slot map, read first
         await self.redis.initialize()
