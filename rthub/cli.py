@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from rthub import config
+from rthub import config, maintenance
 from rthub.errors import ConfigError
 
 log = logging.getLogger("rthub")
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     ml = commands.add_parser("ml", help="recommendation models: `rthub ml train --help`",
                              add_help=False)
     ml.add_argument("action", choices=["train"])
+    maintenance.add_command(commands)
     args, rest = parser.parse_known_args(argv)
     if args.command != "ml" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         _keys(settings, args.action, args.id)
     elif args.command == "ml":
         sys.exit(_ml_train(settings, rest))
+    elif args.command == "maintenance":
+        sys.exit(maintenance.run(settings, args))
     elif args.command == "up":
         from cluster.local import run_until_stopped  # imports Ray: only when needed
         from notify.providers import check
