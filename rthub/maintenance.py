@@ -53,14 +53,14 @@ def when(raw: str, now: datetime | None = None) -> datetime:
         try:
             return now + timedelta(seconds=duration_s(text[1:]))
         except BadAnnouncement:
-            raise BadAnnouncement(f"--at +DURATION must look like +10m or +1h30m, "
+            raise BadAnnouncement(f"at (--at) +DURATION must look like +10m or +1h30m, "
                                   f"got {raw!r}") from None
     try:
         at = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         at = None
     if at is None or at.tzinfo is None:
-        raise BadAnnouncement(f"--at must be RFC 3339 with a zone (2027-01-05T22:00:00Z), "
+        raise BadAnnouncement(f"at (--at) must be RFC 3339 with a zone (2027-01-05T22:00:00Z), "
                               f"'now' or '+10m', got {raw!r}")
     return at.astimezone(UTC)
 
@@ -69,11 +69,11 @@ def content(message: Any, at: Any, duration: Any = None,
             now: datetime | None = None) -> dict[str, Any]:
     """The frame's content, ``{message, at, duration_s?}`` (``at`` in RFC 3339 UTC)."""
     if not isinstance(message, str) or not message.strip():
-        raise BadAnnouncement("a message is required (--message TEXT)")
+        raise BadAnnouncement("a message (--message TEXT) is required")
     if len(message) > MESSAGE_MAX:
         raise BadAnnouncement(f"the message is over {MESSAGE_MAX} characters")
     if not isinstance(at, str) or not at.strip():
-        raise BadAnnouncement("--at is required: RFC 3339, 'now' or '+10m'")
+        raise BadAnnouncement("at (--at) is required: RFC 3339, 'now' or '+10m'")
     moment = when(at, now)
     found: dict[str, Any] = {
         "message": message.strip(),
