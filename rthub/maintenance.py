@@ -57,12 +57,12 @@ def when(raw: str, now: datetime | None = None) -> datetime:
                                   f"got {raw!r}") from None
     try:
         at = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
-        raise BadAnnouncement(f"at (--at) must be RFC 3339 with a zone (2027-01-05T22:00:00Z), "
-                              f"'now' or '+10m', got {raw!r}")
-    return at.astimezone(UTC)
+        if at.tzinfo is not None:
+            return at.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: year 9999 with a negative offset
+        pass
+    raise BadAnnouncement(f"at (--at) must be RFC 3339 with a zone (2027-01-05T22:00:00Z), "
+                          f"'now' or '+10m', got {raw!r}")
 
 
 def content(message: Any, at: Any, duration: Any = None,
