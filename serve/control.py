@@ -211,6 +211,8 @@ class Control:
         if self.connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._emptied.wait(), 5)
+        with contextlib.suppress(Exception):  # the sockets' last events, if Redis takes them
+            await asyncio.wait_for(self.events.flush(), 2)
         with contextlib.suppress(Exception):
             await self.hub.close()
 

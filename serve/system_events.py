@@ -49,6 +49,7 @@ class SystemEvents:
         self.dropped: dict[str, int] = {"system": 0}  # read by the metrics on scrape
         self.exported = 0
         self._numbers = itertools.count(1)
+        self._flushing = asyncio.Lock()  # the timer's flush and a drain's last one
 
     def record(self, tenant: str, event_type: str, data: dict[str, Any]) -> None:
         """Queue one event (dropped and counted when the queue is full)."""
@@ -86,14 +87,15 @@ class SystemEvents:
         queue = self.queue
         if not queue or self.policy is None:
             return 0
-        taken = list(itertools.islice(queue, BATCH_MAX))
-        facts = [Fact(tenant, kind, data, ts_ms, f"{self.gateway}.{n}")
-                 for tenant, kind, data, ts_ms, n in taken]
-        await export_many(self.redis, facts, self.policy)
-        for _ in taken:
-            queue.popleft()
-        self.exported += len(taken)
-        return len(taken)
+        async with self._flushing:
+            taken = list(itertools.islice(queue, BATCH_MAX))
+            facts = [Fact(tenant, kind, data, ts_ms, f"{self.gateway}.{n}")
+                     for tenant, kind, data, ts_ms, n in taken]
+            await export_many(self.redis, facts, self.policy)
+            for _ in taken:
+                queue.popleft()
+            self.exported += len(taken)
+            return len(taken)
 
     async def run(self) -> None:
         """Flush every ``FLUSH_S`` (at once again while a full batch went out); back off
