@@ -58,9 +58,10 @@ class LocalHub:
             self.postgres = EmbeddedPostgres(settings.data_dir)
             settings = settings.replace(postgres_url=self.postgres.url)
         if settings.redis_url is None:
-            from fanout.embedded import EmbeddedRedis
+            from fanout.embedded import EmbeddedRedis, record_url
 
             self.redis = EmbeddedRedis(settings.data_dir)
+            record_url(settings.data_dir, self.redis.url)  # for `rthub maintenance`
             settings = settings.replace(redis_url=self.redis.url)
         if settings.jwt_secret is None and settings.jwt_jwks is None:
             settings = settings.replace(jwt_secret=dev_secret(settings.data_dir))
@@ -113,6 +114,10 @@ class LocalHub:
             stop_notifier(self.settings)
         if ray.is_initialized():
             ray.shutdown()
+        if self.redis is not None:
+            from fanout.embedded import forget_url
+
+            forget_url(self.settings.data_dir)
         for server in (self.redis, self.postgres):
             if server is not None:
                 server.stop()

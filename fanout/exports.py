@@ -20,14 +20,16 @@ fires (``rthub_events_consumer_lag``).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from hiredis import pack_command
+from redis.asyncio.cluster import RedisCluster
 
 from rthub.event_catalog import FAMILIES, SCHEMAS, fields
 
@@ -182,18 +184,59 @@ def arguments(batch: Batch, policy: Policy, now_ms: int | None) -> tuple[Any, ..
             *batch.args)
 
 
+class Fact(NamedTuple):
+    """An event made outside an entity (a gateway's ``system.*``, ops' maintenance), with its
+    id and time fixed when it happened: a retried append keeps both."""
+
+    tenant: str
+    type: str
+    data: Mapping[str, Any]
+    ts_ms: int
+    id: str
+    topic: str = ""
+
+
+def fact_batches(facts: Iterable[Fact], policy: Policy) -> list[Batch]:
+    """``facts`` grouped by stream (one script each), those of families not exported left out."""
+    groups: dict[tuple[str, str], Batch] = {}
+    for fact in facts:
+        family = SCHEMAS[fact.type].family
+        if family not in policy.families:
+            continue
+        batch = groups.get((fact.tenant, family)) or groups.setdefault(
+            (fact.tenant, family), Batch(fact.tenant, family, []))
+        entry = fields(fact.type, fact.id, fact.tenant, fact.topic, None, fact.ts_ms, fact.data)
+        batch.args.extend((fact.topic, "", entry["type"], entry["v"], entry["id"], fact.tenant,
+                           entry["ts"], entry["data"]))
+    return list(groups.values())
+
+
+async def export_many(client: Any, facts: Sequence[Fact], policy: Policy) -> int:
+    """Append ``facts`` in one round trip (a pipeline of one script per tenant's family; on a
+    cluster one call per stream, to its slot's node, at once); how many were appended. At
+    most once per fact only if the caller gives up on an error: a retry after a reply was
+    lost appends again, under the same ``id``."""
+    found = fact_batches(facts, policy)
+    if not found:
+        return 0
+    if isinstance(client, RedisCluster):
+        added = await asyncio.gather(*(client.eval(SCRIPT, *arguments(batch, policy, None))
+                                       for batch in found))
+    else:
+        pipe = client.pipeline(transaction=False)
+        for batch in found:
+            pipe.eval(SCRIPT, *arguments(batch, policy, None))
+        added = await pipe.execute()
+    return sum(int(n) for n in added)
+
+
 async def export(client: Any, tenant: str, event_type: str, data: Mapping[str, Any],
                  policy: Policy, topic: str = "", event_id: str | None = None) -> None:
-    """Append one event made outside an entity (a gateway's ``system.*``, ops' maintenance)
-    straight to its stream; at most once (nothing in the hub keeps it)."""
-    family = SCHEMAS[event_type].family
-    if family not in policy.families:
-        return
+    """Append one event made outside an entity straight to its stream; at most once (nothing
+    in the hub keeps it)."""
     event_id = event_id or f"{event_type}~{secrets.token_hex(8)}"
-    entry = fields(event_type, event_id, tenant, topic, None, int(time.time() * 1000), data)
-    batch = Batch(tenant, family, [topic, "", entry["type"], entry["v"], entry["id"], tenant,
-                                   entry["ts"], entry["data"]])
-    await client.eval(SCRIPT, *arguments(batch, policy, None))
+    await export_many(client, [Fact(tenant, event_type, data, int(time.time() * 1000),
+                                    event_id, topic)], policy)
 
 
 def streams_of(keys: Sequence[bytes | str]) -> list[tuple[str, str]]:

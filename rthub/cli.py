@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from rthub import cli_events, config
+from rthub import cli_events, config, maintenance
 from rthub.errors import ConfigError
 
 log = logging.getLogger("rthub")
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
                              add_help=False)
     ml.add_argument("action", choices=["train"])
     cli_events.add_parser(commands)
+    maintenance.add_command(commands)
     args, rest = parser.parse_known_args(argv)
     if args.command != "ml" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "events":
         sys.exit(cli_events.tail(cli_events.redis_url(settings.redis_url, settings.data_dir),
                                  args))
+    elif args.command == "maintenance":
+        sys.exit(maintenance.run(settings, args))
     elif args.command == "up":
         from cluster.local import run_until_stopped  # imports Ray: only when needed
         from notify.providers import check

@@ -34,12 +34,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def redis_url(configured: str | None, data_dir: Path) -> str:
-    """REDIS_URL, or the embedded Redis a local hub (``rthub up``) wrote it runs on."""
-    if configured:
-        return configured
-    written = data_dir / "redis-url"
-    if written.exists():
-        return written.read_text().strip()
+    """REDIS_URL, or the embedded Redis a local hub (``rthub up``) recorded it runs on."""
+    from fanout.embedded import recorded_url
+
+    url = configured or recorded_url(Path(data_dir))
+    if url:
+        return url
     raise SystemExit(f"rthub: REDIS_URL is not set and no local hub runs on {data_dir} "
                      "(start one with `make up`, or set REDIS_URL)")
 

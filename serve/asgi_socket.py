@@ -87,6 +87,7 @@ class AsgiSocket:
             await self._readable.wait()
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
+                conn.peer_closed(message.get("code"))
                 return
             text = message.get("text")
             conn.received(text if text is not None else message.get("bytes") or b"")

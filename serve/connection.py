@@ -63,8 +63,8 @@ class Connection:
 
     __slots__ = ("_closing", "_delivered", "_held", "_in_flight", "_lanes", "_last_heard",
                  "_malformed", "_paused", "_refused", "_unanswered_pings", "catching_up", "core",
-                 "encoding", "id", "identity", "ip", "next_beat", "positions", "resume",
-                 "session_id", "sink", "state")
+                 "encoding", "id", "identity", "ip", "next_beat", "opened_ms", "positions",
+                 "resume", "session_id", "sink", "state")
 
     def __init__(self, core: GatewayCore, sink: Sink, identity: Identity, encoding: str,
                  connection_id: str, ip: str, resume: str | None = None) -> None:
@@ -76,6 +76,7 @@ class Connection:
         self.ip = ip  # the client's address (``NetworkPolicy.client_ip``): rules, audit
         self.resume = resume  # the resume token the client came back with
         self.session_id = ""
+        self.opened_ms = 0  # when the welcome went out (``system.connect``); 0 before
         self.state = OPENING
         # topic -> [epoch, last seq queued (dedupe), last seq the client confirmed (resume)]
         self.positions: dict[str, list[Any]] = {}
@@ -140,6 +141,17 @@ class Connection:
             self._closing = (code, reason)
             self.sink.close(code, reason)
 
+    def peer_closed(self, code: int | None) -> None:
+        """The client sent a close frame (with ``code``): what ``system.disconnect`` reports
+        unless the hub had closed the socket first."""
+        if self._closing is None:
+            self._closing = (int(code) if code else 1005, "closed by the client")
+
+    @property
+    def close_code(self) -> int:
+        """The hub's close code, the client's, or 1006 (the socket broke)."""
+        return self._closing[0] if self._closing is not None else 1006
+
     # -- incoming ---------------------------------------------------------------------------
     def received(self, data: str | bytes) -> None:
         """One whole client message from the sink: started now, or after the welcome, or
@@ -151,6 +163,7 @@ class Connection:
             frame = protocol.decode(data, self.encoding, self.core.settings.max_frame_bytes)
         except HubError as err:  # malformed or oversized: answered, counted, kept open
             self.core.metrics.errors.add(err.code)
+            self.core.events.failed(self, "", err.code, err.message)  # no type to name
             self.send(protocol.answer(getattr(err, "ref", None), err.to_content(), ok=False))
             if isinstance(err, BadRequest):
                 self._count_malformed()
@@ -251,6 +264,7 @@ class Connection:
             reply = await core.handle(self, frame)
         except HubError as err:
             core.metrics.errors.add(err.code)
+            core.events.failed(self, kind, err.code, err.message)
             self.send(protocol.answer(frame_id, err.to_content(), ok=False))
             if isinstance(err, RateLimited):
                 self._count_refused(kind, err)
@@ -259,6 +273,7 @@ class Connection:
             return
         except Exception:
             log.exception("handling a %s frame failed", frame["type"])
+            core.events.failed(self, kind, "internal", "internal error")
             self.send(protocol.answer(frame_id, HubError("internal error").to_content(),
                                       ok=False))
             return

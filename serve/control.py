@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from actors.channels import CHANNELS
+from fanout import maintenance
 from notify.service import ensure_running
+from serve.maintenance import deliver
 from serve.replica_hooks import when_draining
 from storage import notifications
 
@@ -27,7 +30,10 @@ if TYPE_CHECKING:
     from serve.connection import Connection
     from serve.metrics import GatewayMetrics
     from serve.security.revocation import Revocations
+    from serve.system_events import SystemEvents
 
+
+log = logging.getLogger(__name__)
 
 ALIVE_S = 3.0  # a replica silent this long (its ticks are 1 s) is taken for dead
 
@@ -54,6 +60,7 @@ class Control:
     verifier: TokenVerifier
     revocations: Revocations
     metrics: GatewayMetrics
+    events: SystemEvents
 
     def spawn(self, job: Any) -> None: ...
 
@@ -84,27 +91,37 @@ class Control:
                                          msgpack.packb([item["connection_id"], code, reason]))
 
     async def _ensure_control(self) -> None:
-        """Listen on this gateway's control channel (evictions from other replicas), and
-        watch for Serve draining this replica."""
+        """Listen on this gateway's control channel (evictions from other replicas) and on
+        the maintenance channel every replica shares, export the system events, and watch
+        for Serve draining this replica."""
         if self._control_ready:
             return
         self._control_ready = True
         loop = asyncio.get_running_loop()
         self._background.append(loop.create_task(when_draining(self.drain)))
         self._background.append(loop.create_task(self._heartbeats()))
+        self._background.append(loop.create_task(self.events.run()))
         # plain pub/sub on a cluster too (evictions are rare; a publish reaches every node):
         # a cluster client picks the channel's node from its slot map, read first
         await self.redis.initialize()
         pubsub = self.redis.pubsub()
-        await pubsub.subscribe(f"rthub:gw:{self.gateway_id}")
+        announcements = maintenance.CHANNEL.encode()
+        await pubsub.subscribe(f"rthub:gw:{self.gateway_id}", maintenance.CHANNEL)
 
         async def listen() -> None:
             async for message in pubsub.listen():
-                if message["type"] == "message":
-                    connection_id, code, reason = msgpack.unpackb(message["data"])
-                    conn = self.connections.get(connection_id)
-                    if conn is not None:
-                        conn.close(code, reason)
+                if message["type"] != "message":
+                    continue
+                if message["channel"] == announcements:
+                    try:
+                        deliver(self.connections.values(), message["data"])
+                    except (ValueError, KeyError, TypeError) as err:
+                        log.warning("a malformed maintenance announcement: %r", err)
+                    continue
+                connection_id, code, reason = msgpack.unpackb(message["data"])
+                conn = self.connections.get(connection_id)
+                if conn is not None:
+                    conn.close(code, reason)
 
         self._background.append(loop.create_task(listen()))
 
@@ -194,6 +211,8 @@ class Control:
         if self.connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._emptied.wait(), 5)
+        with contextlib.suppress(Exception):  # the sockets' last events, if Redis takes them
+            await asyncio.wait_for(self.events.flush(), 2)
         with contextlib.suppress(Exception):
             await self.hub.close()
 

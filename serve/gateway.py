@@ -23,6 +23,7 @@ from actors.channels import CHANNELS
 from actors.client import ActorSystem, EntityRef
 from actors.recommend import Recommendations
 from fanout.connect import client as redis_client
+from fanout.exports import export_policy
 from fanout.streams import Position, position
 from fanout.subscriber import TopicHub
 from notify import templates
@@ -39,6 +40,7 @@ from serve.security.audit import SecurityAudit, claimed_tenant
 from serve.security.limits import RateLimiter
 from serve.security.network import NetworkPolicy
 from serve.security.revocation import Revocations
+from serve.system_events import SystemEvents
 from serve.wire import Batcher, Outgoing
 from storage.blobs import open_blob_store
 from storage.crypto import keyring
@@ -116,6 +118,8 @@ class GatewayCore(Control):
         self.metrics.rate_limited.counts = self.limits.refused
         self.metrics.rate_limit_errors.read = lambda: self.limits.errors
         self.metrics.audit_dropped.read = lambda: self.audit.dropped
+        self.events = SystemEvents(self.redis, export_policy(settings), self.gateway_id)
+        self.metrics.events_dropped.counts = self.events.dropped
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False
@@ -189,6 +193,7 @@ class GatewayCore(Control):
             await self._close_session(conn)
             return
         conn.send(welcome)
+        self.events.connected(conn, resumed=bool(conn.resume))
         try:
             await self._restore(conn, positions)
         finally:
@@ -200,6 +205,8 @@ class GatewayCore(Control):
         """``conn``'s socket is gone; its session forgets it (unless it never opened)."""
         if self.connections.pop(conn.id, None) is not None:
             self.metrics.connections.dec()
+        if conn.opened_ms:  # welcomed: its connect was recorded
+            self.events.disconnected(conn)
         if not self.connections:
             self._emptied.set()  # what a drain waits for
         if was_open:

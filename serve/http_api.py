@@ -40,6 +40,7 @@ from rthub.errors import (
 )
 from serve import chat, protocol
 from serve.auth import Identity
+from serve.maintenance import announce_route
 from serve.openapi import openapi_json
 from storage import attachments, audit, listening, notifications, notify_targets
 from storage.sniff import UnsupportedType, check_type
@@ -94,6 +95,7 @@ class HttpApi:
             Route("/v1/devices/webpush-key", self._guard(self.webpush_key), methods=["GET"]),
             Route("/v1/recommendations", self._guard(self.recommend), methods=["POST"]),
             Route("/v1/tokens/revoke", self._guard(self.revoke), methods=["POST"]),
+            Route("/v1/admin/maintenance", self._guard(self.maintenance), methods=["POST"]),
             Route("/v1/openapi.json", openapi_json, methods=["GET"]),  # no token: public
         ]
 
@@ -245,6 +247,11 @@ class HttpApi:
         core.audit.record(who.tenant, who.user, action, None, target=target)
         log.info("%s revoked %s %s (%d local sockets closed)", who.user, action, target, closed)
         return JSONResponse({"revoked": answer, "closed_here": closed})
+
+    async def maintenance(self, request: Request, who: Identity) -> Response:
+        """Announce maintenance to the tenant's clients (``serve.maintenance``)."""
+        return await announce_route(self.core, who, lambda: _json_body(
+            request, NOTIFY_BODY_MAX, "an announcement"))
 
     # -- notifications ---------------------------------------------------------------------
     async def notify(self, request: Request, who: Identity) -> Response:

@@ -126,6 +126,10 @@ class GatewayMetrics:
         self.audit_dropped = Tally(
             "rthub_audit_dropped", "Security audit entries dropped past the per-replica cap "
             "(a flood of bad tokens)", self.registry)
+        self.events_dropped = TallyBy(
+            "rthub_events_dropped", "Exported events dropped by this replica (its queue of "
+            "system events was full while Redis was away), by family", "family",
+            self.registry)
         # what an entity's answer to a message passed straight to it adds to the figures
         self.replies: dict[str, Callable[[dict[str, Any]], None]] = {
             "party.quality": self._tier_reply, "party.report": self._drift_reply}

@@ -269,6 +269,24 @@ def _build() -> dict[str, Any]:
                 "history": {"type": "array", "maxItems": 200, "items": TRACK},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
             }), "Whose, and from what."))},
+        "/v1/admin/maintenance": {"post": _operation(
+            "Announce maintenance to every connected client of the token's tenant, on every "
+            "replica (``system.maintenance``, ephemeral), and export it to the tenant's "
+            "system stream. Needs ``admin``.",
+            {202: _json(_obj({"message": {"type": "string"}, "at": {"type": "string"},
+                              "duration_s": {"type": "integer"},
+                              "gateways": {"type": "integer"}},
+                             ("message", "at", "gateways")),
+                        "Published: the frame's content, and how many replicas Redis "
+                        "handed it to.")},
+            (413,),
+            requestBody=_body(_obj({
+                "message": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "at": {"type": "string", "description": "RFC 3339, ``now`` or ``+10m``"},
+                "duration": {"oneOf": [{"type": "string"},
+                                       {"type": "integer", "minimum": 1}],
+                             "description": "``30m``, ``1h30m`` or seconds"}},
+                ("message", "at"), extra=True), "What clients show, when, for how long."))},
         "/v1/tokens/revoke": {"post": _operation(
             "Revoke one token, or every token of a user; their open sockets close (4410). "
             "Another user's tokens need ``admin``.",

@@ -211,6 +211,7 @@ class PicowsSocket(WSListener):
                 self._fragments = None
                 conn.received(self._text(data) if self._fragments_text else data)
         elif kind == _CLOSE:
+            conn.peer_closed(frame.get_close_code())
             if not transport.is_close_frame_sent:
                 transport.send_close(frame.get_close_code())
             transport.disconnect()

@@ -77,6 +77,8 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
         assert welcome["type"] == "session.welcome"
         assert welcome["content"]["user_id"] == "alice"
         assert (message["topic"], message["content"]["text"]) == ("room:hello", "hi")
+        # where `rthub maintenance` finds the embedded Redis while the hub runs
+        assert (tmp_path / "data" / "redis-url").read_text().strip() == field(log, "redis")
         operator = field(log, "operator")  # metrics and readiness: loopback, off client ports
         assert operator.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(operator, timeout=10) as metrics:
@@ -104,6 +106,7 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
     assert proc.returncode == 0, rest
     assert "stopping" in rest
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()  # kept for the next start
+    assert not (tmp_path / "data" / "redis-url").exists()
 
 
 def test_token_prints_a_signed_token_with_the_asked_claims(tmp_path: Path):

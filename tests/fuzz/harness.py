@@ -51,6 +51,7 @@ from serve.channel_routes import channel_routes
 from serve.connection import Connection
 from serve.metrics import GatewayMetrics
 from serve.router import Router
+from serve.system_events import SystemEvents
 
 # PROTOCOL.md "Envelope": the codes an error may carry. ``internal`` is also one, but it is
 # what an unexpected exception becomes: a fuzzed input must never get it.
@@ -252,6 +253,7 @@ class FuzzHub:
         self.jobs: deque[Any] = deque()
         self.crashes: list[BaseException] = []
         self.limits = NoLimits()
+        self.events = SystemEvents(None, None, "gw-fuzz")  # exports nothing
 
     # Connection's side
     def spawn(self, job: Any) -> None:

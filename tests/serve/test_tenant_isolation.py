@@ -647,6 +647,18 @@ async def revoke(w: World, b: HttpB) -> None:
     await again.close()
 
 
+async def maintenance(w: World, b: HttpB) -> None:
+    """B's admin announces to B's sockets only: B's ben gets it; A's ana, asked a ping after
+    that (every replica hears the announcement at once), has none."""
+    answer = await w.http("POST", "/v1/admin/maintenance", b.token("root", scopes="admin"),
+                          json={"message": "B's window", "at": "now"})
+    assert answer.status_code == 202, answer.text
+    assert b.ben is not None
+    await b.ben.expect("system.maintenance", has={"message": "B's window"})
+    await w.ana.ask("ping")
+    assert [f for f in w.ana.inbox if f["type"] == "system.maintenance"] == []
+
+
 HTTP_MATRIX: dict[tuple[str, str], tuple[str, HttpProbe]] = {
     ("GET", "/v1/search"): ("200, no hits", search),
     ("POST", "/v1/attachments"): ("201, B's own new id", upload_b),
@@ -662,6 +674,7 @@ HTTP_MATRIX: dict[tuple[str, str], tuple[str, HttpProbe]] = {
                                          hub_wide("/v1/devices/webpush-key")),
     ("GET", "/v1/openapi.json"): ("the hub's, as for A (public)", hub_wide("/v1/openapi.json")),
     ("POST", "/v1/recommendations"): ("200, no tracks", recommend),
+    ("POST", "/v1/admin/maintenance"): ("202, to B's sockets only", maintenance),
     ("POST", "/v1/tokens/revoke"): ("200, B's users only", revoke),  # last: closes B's ana
 }
 
