@@ -255,6 +255,10 @@ VARS: tuple[Var, ...] = (
         "a number of seconds from 0.1 to 3600",
         "How often each host looks for stream events committed and not published (their "
         "host died) older than this, and activates their entities to publish them."),
+    Var("RTHUB_ANALYTICS_FLUSH_S", "analytics_flush_s", "5", read.seconds(0.2, 60),
+        "a number of seconds from 0.2 to 60",
+        "How often each gateway replica adds its counts to the per-minute analytics in "
+        "Redis (`GET /v1/admin/analytics`, the `/admin` page): one pipeline each time."),
     Var("RTHUB_ENCRYPTION_KEYS", "encryption_keys", None, read.keys,
         "id:base64 entries of 32-byte keys, comma separated (`rthub keys generate` makes one)",
         "AES-256-GCM keys for message text and attachments at rest; the first seals, all "
@@ -389,6 +393,7 @@ class Settings:
     stream_retention_s: float
     stream_retention_events: int
     outbox_sweep_s: float
+    analytics_flush_s: float
     encryption_keys: str | None
     search_language: str
     chat_max_text: int
