@@ -43,12 +43,25 @@ function lineChart(id, times, series) {
   }
   const latest = [];
   series.forEach((s, n) => {
-    const points = [];
-    s.values.forEach((v, i) => { if (v !== null && v !== undefined) points.push(`${x(i)},${y(v)}`); });
-    if (points.length) {
-      const line = el("polyline", {points: points.join(" "), class: `s${n % 6}`}, svg);
-      el("title", {}, line).textContent = s.name;
-    }
+    // a line through each run of minutes with a value (a minute without one breaks it),
+    // and a dot where a value stands alone
+    let run = [];
+    const endRun = () => {
+      if (run.length > 1) {
+        const line = el("polyline", {points: run.map(([i, v]) => `${x(i)},${y(v)}`).join(" "),
+                                     class: `s${n % 6}`}, svg);
+        el("title", {}, line).textContent = s.name;
+      } else if (run.length === 1) {
+        const [i, v] = run[0];
+        el("title", {}, el("circle", {cx: x(i), cy: y(v), r: 3, class: `s${n % 6}`}, svg))
+          .textContent = `${s.name} ${formatNumber(v)}`;
+      }
+      run = [];
+    };
+    s.values.forEach((v, i) => {
+      if (v === null || v === undefined) endRun(); else run.push([i, v]);
+    });
+    endRun();
     const last = [...s.values].reverse().find((v) => v !== null && v !== undefined);
     latest.push(`${s.name} ${last === undefined ? "none" : formatNumber(last)}`);
     el("rect", {x: LEFT + 4 + n * 100, y: 4, width: 10, height: 10, class: `s${n % 6}`}, svg);
@@ -123,8 +136,8 @@ function draw(data) {
   const added = s.reduce((a, m) => a + sum(m.recommendations.tracks_added), 0);
   const last = s[s.length - 1] || {connections: 0};
   document.getElementById("summary").textContent =
-    `Tenant ${data.tenant}: ${last.connections} connections now, ${data.distinct_users} ` +
-    `distinct users in ${data.minutes} minutes; click-through ` +
+    `Tenant ${data.tenant}: connections now ${last.connections}; distinct users in ` +
+    `${data.minutes} minutes ${data.distinct_users}; recommendation click-through ` +
     (shown ? `${(100 * added / shown).toFixed(1)}% (${added} of ${shown} tracks)` : "n/a") + ".";
 }
 
