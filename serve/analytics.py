@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 # messages to a room, party or playlist (the rest are reads, presence or housekeeping)
 MESSAGES = {"chat.send": ("room", "room"), "party.control": ("party", "party"),
             "party.queue": ("party", "party"), "playlist.op": ("playlist", "playlist")}
+FIELDS = {kind: f"messages:{kind}" for kind, _ in MESSAGES.values()}
 SUGGEST = "playlist.suggest"
 WATCHED = frozenset((*MESSAGES, SUGGEST))
 SHOWN_EVENT = "party.recommendations"
@@ -42,7 +43,7 @@ REMEMBER_TOPICS = 4096  # topics whose recommendations one replica remembers (ol
 class Batch:
     """Counts since the last flush, taken whole by ``Analytics.take``."""
 
-    # tenant -> field -> increment (messages:<kind>, frames, errors:<code>, sessions, ...)
+    # tenant -> field -> increment (messages:<kind>, errors:<code>, sessions, ...)
     fields: dict[str, dict[str, int]] = field(default_factory=dict)
     # (tenant, kind) -> entity id -> messages
     top: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
@@ -81,12 +82,10 @@ class Analytics:
     # -- facts, as they happen ----------------------------------------------------------------
     def handled(self, conn: Connection, frame: dict[str, Any], reply: dict[str, Any] | None
                 ) -> None:
-        """A client frame its handler accepted (called for every frame: keep it short)."""
+        """A client frame of a ``WATCHED`` type its handler accepted (the connection checks
+        the type first: other frames cost a set lookup, nothing more)."""
         tenant = conn.identity.tenant
-        self.batch.add(tenant, "frames")
         kind = frame["type"]
-        if kind not in WATCHED:
-            return
         content = frame["content"]
         if kind == SUGGEST:
             self._suggested(tenant, content, reply or {})
@@ -95,7 +94,7 @@ class Analytics:
         entity = content.get(id_field)
         if not isinstance(entity, str):
             return
-        self.batch.add(tenant, f"messages:{entity_kind}")
+        self.batch.add(tenant, FIELDS[entity_kind])
         top = self.batch.top.setdefault((tenant, entity_kind), {})
         top[entity] = top.get(entity, 0) + 1
         self.metrics.messages.add(entity_kind)

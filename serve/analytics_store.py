@@ -3,7 +3,7 @@
 Every key of a tenant carries the tenant as its hash tag (one Redis Cluster slot, so a read
 may span minutes in one command) and expires ``TTL_S`` after its last write:
 
-* ``rthub:an:{t}:m:<minute>``: a hash of counters (``frames``, ``messages:<kind>``,
+* ``rthub:an:{t}:m:<minute>``: a hash of counters (``messages:<kind>``,
   ``errors:<code>``, ``sessions``, ``session_ms``, ``skips``, ``rec_added:<kind>``),
   ``HINCRBY`` from every replica;
 * ``...:conns:<minute>``: a hash, replica -> its open sockets at its last flush that minute
@@ -146,7 +146,6 @@ def _minute(minute: int, counts: dict, conns: dict, users: int, shown: set, late
         "minute_ms": minute * 60_000,
         "connections": sum(int(v) for v in conns.values()),
         "users": users,
-        "frames": fields.get("frames", 0),
         "messages": {kind: fields.get(f"messages:{kind}", 0) for kind in KINDS},
         "errors": errors,
         "sessions_closed": sessions,

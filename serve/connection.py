@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actors.client import admission, on_queued
 from rthub.errors import BadRequest, Forbidden, HubError, RateLimited
 from serve import protocol
+from serve.analytics import WATCHED
 from serve.auth import Identity
 from serve.router import UNGATED
 from serve.wire import Outgoing
@@ -265,7 +266,8 @@ class Connection:
             self.send(protocol.answer(frame_id, HubError("internal error").to_content(),
                                       ok=False))
             return
-        core.analytics.handled(self, frame, reply)
+        if kind in WATCHED:  # the few types the analytics count; the rest pay this lookup
+            core.analytics.handled(self, frame, reply)
         if reply is not None:
             self.send(protocol.answer(frame_id, reply))
 

@@ -70,9 +70,9 @@ async def test_two_replicas_flushes_add_up_and_shown_lists_count_once(redis_clie
 
     data = await analytics_store.read(redis_client, tenant, 2, LATENCY_BOUNDS, now=now)
     quiet, minute = data["series"]
-    assert quiet["frames"] == quiet["connections"] == quiet["skips"] == 0
-    assert (minute["frames"], minute["messages"], minute["skips"], minute["errors"]) == (
-        5, {"room": 3, "party": 2, "playlist": 0}, 1, {"not_found": 1})
+    assert quiet["messages"]["room"] == quiet["connections"] == quiet["skips"] == 0
+    assert (minute["messages"], minute["skips"], minute["errors"]) == (
+        {"room": 3, "party": 2, "playlist": 0}, 1, {"not_found": 1})
     assert (minute["connections"], minute["users"], data["distinct_users"]) == (2, 2, 2)
     assert (minute["sessions_closed"], minute["session_avg_s"]) == (1, 12.5)
     assert minute["recommendations"] == {
