@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rthub.errors import BadRequest, Forbidden
+from rthub.errors import BadRequest, Forbidden, Unavailable
 from serve import analytics_store
 from serve.auth import Identity
 from serve.metrics import LATENCY_BOUNDS
@@ -51,7 +52,11 @@ async def analytics(core: GatewayCore, who: Identity, minutes_raw: str | None
     if ADMIN_SCOPE not in who.scopes:
         raise Forbidden("the analytics need the 'admin' scope")
     minutes = minutes_param(minutes_raw)
-    live = await analytics_store.read(core.redis, who.tenant, minutes, LATENCY_BOUNDS)
+    try:
+        live = await analytics_store.read(core.redis, who.tenant, minutes, LATENCY_BOUNDS)
+    except (RedisError, OSError) as exc:  # was a 500
+        raise Unavailable(f"the analytics store (Redis) did not answer; retry "
+                          f"({type(exc).__name__})") from None
     pool = await core.db()
     live["top"]["skipped_tracks"] = await stored.skipped_tracks(
         pool, who.tenant, minutes, analytics_store.TOP_N)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from serve import analytics_store
+from rthub.errors import Forbidden, Unavailable
+from serve import admin, analytics_store
 from serve.analytics import Analytics
 from serve.auth import Identity
 from serve.metrics import LATENCY_BOUNDS, GatewayMetrics
@@ -117,3 +118,17 @@ def test_an_add_counts_as_recommended_only_for_a_follower_within_the_hour():
     assert metrics.analytics.recommended_tracks_added.counts == {"playlist": 1}
     batch, _ = core.take([])
     assert [(t, kind, n) for t, _, kind, n in batch.shown] == [("t", "playlist", 1)]
+
+
+async def test_the_endpoint_says_unavailable_when_redis_does_not_answer():
+    class Away:
+        def pipeline(self, transaction: bool = False) -> Any:
+            raise ConnectionError("connection refused")
+
+    core = SimpleNamespace(redis=Away())
+    boss = Identity(user="boss", tenant="t", scopes=frozenset({"admin"}), name="boss",
+                    expires_at=0)
+    with pytest.raises(Unavailable, match="Redis"):
+        await admin.analytics(core, boss, "5")  # type: ignore[arg-type]
+    with pytest.raises(Forbidden):
+        await admin.analytics(core, socket("t", "ana").identity, "5")  # type: ignore[arg-type]
