@@ -134,6 +134,14 @@ class ActorSystem:
         now = asyncio.get_running_loop().time()
         return max((lane.delay(now) for lane in self._lanes.values()), default=0.0)
 
+    def queues(self) -> dict[str, tuple[int, int, float]]:
+        """Per host: (messages waiting, client requests among them, seconds the oldest has
+        waited): what admission control compares with RTHUB_HOST_QUEUE_LIMIT and
+        RTHUB_QUEUE_TARGET_MS, host by host."""
+        now = asyncio.get_running_loop().time()
+        return {name: (lane.waiting, lane.admitted, lane.delay(now))
+                for name, lane in self._lanes.items()}
+
     def ref(self, kind: str, entity_id: str, tenant: str = "default") -> EntityRef:
         return EntityRef(self, (tenant, kind, entity_id))
 

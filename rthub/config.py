@@ -266,6 +266,10 @@ VARS: tuple[Var, ...] = (
     Var("RTHUB_EVENTS_RETENTION_S", "events_retention_s", "86400",
         read.seconds(0, 30 * 86_400), "a number of seconds from 0 to 2592000 (0: by length only)",
         "Age past which family stream entries are trimmed."),
+    Var("RTHUB_ANALYTICS_FLUSH_S", "analytics_flush_s", "5", read.seconds(0.2, 60),
+        "a number of seconds from 0.2 to 60",
+        "How often each gateway replica adds its counts to the per-minute analytics in "
+        "Redis (`GET /v1/admin/analytics`, the `/admin` page): one pipeline each time."),
     Var("RTHUB_ENCRYPTION_KEYS", "encryption_keys", None, read.keys,
         "id:base64 entries of 32-byte keys, comma separated (`rthub keys generate` makes one)",
         "AES-256-GCM keys for message text and attachments at rest; the first seals, all "
@@ -403,6 +407,7 @@ class Settings:
     event_families: frozenset[str]
     events_maxlen: int
     events_retention_s: float
+    analytics_flush_s: float
     encryption_keys: str | None
     search_language: str
     chat_max_text: int

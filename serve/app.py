@@ -30,8 +30,9 @@ from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from rthub.config import Settings
+from serve.admin import page_routes
 from serve.asgi_socket import serve_asgi
-from serve.autoscaling import deployment_scaling
+from serve.autoscaling import deployment_scaling, reported
 from serve.gateway import GatewayCore
 from serve.http_api import HttpApi
 from serve.operator import OperatorServer
@@ -63,6 +64,7 @@ class Gateway:
         routes: list[BaseRoute] = [
             Route("/healthz", self.healthz),
             *HttpApi(self.core).routes(),
+            *page_routes(),
         ]
         if self.listener is None:
             routes += [WebSocketRoute("/ws", self.ws), WebSocketRoute("/ws/{user_id}", self.ws)]
@@ -81,7 +83,7 @@ class Gateway:
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
         """Open sockets, for the autoscaling policy (``serve.autoscaling``)."""
-        return {"sockets": float(len(self.core.connections))}
+        return reported(len(self.core.connections))
 
     async def __del__(self) -> None:
         try:

@@ -23,6 +23,18 @@ DEFAULT_DOWNSCALE_DELAY_S = 600.0
 SOCKETS_METRIC = "sockets"
 
 
+def reported(open_sockets: int) -> dict[str, float]:
+    """What a replica reports to the policy (``Gateway.record_autoscaling_stats``) and to
+    Prometheus (``rthub_autoscaling_sockets``): one figure, read in one place."""
+    return {SOCKETS_METRIC: float(open_sockets)}
+
+
+def target_sockets(settings: Settings) -> float:
+    """The sockets per replica the policy aims at (the default when autoscaling is off)."""
+    wanted = settings.gateway_autoscaling or {}
+    return float(wanted.get("target_sockets_per_replica", DEFAULT_TARGET_SOCKETS))
+
+
 class SocketsPolicy:
     """Replicas = open sockets / target per replica, rounded up (bounds and delays are
     applied by Serve around it)."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actors.client import admission, on_queued
 from rthub.errors import BadRequest, Forbidden, HubError, RateLimited
 from serve import protocol
+from serve.analytics import WATCHED
 from serve.auth import Identity
 from serve.router import UNGATED
 from serve.wire import Outgoing
@@ -63,8 +64,8 @@ class Connection:
 
     __slots__ = ("_closing", "_delivered", "_held", "_in_flight", "_lanes", "_last_heard",
                  "_malformed", "_paused", "_refused", "_unanswered_pings", "catching_up", "core",
-                 "encoding", "id", "identity", "ip", "next_beat", "opened_ms", "positions",
-                 "resume", "session_id", "sink", "state")
+                 "encoding", "id", "identity", "ip", "next_beat", "opened_at", "opened_ms",
+                 "positions", "resume", "session_id", "sink", "state")
 
     def __init__(self, core: GatewayCore, sink: Sink, identity: Identity, encoding: str,
                  connection_id: str, ip: str, resume: str | None = None) -> None:
@@ -91,7 +92,7 @@ class Connection:
         self._paused = False
         self._malformed: deque[float] | None = None
         self._refused: deque[float] | None = None  # rate_limited answers (a flood closes)
-        self._last_heard = time.monotonic()
+        self._last_heard = self.opened_at = time.monotonic()  # opened_at: session duration
         self.next_beat = self._last_heard + core.settings.ws_heartbeat_interval
         self._closing: tuple[int, str] | None = None
         self._delivered = core.metrics.deliveries  # counted per socket: kept at hand
@@ -265,6 +266,7 @@ class Connection:
         except HubError as err:
             core.metrics.errors.add(err.code)
             core.events.failed(self, kind, err.code, err.message)
+            core.analytics.error(self.identity.tenant, err.code)
             self.send(protocol.answer(frame_id, err.to_content(), ok=False))
             if isinstance(err, RateLimited):
                 self._count_refused(kind, err)
@@ -274,9 +276,13 @@ class Connection:
         except Exception:
             log.exception("handling a %s frame failed", frame["type"])
             core.events.failed(self, kind, "internal", "internal error")
+            core.metrics.errors.add(HubError.code)  # what the alert on internal errors reads
+            core.analytics.error(self.identity.tenant, HubError.code)
             self.send(protocol.answer(frame_id, HubError("internal error").to_content(),
                                       ok=False))
             return
+        if kind in WATCHED:  # the few types the analytics count; the rest pay this lookup
+            core.analytics.handled(self, frame, reply)
         if reply is not None:
             self.send(protocol.answer(frame_id, reply))
 

@@ -16,6 +16,7 @@ import msgpack
 from actors.channels import CHANNELS
 from fanout import maintenance
 from notify.service import ensure_running
+from serve import analytics_store
 from serve.maintenance import deliver
 from serve.replica_hooks import when_draining
 from storage import notifications
@@ -26,12 +27,14 @@ if TYPE_CHECKING:
     from actors.client import ActorSystem
     from fanout.subscriber import TopicHub
     from rthub.config import Settings
+    from serve.analytics import Analytics
     from serve.auth import TokenVerifier
     from serve.connection import Connection
     from serve.metrics import GatewayMetrics
     from serve.security.revocation import Revocations
     from serve.system_events import SystemEvents
 
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ class Control:
     revocations: Revocations
     metrics: GatewayMetrics
     events: SystemEvents
+    analytics: Analytics
+    _analytics_flushing: bool = False
 
     def spawn(self, job: Any) -> None: ...
 
@@ -131,6 +136,7 @@ class Control:
         two intervals without a word from the client."""
         tick = min(1.0, self.settings.ws_heartbeat_interval / 4)
         next_refresh = time.monotonic() + self.settings.ws_heartbeat_interval
+        next_flush = time.monotonic() + self.settings.analytics_flush_s
         while True:
             self.spawn(self._alive())
             await asyncio.sleep(tick)
@@ -139,6 +145,10 @@ class Control:
                 if conn.next_beat <= now:
                     conn.beat(now)
             self._security_tick()
+            if now >= next_flush and not self._analytics_flushing:
+                next_flush = now + self.settings.analytics_flush_s
+                self._analytics_flushing = True
+                self.spawn(self.flush_analytics())
             if now >= next_refresh:
                 next_refresh = now + self.settings.ws_heartbeat_interval
                 self._refresh_presence()
@@ -150,6 +160,24 @@ class Control:
         the dead replica's behalf (``GatewayCore._resume``)."""
         with contextlib.suppress(Exception):  # Redis away: resumes wait, as they did
             await self.redis.set(alive_key(self.gateway_id), b"1", px=int(ALIVE_S * 1000))
+
+    async def flush_analytics(self) -> None:
+        """Add this replica's counts to the per-minute analytics in Redis, in one pipeline
+        (``serve.analytics_store``); on failure they wait for the next flush."""
+        self._analytics_flushing = True
+        batch, snapshot = self.analytics.take(self.connections.values())
+        try:
+            recorded = await analytics_store.flush(self.redis, self.gateway_id, batch,
+                                                   snapshot)
+        except Exception as exc:
+            self.metrics.analytics.flush_errors.count += 1
+            self.analytics.put_back(batch)
+            log.warning("analytics not flushed to Redis (kept for the next flush): %s", exc)
+            return
+        finally:
+            self._analytics_flushing = False
+        for kind, tracks in recorded:
+            self.analytics.counted_shown(kind, tracks)
 
     async def gateway_alive(self, gateway: str) -> bool:
         """Whether replica ``gateway`` said it was alive within ALIVE_S (true if Redis
@@ -213,6 +241,8 @@ class Control:
                 await asyncio.wait_for(self._emptied.wait(), 5)
         with contextlib.suppress(Exception):  # the sockets' last events, if Redis takes them
             await asyncio.wait_for(self.events.flush(), 2)
+        with contextlib.suppress(Exception):  # the last seconds' counts (bounded wait)
+            await asyncio.wait_for(self.flush_analytics(), 2)
         with contextlib.suppress(Exception):
             await self.hub.close()
 

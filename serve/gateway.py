@@ -30,7 +30,9 @@ from notify import templates
 from rthub.config import Settings
 from rthub.errors import Conflict, Forbidden, HubError, RateLimited, Unauthorized, Unavailable
 from serve import chat, playlists, protocol, topics
+from serve.analytics import Analytics
 from serve.auth import Identity, TokenRevoked, TokenVerifier
+from serve.autoscaling import reported
 from serve.channel_routes import channel_routes
 from serve.connection import GONE, Connection
 from serve.control import Control
@@ -120,6 +122,12 @@ class GatewayCore(Control):
         self.metrics.audit_dropped.read = lambda: self.audit.dropped
         self.events = SystemEvents(self.redis, export_policy(settings), self.gateway_id)
         self.metrics.events_dropped.counts = self.events.dropped
+        self.analytics = Analytics(self.metrics.analytics, self.metrics.delivery_latency.counts)
+        self.metrics.sockets.sockets = lambda: ((c.identity, c.positions)
+                                                for c in self.connections.values())
+        self.metrics.host_queues.system = self.system
+        self.metrics.autoscaling.stats = lambda: reported(len(self.connections))
+        self.metrics.autoscaling.settings = settings
         self._emptied = asyncio.Event()  # set when the last socket of a draining gateway ends
         self._pool: asyncpg.Pool | None = None
         self._control_ready = False
@@ -205,6 +213,7 @@ class GatewayCore(Control):
         """``conn``'s socket is gone; its session forgets it (unless it never opened)."""
         if self.connections.pop(conn.id, None) is not None:
             self.metrics.connections.dec()
+            self.analytics.ended(conn.identity.tenant, time.monotonic() - conn.opened_at)
         if conn.opened_ms:  # welcomed: its connect was recorded
             self.events.disconnected(conn)
         if not self.connections:
@@ -398,6 +407,7 @@ class GatewayCore(Control):
     def _arrived(self, event: dict[str, Any]) -> Outgoing:
         """A live event reached this replica: its frame, built once for all local sockets."""
         self.metrics.delivery_latency.observe(max(time.time() * 1000 - event["ts"], 0) / 1000)
+        self.analytics.arrived(event)
         return outgoing(event)
 
     # -- entities, storage, control ---------------------------------------------------------

@@ -38,7 +38,7 @@ from rthub.errors import (
     TooLarge,
     Unavailable,
 )
-from serve import chat, protocol
+from serve import admin, chat, protocol
 from serve.auth import Identity
 from serve.maintenance import announce_route
 from serve.openapi import openapi_json
@@ -87,6 +87,7 @@ class HttpApi:
             Route("/v1/attachments/{attachment_id}", self._guard(self.download),
                   methods=["GET"]),
             Route("/v1/audit", self._guard(self.audit), methods=["GET"]),
+            Route("/v1/admin/analytics", self._guard(self.analytics), methods=["GET"]),
             Route("/v1/notifications", self._guard(self.notify), methods=["POST"]),
             Route("/v1/notifications/bulk", self._guard(self.notify_bulk), methods=["POST"]),
             Route("/v1/notifications/{notification_id}", self._guard(self.notification),
@@ -213,6 +214,10 @@ class HttpApi:
                                  until_ms=None if until is None else _ms_param(until, "until"))
         return JSONResponse({"entries": rows, "next_after": rows[-1]["id"] if rows else None})
 
+    async def analytics(self, request: Request, who: Identity) -> Response:
+        """The tenant's last hour, minute by minute (``serve.admin``)."""
+        return JSONResponse(await admin.analytics(self.core, who,
+                                                  request.query_params.get("minutes")))
 
     # -- revocation ------------------------------------------------------------------------
     async def revoke(self, request: Request, who: Identity) -> Response:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from serve.event_lag import EventLag
+from serve.gauges import AutoscalingFigures, HostQueues, SocketFigures
 
 
 class Tally:
@@ -41,6 +43,39 @@ class TallyBy:
         for value, count in sorted(self.counts.items()):
             family.add_metric([value], count)
         yield family
+
+
+class Buckets:
+    """A histogram kept as a list of ints (one bisect an observation, no lock), read on
+    scrape; the admin analytics read the same counts (``counts``), so one observation
+    serves both."""
+
+    def __init__(self, name: str, doc: str, bounds: tuple[float, ...],
+                 registry: CollectorRegistry) -> None:
+        self.name, self.doc, self.bounds = name, doc, bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            cumulative.append((_bound(bound), running))
+        yield HistogramMetricFamily(self.name, self.doc, buckets=cumulative,
+                                    sum_value=self.sum)
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(float(value))
+
+
+LATENCY_BOUNDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+SESSION_BOUNDS = (1, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
 
 
 class GatewayMetrics:
@@ -88,11 +123,10 @@ class GatewayMetrics:
                           "Live events that skipped seqs (Redis lost them from pub/sub): read "
                           "back from the stream, or the client told recovered false",
                           self.registry)
-        self.delivery_latency = Histogram(
+        self.delivery_latency = Buckets(
             "rthub_delivery_latency_seconds",
             "Stream event age when it reaches this replica's fan-out (once per event)",
-            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=self.registry)
+            LATENCY_BOUNDS, self.registry)
         self.party_drift = Histogram(
             "rthub_party_drift_seconds",
             "How far a listening party device's reported position was from the party's",
@@ -130,6 +164,10 @@ class GatewayMetrics:
             "rthub_events_dropped", "Exported events dropped by this replica (its queue of "
             "system events was full while Redis was away), by family", "family",
             self.registry)
+        self.analytics = AnalyticsMetrics(self.registry)
+        self.sockets = SocketFigures(self.registry)
+        self.host_queues = HostQueues(self.registry)
+        self.autoscaling = AutoscalingFigures(self.registry)
         # what an entity's answer to a message passed straight to it adds to the figures
         self.replies: dict[str, Callable[[dict[str, Any]], None]] = {
             "party.quality": self._tier_reply, "party.report": self._drift_reply}
@@ -144,3 +182,32 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class AnalyticsMetrics:
+    """The live analytics' counters (issue 19): labels bounded by kind, never by entity
+    (per room, party or track figures are the admin page's top-N, from Redis)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.session_duration = Buckets(
+            "rthub_session_duration_seconds", "How long sockets stayed open (upgrade to close)",
+            SESSION_BOUNDS, registry)
+        self.messages = TallyBy("rthub_messages", "Client messages to a room, party or "
+                                "playlist that it accepted (chat.send, party.control, "
+                                "party.queue, playlist.op), by kind", "kind", registry)
+        self.skips = Tally("rthub_party_skips", "Tracks skipped in listening parties",
+                           registry)
+        self.recommendations_shown = TallyBy(
+            "rthub_recommendations_shown", "Recommendation lists shown: a party's pushed to "
+            "its members (counted once hub-wide, by the replica that records it first), a "
+            "playlist's suggestions answered", "kind", registry)
+        self.recommended_tracks_shown = TallyBy(
+            "rthub_recommended_tracks_shown", "Tracks in the recommendation lists shown",
+            "kind", registry)
+        self.recommended_tracks_added = TallyBy(
+            "rthub_recommended_tracks_added", "Tracks added to a party's queue or a playlist "
+            "that were recommended to it in the last hour (click-through: this over "
+            "rthub_recommended_tracks_shown_total)", "kind", registry)
+        self.flush_errors = Tally("rthub_analytics_flush_errors",
+                                  "Flushes of the per-minute analytics to Redis that failed "
+                                  "(their counts are kept for the next)", registry)

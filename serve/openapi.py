@@ -199,6 +199,18 @@ def _build() -> dict[str, Any]:
                 _query("until", {"type": "integer", "minimum": 0, "maximum": MAX_MS},
                        "Before this time (ms since the epoch)."),
             ])},
+        "/v1/admin/analytics": {"get": _operation(
+            "The tenant's last minutes of live analytics, minute by minute, and its top rooms, "
+            "parties, playlists and skipped tracks (the ``/admin`` page draws it). Needs the "
+            "``admin`` scope.",
+            {200: _json(_obj({"tenant": {"type": "string"}, "minutes": {"type": "integer"},
+                              "series": {"type": "array", "items": JSON_OBJECT},
+                              "top": JSON_OBJECT,
+                              "notifications": {"type": "array", "items": JSON_OBJECT}},
+                             ("tenant", "minutes", "series", "top", "notifications"),
+                             extra=True), "Oldest minute first.")},
+            parameters=[_query("minutes", {"type": "integer", "minimum": 1, "maximum": 60,
+                                           "default": 60}, "How many minutes, up to now.")])},
         "/v1/notifications": {"post": _operation(
             "Send a notification to a user (or to ``user_ids``) of the token's tenant. "
             + scope_note.format("notify:send"),

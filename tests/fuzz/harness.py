@@ -46,6 +46,7 @@ from fanout.streams import Position
 from rthub import config
 from rthub.errors import BadRequest, HubError, TooLarge
 from serve import chat, playlists, protocol, topics
+from serve.analytics import Analytics
 from serve.auth import Identity
 from serve.channel_routes import channel_routes
 from serve.connection import Connection
@@ -245,6 +246,7 @@ class FuzzHub:
     def __init__(self, sandbox: Sandbox) -> None:
         self.settings = SETTINGS
         self.metrics = METRICS
+        self.analytics = ANALYTICS  # Connection counts errors and some accepted frames
         self.router = ROUTER
         self.keyring = None
         self.recommendations = FakeRecommendations()
@@ -331,6 +333,7 @@ class FuzzHub:
 
 
 METRICS = GatewayMetrics()
+ANALYTICS = Analytics(METRICS.analytics, METRICS.delivery_latency.counts)
 
 
 class Sink:

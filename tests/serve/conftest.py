@@ -35,7 +35,9 @@ FAST_SENDERS = {"RTHUB_CHAT_RATE": "10000", "RTHUB_CHAT_BURST": "10000",
                 "RTHUB_QUEUE_TARGET_MS": "60000", "RTHUB_HOST_QUEUE_LIMIT": "1000000",
                 # on, and checked on every frame, but far above what a test sends
                 "RTHUB_RATE_LIMITS": "user:*=100000/100000,ip:connect=100000/100000,"
-                                     "ip:http=100000/100000,tenant:*=1000000/1000000"}
+                                     "ip:http=100000/100000,tenant:*=1000000/1000000",
+                # the analytics tests wait for a flush to Redis: a short one
+                "RTHUB_ANALYTICS_FLUSH_S": "0.5"}
 
 
 @dataclass
