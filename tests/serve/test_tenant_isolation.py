@@ -659,6 +659,14 @@ async def maintenance(w: World, b: HttpB) -> None:
     assert [f for f in w.ana.inbox if f["type"] == "system.maintenance"] == []
 
 
+async def analytics(w: World, b: HttpB) -> None:
+    """B's admin reads B's figures: none of A's rooms, parties, playlists or tracks."""
+    answer = await w.http("GET", "/v1/admin/analytics", b.token("root", scopes="admin"))
+    assert answer.status_code == 200, answer.text
+    for name in (ROOM, PARTY, PLAYLIST, *w.tracks):
+        assert name not in answer.text
+
+
 HTTP_MATRIX: dict[tuple[str, str], tuple[str, HttpProbe]] = {
     ("GET", "/v1/search"): ("200, no hits", search),
     ("POST", "/v1/attachments"): ("201, B's own new id", upload_b),
@@ -675,6 +683,7 @@ HTTP_MATRIX: dict[tuple[str, str], tuple[str, HttpProbe]] = {
     ("GET", "/v1/openapi.json"): ("the hub's, as for A (public)", hub_wide("/v1/openapi.json")),
     ("POST", "/v1/recommendations"): ("200, no tracks", recommend),
     ("POST", "/v1/admin/maintenance"): ("202, to B's sockets only", maintenance),
+    ("GET", "/v1/admin/analytics"): ("200, none of A's entities", analytics),
     ("POST", "/v1/tokens/revoke"): ("200, B's users only", revoke),  # last: closes B's ana
 }
 
