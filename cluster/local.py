@@ -223,6 +223,8 @@ def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
         if resolved.jwt_secret:
             log.info("  dev token: %s  (user 'alice'; `rthub token --user NAME` for more)",
                      issue_token(resolved.jwt_secret, "alice", ttl_s=86_400))
+            log.info("  admin:     %s/admin?token=%s  (live analytics; user 'ops', scope admin)",
+                     base, issue_token(resolved.jwt_secret, "ops", scopes="admin", ttl_s=86_400))
         log.info("  postgres:  %s%s", resolved.postgres_url, " (embedded)" if hub.postgres else "")
         log.info("  redis:     %s%s", resolved.redis_url, " (embedded)" if hub.redis else "")
         log.info("  ray:       %s", f"http://{hub.dashboard_url}" if hub.dashboard_url

@@ -86,6 +86,14 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
         with urllib.request.urlopen(operator.replace("/metrics", "/readyz"), timeout=10) as ready:
             assert json.loads(ready.read())["ready"] is True
         api = field(log, "http api").removesuffix("/v1/")
+        admin = field(log, "admin")  # the page, and the figures it reads with that token
+        assert admin.startswith(f"{api}/admin?token=")
+        with urllib.request.urlopen(admin, timeout=10, context=trust) as page:
+            assert b"<html" in page.read().lower()
+        request = urllib.request.Request(f"{api}/v1/admin/analytics?minutes=5", headers={
+            "Authorization": "Bearer " + admin.split("token=", 1)[1]})
+        with urllib.request.urlopen(request, timeout=10, context=trust) as figures:
+            assert json.loads(figures.read())["minutes"] == 5
         client_ports = [api] + ([] if ingress == "proxy" else [
             field(log, "websocket").replace("ws", "http", 1).removesuffix("/ws")])
         for origin in client_ports:
