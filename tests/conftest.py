@@ -10,6 +10,8 @@ WebSockets through Serve's proxy instead.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -93,10 +95,16 @@ def serve_port(ray_session: None) -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
-def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("rthub-data")))
+def embedded_pg() -> Iterator[str]:
+    """Not under pytest's basetemp: the server runs as another system user when the suite is
+    root, and any pytest session starting meanwhile makes that root private again (0700);
+    the server's next checkpoint then cannot open global/pg_control (PANIC) and it stops,
+    failing every later test on it with "connection refused"."""
+    work = Path(tempfile.mkdtemp(prefix="rthub-test-pg-"))
+    server = EmbeddedPostgres(work)
     yield server.url
     server.stop()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=["embedded", "external"])

@@ -13,28 +13,35 @@ from rthub.playlist_ot import (
     transform_by_merge,
 )
 
-BASE_IDS = [f"i{n}" for n in range(7)]
+BASE_IDS = tuple(f"i{n}" for n in range(7))
+# Strategies are built once: one built per example (a ``one_of`` of ``builds`` over the base)
+# cost Hypothesis far more to validate than the properties cost to check.
+SOME_IDS = st.lists(st.sampled_from(BASE_IDS), unique=True, max_size=6)
+OP_KINDS = st.sampled_from((None, "insert", "remove", "move", "reset"))
 
 
 @st.composite
 def bases(draw) -> list[tuple[str, str]]:
-    ids = draw(st.lists(st.sampled_from(BASE_IDS), unique=True, max_size=6))
-    return [(i, f"track-{i}") for i in ids]
+    return [(i, f"track-{i}") for i in draw(SOME_IDS)]
 
 
-def ops(base: list[tuple[str, str]], new_id: str):
+@st.composite
+def ops(draw, base: list[tuple[str, str]], new_id: str):
+    """None, or an insert, remove (also of an item that is gone), move or reset on ``base``."""
     size = len(base)
-    known = st.sampled_from([i for i, _ in base] + ["gone"])
-    return st.one_of(
-        st.none(),
-        st.builds(lambda i: {"insert": {"index": i, "track": f"t-{new_id}", "item_id": new_id}},
-                  st.integers(0, size)),
-        st.builds(lambda x: {"remove": {"item_id": x}}, known),
-        st.builds(lambda x, j: {"move": {"item_id": x, "to_index": j}}, known,
-                  st.integers(0, max(size - 1, 0))),
-        st.builds(lambda keep: {"reset": {"items": [list(p) for p in keep]}},
-                  st.lists(st.sampled_from(base), unique=True) if base else st.just([])),
-    )
+    kind = draw(OP_KINDS)
+    if kind is None:
+        return None
+    if kind == "insert":
+        index = draw(st.integers(0, size))
+        return {"insert": {"index": index, "track": f"t-{new_id}", "item_id": new_id}}
+    if kind == "reset":
+        keep = draw(st.lists(st.sampled_from(tuple(base)), unique=True)) if base else []
+        return {"reset": {"items": [list(p) for p in keep]}}
+    item = draw(st.sampled_from((*(i for i, _ in base), "gone")))
+    if kind == "remove":
+        return {"remove": {"item_id": item}}
+    return {"move": {"item_id": item, "to_index": draw(st.integers(0, max(size - 1, 0)))}}
 
 
 @st.composite

@@ -9,6 +9,11 @@ import ray
 from actors.client import ActorSystem
 from rthub.errors import BadRequest, NotFound, Unavailable
 
+# Mailbox order, batching, routing and placement are the runtime's own: one PostgreSQL
+# (conftest). What PostgreSQL does for it (checkpoint + log, a host killed mid-stream,
+# passivation, failed writes) still runs on both servers.
+ONE_BACKEND = pytest.mark.one_backend
+
 
 async def open_session(system: ActorSystem, user: str):
     """A session entity with one open connection ``c`` to hang topics on."""
@@ -65,6 +70,7 @@ def send_in_order(settings, sender: str, count: int) -> int:
     return asyncio.run(run())
 
 
+@ONE_BACKEND
 async def test_one_entity_takes_messages_in_arrival_order_from_concurrent_senders(system):
     count = 150
     ref = await open_session(system, "shared")
@@ -85,6 +91,7 @@ async def test_one_entity_takes_messages_in_arrival_order_from_concurrent_sender
         assert mine == [f"room:{sender}-{i}" for i in range(count)], sender
 
 
+@ONE_BACKEND
 async def test_messages_to_one_host_travel_in_full_batches(make_system):
     system = make_system(MESSAGE_BATCH_SIZE="50", RTHUB_HOSTS="1")
     await system.ref("session", "warm").ask("session.get")
@@ -196,6 +203,7 @@ async def test_a_failed_persist_answers_unavailable_and_keeps_only_durable_state
     assert await topics(ref) == ["room:a", "room:c"]
 
 
+@ONE_BACKEND
 async def test_bad_messages_get_clear_errors_and_others_carry_on(system):
     other = await open_session(system, "bystander")
     await other.ask("session.follow", follow("room:1"))
@@ -209,6 +217,7 @@ async def test_bad_messages_get_clear_errors_and_others_carry_on(system):
     assert await topics(other) == ["room:1", "room:2"]
 
 
+@ONE_BACKEND
 async def test_a_pinned_entity_runs_on_a_dedicated_actor(make_system):
     system = make_system(RTHUB_PINNED_ENTITIES="session:vip")
     await open_session(system, "vip")

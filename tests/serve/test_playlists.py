@@ -310,7 +310,9 @@ def random_op(rng: random.Random, doc: PlaylistDoc, name: str, n: int) -> dict:
 
 
 SEED = int(os.environ.get("RTHUB_TEST_SEED", random.randrange(10**6)))
-ROUNDS = 2000  # round trips in all; ~2,400 committed ops
+# round trips in all (~1.2 committed ops each): ~90 s on the busy 2-core machine at 2,000;
+# RTHUB_TEST_PLAYLIST_ROUNDS=2000 (and RTHUB_TEST_SEED) for a longer soak
+ROUNDS = int(os.environ.get("RTHUB_TEST_PLAYLIST_ROUNDS", "800"))
 
 
 async def test_concurrent_editors_converge_through_disconnects_and_a_killed_host(hub):
@@ -376,7 +378,7 @@ async def converge(hub, editors: list[Editor]) -> None:
     log.warning("seed %d: %d versions, %d reconnects, %d resends, %d answered as duplicates, "
                 "%.1f s", SEED, final["version"], reconnects, resends, duplicates,
                 time.monotonic() - started)
-    assert final["version"] >= 2000, "thousands of committed ops"
+    assert final["version"] >= ROUNDS, "every round trip committed an op or more"
     assert reconnects > 0
     assert 0 < duplicates <= resends  # resends happened, and only a resend is a duplicate
     for editor in editors:
