@@ -34,6 +34,24 @@ def stream_key(tenant: str, family: str) -> str:
     return "rthub:x:{" + f"{tenant}:{family}" + "}"
 
 
+async def connect(url: str) -> Any:
+    """A client of ``url``: a cluster-aware one when the server is a Redis Cluster node (its
+    keys are spread over nodes; a plain client would be answered MOVED)."""
+    import redis.asyncio as aioredis  # only a consumer needs redis-py
+    from redis.asyncio.cluster import RedisCluster
+
+    plain = aioredis.from_url(url)
+    try:
+        clustered = (await plain.info("cluster")).get("cluster_enabled")
+    except Exception:
+        await plain.aclose()
+        raise
+    if not clustered:
+        return plain
+    await plain.aclose()
+    return RedisCluster.from_url(url)
+
+
 class EventConsumer:
     """One consumer of a group over one tenant's family stream.
 
@@ -46,9 +64,8 @@ class EventConsumer:
                  count: int = 100, block_ms: int = 1000) -> None:
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-        import redis.asyncio as aioredis  # only a consumer needs redis-py
-
-        self.redis = aioredis.from_url(redis_url)
+        self.url = redis_url
+        self.redis: Any = None  # connected on entering: a single Redis or a cluster's client
         self.key = stream_key(tenant, family)
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{id(self):x}"
@@ -63,6 +80,7 @@ class EventConsumer:
         self._claim_from = "0-0"
 
     async def __aenter__(self) -> EventConsumer:
+        self.redis = await connect(self.url)
         if self.group is not None:
             with contextlib.suppress(Exception):  # BUSYGROUP: it exists
                 await self.redis.xgroup_create(self.key, self.group, id=self.start,
