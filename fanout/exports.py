@@ -31,7 +31,7 @@ import orjson
 from hiredis import pack_command
 from redis.asyncio.cluster import RedisCluster
 
-from rthub.event_catalog import FAMILIES, SCHEMAS, fields
+from rthub.event_catalog import FAMILIES, SCHEMAS
 
 PLAYBACK = ("play", "pause", "skip", "seek", "volume_change")
 _EDITS = {"insert": "add", "remove": "remove", "move": "reorder", "reset": "edit"}
@@ -146,6 +146,12 @@ class Batch:
     def key(self) -> str:
         return family_key(self.tenant, self.family)
 
+    def append(self, topic: str, seq: str, event_type: str, event_id: str, ts_ms: int,
+               data: Mapping[str, Any]) -> None:
+        """One entry's script arguments (``SCRIPT``'s eight per event)."""
+        self.args.extend((topic, seq, event_type, _VERSIONS[event_type], event_id, self.tenant,
+                          str(ts_ms), orjson.dumps(data)))
+
 
 def collect(events: Iterable[Any], policy: Policy) -> list[tuple[Batch, list[Any]]]:
     """Group the family events ``events`` (``fanout.streams.StreamEvent``) make by stream,
@@ -164,8 +170,7 @@ def collect(events: Iterable[Any], policy: Policy) -> list[tuple[Batch, list[Any
         seq = "" if event.seq is None else str(event.seq)
         event_id = (f"{event.topic}#{seq}" if seq
                     else f"{event.topic}~{secrets.token_hex(6)}")
-        batch.args.extend((event.topic, seq, event_type, _VERSIONS[event_type], event_id,
-                           event.tenant, str(event.ts_ms), orjson.dumps(data)))
+        batch.append(event.topic, seq, event_type, event_id, event.ts_ms, data)
         covered.append(event)
     return list(groups.values())
 
@@ -205,9 +210,7 @@ def fact_batches(facts: Iterable[Fact], policy: Policy) -> list[Batch]:
             continue
         batch = groups.get((fact.tenant, family)) or groups.setdefault(
             (fact.tenant, family), Batch(fact.tenant, family, []))
-        entry = fields(fact.type, fact.id, fact.tenant, fact.topic, None, fact.ts_ms, fact.data)
-        batch.args.extend((fact.topic, "", entry["type"], entry["v"], entry["id"], fact.tenant,
-                           entry["ts"], entry["data"]))
+        batch.append(fact.topic, "", fact.type, fact.id, fact.ts_ms, fact.data)
     return list(groups.values())
 
 

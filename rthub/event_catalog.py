@@ -126,14 +126,6 @@ def check(event_type: str, data: Mapping[str, Any]) -> None:
         raise SchemaError(f"{event_type} v{schema.version}: " + "; ".join(wrong))
 
 
-def fields(event_type: str, event_id: str, tenant: str, topic: str, seq: int | None,
-           ts_ms: int, data: Mapping[str, Any]) -> dict[str, str]:
-    """The stream entry of one event (what ``XADD`` stores)."""
-    return {"type": event_type, "v": str(SCHEMAS[event_type].version), "id": event_id,
-            "tenant": tenant, "topic": topic, "seq": "" if seq is None else str(seq),
-            "ts": str(ts_ms), "data": json.dumps(data, separators=(",", ":"))}
-
-
 @dataclass(frozen=True, slots=True)
 class Exported:
     """One entry of a family's stream, at its type's newest version."""
