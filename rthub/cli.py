@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import signal
 import sys
 import threading
 
-from rthub import cli_events, config, maintenance
+from rthub import cli_events, config, durations, maintenance
 from rthub.errors import ConfigError
 
 log = logging.getLogger("rthub")
-_TTL = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def _ttl(raw: str) -> int:
-    match = _TTL.match(raw.strip())
-    if not match or int(match[1]) == 0:
+    seconds = durations.seconds(raw)
+    if not seconds:
         raise argparse.ArgumentTypeError(f"--ttl must look like 90s, 15m, 1h or 7d, got {raw!r}")
-    return int(match[1]) * _UNITS[match[2]]
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rthub import durations
 from rthub.config import Settings
 
 MESSAGE_MAX = 2_000
-_PARTS = re.compile(r"(\d+)([dhms])")
-_DURATION = re.compile(r"^(?:\d+[dhms])+$")
-_UNITS = {"d": 86_400, "h": 3600, "m": 60, "s": 1}
 DURATION_MAX_S = 30 * 86_400
 
 
@@ -31,12 +28,8 @@ class BadAnnouncement(ValueError):
 
 def duration_s(raw: str | int) -> int:
     """Seconds in ``raw`` (``30m``, ``1h30m``, ``90``), from 1 s to 30 days."""
-    text = str(raw).strip().lower()
-    if text.isdigit():
-        seconds = int(text)
-    elif _DURATION.match(text):
-        seconds = sum(int(n) * _UNITS[unit] for n, unit in _PARTS.findall(text))
-    else:
+    seconds = durations.seconds(raw)
+    if seconds is None:
         raise BadAnnouncement(f"duration must look like 90s, 30m, 2h or 1h30m, got {raw!r}")
     if not 0 < seconds <= DURATION_MAX_S:
         raise BadAnnouncement(f"duration must be from 1 s to 30 days, got {raw!r}")

@@ -64,8 +64,8 @@ class Connection:
 
     __slots__ = ("_closing", "_delivered", "_held", "_in_flight", "_lanes", "_last_heard",
                  "_malformed", "_paused", "_refused", "_unanswered_pings", "catching_up", "core",
-                 "encoding", "id", "identity", "ip", "next_beat", "opened_at", "opened_ms",
-                 "positions", "resume", "session_id", "sink", "state")
+                 "encoding", "id", "identity", "ip", "next_beat", "opened_at", "positions",
+                 "resume", "session_id", "sink", "state", "welcomed_ms")
 
     def __init__(self, core: GatewayCore, sink: Sink, identity: Identity, encoding: str,
                  connection_id: str, ip: str, resume: str | None = None) -> None:
@@ -77,7 +77,7 @@ class Connection:
         self.ip = ip  # the client's address (``NetworkPolicy.client_ip``): rules, audit
         self.resume = resume  # the resume token the client came back with
         self.session_id = ""
-        self.opened_ms = 0  # when the welcome went out (``system.connect``); 0 before
+        self.welcomed_ms = 0  # when the welcome went out (``system.connect``); 0 before
         self.state = OPENING
         # topic -> [epoch, last seq queued (dedupe), last seq the client confirmed (resume)]
         self.positions: dict[str, list[Any]] = {}

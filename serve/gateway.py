@@ -214,7 +214,7 @@ class GatewayCore(Control):
         if self.connections.pop(conn.id, None) is not None:
             self.metrics.connections.dec()
             self.analytics.ended(conn.identity.tenant, time.monotonic() - conn.opened_at)
-        if conn.opened_ms:  # welcomed: its connect was recorded
+        if conn.welcomed_ms:  # welcomed: its connect was recorded
             self.events.disconnected(conn)
         if not self.connections:
             self._emptied.set()  # what a drain waits for

@@ -30,7 +30,7 @@ def deliver(connections: Iterable[Connection], data: bytes | str) -> int:
     tenant, found = decode(data)
     sent = 0
     for conn in list(connections):
-        if conn.identity.tenant == tenant and conn.opened_ms:
+        if conn.identity.tenant == tenant and conn.welcomed_ms:
             conn.send({"type": "system.maintenance", "content": dict(found)})
             sent += 1
     log.info("maintenance announced to %d sockets of tenant %s", sent, tenant)

@@ -63,7 +63,7 @@ class SystemEvents:
 
     def connected(self, conn: Connection, resumed: bool) -> None:
         """``conn`` got its welcome: ``system.connect``; its clock starts for the disconnect."""
-        conn.opened_ms = int(time.time() * 1000)
+        conn.welcomed_ms = int(time.time() * 1000)
         self.record(conn.identity.tenant, "system.connect", {
             "user": conn.identity.user, "session_id": conn.session_id,
             "gateway": self.gateway, "resumed": resumed})
@@ -73,7 +73,7 @@ class SystemEvents:
         self.record(conn.identity.tenant, "system.disconnect", {
             "user": conn.identity.user, "session_id": conn.session_id,
             "gateway": self.gateway, "code": conn.close_code,
-            "duration_ms": max(0, int(time.time() * 1000) - conn.opened_ms)})
+            "duration_ms": max(0, int(time.time() * 1000) - conn.welcomed_ms)})
 
     def failed(self, conn: Connection, request: str, code: str, message: str) -> None:
         """A request of ``conn``'s was answered with an error: ``system.error``."""
