@@ -71,6 +71,12 @@ export class Hub extends Emitter {
   connect() {
     if (this.state === 'open') return Promise.resolve(this.session);
     if (this.#first) return this.#first.promise;
+    if (this.state === 'reconnecting') {
+      return new Promise((resolve, reject) => {
+        const offs = [this.on('welcome', (w) => done(resolve, w)), this.on('state', (s) => s === 'closed' && done(reject, new HubError('closed', 'closed while reconnecting')))];
+        const done = (fn, value) => (offs.forEach((off) => off()), fn(value));
+      });
+    }
     let resolve, reject;
     const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
     this.#first = { promise, resolve, reject };
@@ -190,7 +196,7 @@ export class Hub extends Emitter {
     }
     const final = FINAL_CLOSE.get(code) ?? (code === 401 || code === 403 ? 'unauthorized' : null);
     const staticToken = typeof this.token !== 'function';
-    if (this.#first && this.session === null) {
+    if (this.#first) {
       // the first connect was refused: say so to the caller rather than retry blindly
       const err = new HubError(final ?? 'unavailable', `connect failed (${code}): ${reason ?? ''}`);
       this.#first.reject(err);

@@ -7,6 +7,20 @@ import { closeAll, connect, cut, env, next, noHub, redis, token, unique, until, 
 
 after(closeAll);
 
+// A hub left idle for the whole file: the hub pings it every heartbeat (3 s here) and closes
+// it (4408) after 2 silent intervals, unless the SDK answers each ping with a pong.
+const PINGS = 3; // the third ping comes over 2 intervals after the first
+const idle = noHub ? null : connect('idle-watcher').then((hub) => {
+  const seen = { pings: 0, disconnects: [], hub };
+  seen.done = new Promise((resolve) => {
+    hub.socket.addEventListener('message', (event) => {
+      if (JSON.parse(event.data).type === 'ping' && ++seen.pings >= PINGS) resolve();
+    });
+    hub.on('disconnect', (info) => resolve(seen.disconnects.push(info.code)));
+  });
+  return seen;
+});
+
 /** A token provider the test can hold, as a network that stays down until released. */
 function gatedProvider(user) {
   let release = () => {};
@@ -215,5 +229,15 @@ describe('resume', { skip: noHub, timeout: 120000 }, () => {
     const heard = next(fred, 'chat.message', (content) => content.text === 'live');
     const live = (await send(alice, id, 'live')).seq;
     assert.equal((await heard).seq, live);
+  });
+});
+
+describe('heartbeat', { skip: noHub, timeout: 120000 }, () => {
+  test('pongs keep an idle socket open past 2 heartbeat intervals', async () => {
+    const seen = await idle;
+    await seen.done;
+    assert.deepEqual(seen.disconnects, [], 'never closed');
+    assert.ok(seen.pings >= PINGS, `${seen.pings} pings`);
+    assert.equal(seen.hub.state, 'open');
   });
 });
