@@ -44,6 +44,14 @@ async function room(owner, ...others) {
   return id;
 }
 
+/** Alice's room and a reader whose network the test can hold down (its token provider). */
+async function readerOf(user) {
+  const alice = await connect('alice');
+  const provider = gatedProvider(user);
+  const reader = await connect(user, { token: provider });
+  return { alice, reader, provider, id: await room(alice, reader) };
+}
+
 const send = (hub, roomId, text) => hub.request('chat.send', { room: roomId, text, client_msg_id: unique('m') });
 
 describe('connecting', { skip: noHub, timeout: 120000 }, () => {
@@ -151,10 +159,7 @@ describe('requests', { skip: noHub, timeout: 120000 }, () => {
 
 describe('resume', { skip: noHub, timeout: 120000 }, () => {
   test('a dropped socket resumes: missed events replayed once, none twice', async () => {
-    const alice = await connect('alice');
-    const provider = gatedProvider('bob');
-    const bob = await connect('bob', { token: provider });
-    const id = await room(alice, bob);
+    const { alice, reader: bob, provider, id } = await readerOf('bob');
     const seqs = [];
     await bob.subscribe(`room:${id}`, { onEvent: (content, frame) => frame.type === 'chat.message' && seqs.push(frame.seq) });
     for (const text of ['a', 'b']) await send(alice, id, text);
@@ -175,10 +180,7 @@ describe('resume', { skip: noHub, timeout: 120000 }, () => {
   });
 
   test('a refused resume (spent token: 4403) opens a fresh session and subscribes with since', async () => {
-    const alice = await connect('alice');
-    const provider = gatedProvider('erin');
-    const erin = await connect('erin', { token: provider });
-    const id = await room(alice, erin);
+    const { alice, reader: erin, provider, id } = await readerOf('erin');
     const seqs = [];
     erin.on('chat.message', (content, frame) => content.room === id && seqs.push(frame.seq));
     await send(alice, id, 'before');
@@ -205,10 +207,7 @@ describe('resume', { skip: noHub, timeout: 120000 }, () => {
   });
 
   test('history Redis lost: recovered false calls onReload', async () => {
-    const alice = await connect('alice');
-    const provider = gatedProvider('fred');
-    const fred = await connect('fred', { token: provider });
-    const id = await room(alice, fred);
+    const { alice, reader: fred, provider, id } = await readerOf('fred');
     const reloads = [];
     await fred.subscribe(`room:${id}`, { onReload: (info) => reloads.push(info) });
     await send(alice, id, 'kept');
