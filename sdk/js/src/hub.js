@@ -155,6 +155,7 @@ export class Hub extends Emitter {
           // a fresh token ready before this one expires: the next reconnect needs a valid one
           this.#token().catch((err) => this.logger.warn('rthub: token refresh failed', err));
         }, inMs);
+        this.#refreshTimer.unref?.(); // Node: a pending refresh alone keeps no process alive
       }
     }
     return token;

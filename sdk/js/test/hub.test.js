@@ -1,16 +1,19 @@
 // The Hub against the real hub: tokens, requests, pipelining, errors, resume and reload.
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { after, afterEach, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { Hub, HubError } from '../src/index.js';
 import { closeAll, connect, cut, env, next, noHub, redis, token, unique, until, WAIT_MS } from './helpers.js';
 
-after(closeAll);
+afterEach(closeAll); // a user may hold 5 sockets (MAX_WS_CONNECTIONS_PER_USER): none left open
 
 // A hub left idle for the whole file: the hub pings it every heartbeat (3 s here) and closes
 // it (4408) after 2 silent intervals, unless the SDK answers each ping with a pong.
 const PINGS = 3; // the third ping comes over 2 intervals after the first
-const idle = noHub ? null : connect('idle-watcher').then((hub) => {
+const watcher = noHub ? null : new Hub({ url: env.url, token: token('idle-watcher'), WebSocket });
+after(() => watcher?.close());
+const idle = noHub ? null : watcher.connect().then(() => {
+  const hub = watcher;
   const seen = { pings: 0, disconnects: [], hub };
   seen.done = new Promise((resolve) => {
     hub.socket.addEventListener('message', (event) => {
@@ -76,18 +79,17 @@ describe('connecting', { skip: noHub, timeout: 120000 }, () => {
 
   test('a provider is asked again before exp, and on reconnect', async () => {
     const calls = [];
+    let refreshed;
+    const second = new Promise((resolve) => (refreshed = resolve));
     const provider = async () => {
       const jwt = token('carol', { ttlS: 5 });
       calls.push({ at: Date.now(), exp: JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).exp });
+      if (calls.length === 2) refreshed();
       return jwt;
     };
     const hub = await connect('carol', { token: provider, tokenRefreshMarginS: 3 });
     assert.equal(calls.length, 1);
-    // refreshed ~2 s after connecting: 3 s before the 5 s token's exp
-    const refreshed = new Promise((resolve) => {
-      const poll = setInterval(() => calls.length >= 2 && (clearInterval(poll), resolve()), 20);
-    });
-    await refreshed;
+    await second; // ~2 s after connecting: 3 s before the 5 s token's exp
     assert.ok(calls[1].at < calls[0].exp * 1000, 'the new token came before the old one expired');
     cut(hub);
     await next(hub, 'welcome');
