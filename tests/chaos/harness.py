@@ -14,6 +14,7 @@ from pathlib import Path
 from ray import serve as rayserve
 
 from actors.client import ActorSystem
+from benchmarks.multinode import spread_app
 from notify.service import stop as stop_notifier
 from rthub.config import Settings
 from serve.app import build
@@ -51,9 +52,10 @@ class ChaosHub:
 
 
 async def deploy(serve_port: int, redis: OwnedRedis, postgres: OwnedPostgres, work: Path,
-                 replicas: int = 2, **env: str) -> ChaosHub:
+                 replicas: int = 2, per_node: int | None = None, **env: str) -> ChaosHub:
     """A gateway app of ``replicas`` replicas on ``redis`` and ``postgres`` (a fresh
-    database), its blobs under ``work/blobs`` (where ``FullDisk`` mounts)."""
+    database), its blobs under ``work/blobs`` (where ``FullDisk`` mounts); on a cluster of
+    several nodes, at most ``per_node`` replicas a node when given."""
     blob_dir = (work / "blobs").resolve()
     blob_dir.mkdir(parents=True, exist_ok=True)
     settings = app_settings(await suite.create_database(postgres.url), redis.url,
@@ -64,10 +66,45 @@ async def deploy(serve_port: int, redis: OwnedRedis, postgres: OwnedPostgres, wo
     system = ActorSystem(settings)
     system.start()
     name = f"chaos-{uuid.uuid4().hex[:6]}"
-    await asyncio.to_thread(rayserve.run, build(settings), name=name, route_prefix=f"/{name}")
+    app = build(settings) if per_node is None else spread_app(settings, per_node)
+    await asyncio.to_thread(rayserve.run, app, name=name, route_prefix=f"/{name}")
     url, http = urls(serve_port, name, settings)
     await routed(http, settings)
     return ChaosHub(url, http, settings, system, name, redis, postgres, blob_dir)
+
+
+# -- the tests' load and verdict ------------------------------------------------------------
+
+BOUNDED = Shape(rooms=4, playlists=2, parties=2, senders=2, subscribers=4, rate=100)
+"""The tests' load: modest, so the suite stays short on a busy 2-core machine."""
+
+
+def verdict(report: Report) -> str:
+    """Everything a failure needs to be read without a rerun."""
+    parts = {
+        "acked": report.acked_total, "lost": report.lost, "lost where": report.lost_detail[:8],
+        "seq jumps": report.gap_detail[:8], "not durable": report.not_durable[:8],
+        "unresumed": report.unresumed[:8], "duplicates": report.duplicates,
+        "refused": report.refused[:3], "unacked": report.unacked[:3],
+        "uploads failed": report.upload_failures, "drops": report.drops,
+        "resumed": report.resumed, "fresh sessions": report.fresh,
+        "resumes refused": report.resume_refusals[:3],
+        "recover p50/p99 s": (report.pct(0.5), report.pct(0.99)),
+    }
+    return f"{report.fault}: " + ", ".join(f"{k} {v}" for k, v in parts.items())
+
+
+def assert_clean(report: Report) -> None:
+    """What every fault must leave: all acked and durable, nothing lost or out of order,
+    every client back (``test_faults.py``, and the node kill of ``tests/multinode``)."""
+    log.warning("%s", verdict(report))
+    assert report.acked_total > 0, verdict(report)
+    assert not report.not_durable, verdict(report)
+    assert not report.refused, verdict(report)
+    assert not report.unacked, verdict(report)
+    assert report.lost == 0, verdict(report)
+    assert report.out_of_order == 0, verdict(report)
+    assert not report.unresumed, verdict(report)
 
 
 # -- the faults ------------------------------------------------------------------------------
@@ -140,14 +177,6 @@ def fill_disk(hub: ChaosHub, hold_s: float = 5.0) -> Fault:
         finally:
             disk.free()
     return Fault("fill the blob store's disk", inject, cleanup=disk.unmount)
-
-
-def kill_node(hub: ChaosHub) -> Fault:
-    """Kill the worker node process of a multi-node cluster: ``faults.NODE_KILL_HOOK``,
-    set by a runner that built one (this hub runs on one node)."""
-    if faults.NODE_KILL_HOOK is None:
-        raise NotImplementedError("no multi-node cluster: set tests.chaos.faults.NODE_KILL_HOOK")
-    return Fault("kill a Ray worker node", faults.NODE_KILL_HOOK)
 
 
 def together(first: Fault, second: Fault) -> Fault:

@@ -284,6 +284,7 @@ class Subscriber:
         # per topic, when each new (accepted) event arrived
         self.event_times: dict[str, list[float]] = defaultdict(list)
         self._reloading: set[str] = set()
+        self._reload_again: set[str] = set()  # asked while a reload ran: once more after it
         self._tasks: set[asyncio.Task] = set()
         client.on_event = self._event
         client.on_connected = self._reconnected
@@ -356,16 +357,26 @@ class Subscriber:
                             view.topic.name, result)
 
     async def _reload(self, view: TopicView) -> None:
-        if view.topic.name in self._reloading:
+        """Read the topic's history into the view. A reload asked while one runs is run again
+        after it: the running one may have read its pages before the newer position (a
+        second ``recovered: false``, at a higher ``seq``) was taken, and skipping it would
+        leave what lies between out of the view."""
+        name = view.topic.name
+        if name in self._reloading:
+            self._reload_again.add(name)
             return
-        self._reloading.add(view.topic.name)
+        self._reloading.add(name)
         try:
-            view.reloads += 1
-            view.ids |= await read_history(self.client, view.topic, view)
+            while True:
+                self._reload_again.discard(name)
+                view.reloads += 1
+                view.ids |= await read_history(self.client, view.topic, view)
+                if name not in self._reload_again:
+                    return
         except (Refused, TimeoutError) as err:
-            log.warning("%s could not reload %s: %s", self.client.name, view.topic.name, err)
+            log.warning("%s could not reload %s: %s", self.client.name, name, err)
         finally:
-            self._reloading.discard(view.topic.name)
+            self._reloading.discard(name)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

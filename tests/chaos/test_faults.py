@@ -4,43 +4,14 @@ every subscriber's view exactly once after dedupe by ``seq``, and every client r
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from tests.chaos import harness
 from tests.chaos.faults import FullDisk
-from tests.chaos.harness import ChaosHub
-from tests.chaos.load import Report, Shape
+from tests.chaos.harness import ChaosHub, assert_clean, verdict
+from tests.chaos.load import Shape
 
-log = logging.getLogger(__name__)
-SHAPE = Shape(rooms=4, playlists=2, parties=2, senders=2, subscribers=4, rate=100)
-
-
-def verdict(report: Report) -> str:
-    """Everything a failure needs to be read without a rerun."""
-    parts = {
-        "acked": report.acked_total, "lost": report.lost, "lost where": report.lost_detail[:8],
-        "seq jumps": report.gap_detail[:8], "not durable": report.not_durable[:8],
-        "unresumed": report.unresumed[:8], "duplicates": report.duplicates,
-        "refused": report.refused[:3], "unacked": report.unacked[:3],
-        "uploads failed": report.upload_failures, "drops": report.drops,
-        "resumed": report.resumed, "fresh sessions": report.fresh,
-        "resumes refused": report.resume_refusals[:3],
-        "recover p50/p99 s": (report.pct(0.5), report.pct(0.99)),
-    }
-    return f"{report.fault}: " + ", ".join(f"{k} {v}" for k, v in parts.items())
-
-
-def assert_clean(report: Report) -> None:
-    log.warning("%s", verdict(report))
-    assert report.acked_total > 0, verdict(report)
-    assert not report.not_durable, verdict(report)
-    assert not report.refused, verdict(report)
-    assert not report.unacked, verdict(report)
-    assert report.lost == 0, verdict(report)
-    assert report.out_of_order == 0, verdict(report)
-    assert not report.unresumed, verdict(report)
+SHAPE = harness.BOUNDED
 
 
 async def test_baseline_without_a_fault(chaos_hub: ChaosHub) -> None:

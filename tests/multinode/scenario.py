@@ -21,7 +21,11 @@ Steps, each recorded in the report:
    every acknowledged message is in its room's history exactly once;
 6. a node added back: the replica Serve could not place while two nodes were left (one a
    node) starts on it, the moved host killed again is placed by Ray on the node set as it
-   is now, and every room still answers with its whole history.
+   is now, and every room still answers with its whole history;
+7. chaos (``--chaos``, on by default): on the same three nodes, this hub's gateway and hosts
+   stopped, the chaos suite's hub (``tests.chaos.nodes``: owned Redis and PostgreSQL, a
+   host and a replica a node) under its bounded load of rooms, playlists and parties, and
+   a worker node killed whole; the report's ``chaos`` is the checker's ``Report``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -103,11 +108,7 @@ class Scenario:
     # -- placement ---------------------------------------------------------------------------
     def hosts(self) -> dict[str, dict[str, Any]]:
         """{host name: {pid, node}} of the hashed hosts, each asked for its own pid."""
-        names = [f"rthub-host-{i}" for i in range(self.settings.hosts)]
-        handles = [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
-        stats = ray.get([h.stats.remote() for h in handles], timeout=60)
-        return {name: {"pid": s["pid"], "node": self.nodes.node_of_pid(s["pid"])}
-                for name, s in zip(names, stats, strict=True)}
+        return self.nodes.host_placement(self.settings)
 
     def replicas(self, nodes: int) -> dict[str, dict[str, Any]]:
         """The live replicas, once there is one on each of ``nodes`` nodes and no more."""
@@ -370,11 +371,38 @@ class Scenario:
         return report
 
 
+def release(hub: Any) -> None:
+    """Stop the launcher's gateway app and hosts, leaving Ray, Serve and the nodes: the
+    chaos run deploys a hub of its own there, whose hosts need the CPUs these reserve."""
+    from ray import serve as rayserve
+
+    rayserve.delete("rthub")
+    hub.system.shutdown_hosts()
+    hub.system = None  # nothing left for LocalHub.stop to checkpoint
+
+
+async def chaos(nodes: LocalNodes, serve_port: int, work: Path) -> dict[str, Any]:
+    """Step 7: one node-kill run of the chaos suite's bounded load on these nodes (six
+    subscribers: the victim must serve some, and the kernel spreads them over 3 nodes)."""
+    from tests.chaos.harness import BOUNDED
+    from tests.chaos.load import Shape
+    from tests.chaos.nodes import node_kill_once
+
+    started = time.monotonic()
+    shape = Shape(**{**dataclasses.asdict(BOUNDED), "subscribers": 6})
+    report = await node_kill_once(nodes, serve_port, work, shape)
+    log.info("chaos: %s, lost %d, p50/p99 %s/%s s, %s", report.fault, report.lost,
+             report.pct(0.5), report.pct(0.99), report.notes)
+    return {**dataclasses.asdict(report), "run_s": round(time.monotonic() - started, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kill", choices=("node", "remove"), default="node",
                         help="how the worker node goes: its raylet and workers SIGKILLed "
                              "(a machine that dies), or Cluster.remove_node")
+    parser.add_argument("--chaos", action=argparse.BooleanOptionalAction, default=True,
+                        help="then the chaos suite's node-kill run on the same nodes")
     parser.add_argument("--out", type=Path, help="write the JSON report here (default: "
                         "stdout's last line; Ray writes to stdout too)")
     args = parser.parse_args()
@@ -400,6 +428,14 @@ def main() -> None:
         report = scenario.report  # filled as the steps pass: a failure reports how far
         report["started_s"] = round(time.monotonic() - started, 1)
         asyncio.run(scenario.run(args.kill))
+        if args.chaos:
+            release(hub)
+            try:
+                report["chaos"] = asyncio.run(chaos(nodes, resolved.http_port,
+                                                    data_dir / "chaos"))
+            except Exception as exc:  # the chaos test says so; steps 1-6 stand
+                log.exception("the chaos step failed")
+                report["chaos"] = {"error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:
         log.exception("the scenario failed")
         report["error"] = f"{type(exc).__name__}: {exc}"
