@@ -18,7 +18,7 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
                  "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
-pytestmark = [pytest.mark.one_backend, pytest.mark.skipif(
+pytestmark = [pytest.mark.one_backend, pytest.mark.browser, pytest.mark.skipif(
     not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium "
     "chromium-driver (.ci/run does it) to run the browser test")]
 

