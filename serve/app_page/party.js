@@ -84,8 +84,8 @@ export class PartyView {
 
   async add(track) {
     if (!this.party || !track) return;
-    await this.party.queue("add", { track });
     $("queue-track").value = "";
+    await this.party.queue("add", { track });
   }
 
   // A new state: start the player where the party will be, or stop it.
@@ -110,7 +110,7 @@ export class PartyView {
   correct() {
     const now = localNow();
     const heard = this.player.positionAt(now);
-    if (heard === null || !this.playing) {
+    if (heard === null || !this.playing || !this.player.started()) {
       this.drift = null;
       return;
     }
@@ -152,7 +152,7 @@ export class PartyView {
   }
 
   renderQueue() {
-    const items = (this.party && this.party.queue) || [];
+    const items = (this.party && this.party.queueItems) || [];
     $("queue").replaceChildren(...items.map((item) => h("li", { dataset: { item: item.item_id } },
       `${trackName(item.track)} `,
       h("span", { class: "muted" }, `${item.votes} vote${item.votes === 1 ? "" : "s"} `),

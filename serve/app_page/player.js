@@ -102,6 +102,11 @@ export class TonePlayer {
     this.anchor = { ctxTime: now, positionMs: at, rate };
   }
 
+  // The scheduled start has come (before it there is nothing audible to compare).
+  started() {
+    return Boolean(this.anchor) && this.ctx.currentTime >= this.anchor.ctxTime;
+  }
+
   ctxPosition(ctxTime) {
     const a = this.anchor;
     return a.positionMs + (ctxTime - a.ctxTime) * 1000 * a.rate;

@@ -32,6 +32,7 @@ export class PlaylistView {
     if (create) await this.hub.request("playlist.create", { playlist_id: id, name: id });
     const editor = new PlaylistEditor(this.hub, id, { clientId: this.clientId });
     editor.on("change", () => this.render());
+    editor.on("error", (err) => status(`Playlist edit refused: ${err.code}: ${err.message}`, true));
     await editor.open();
     this.editor = editor;
     this.id = id;

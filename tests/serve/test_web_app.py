@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.serve.client import Client
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
@@ -119,11 +122,11 @@ async def shot(page: Any, name: str) -> None:
 async def test_two_users_chat_both_ways_and_see_typing_and_a_read_receipt(hub, web):
     expect = web.expect
     ana = await web.open(hub, "ana")
-    await ana.get_by_label("Room", exact=True).fill("lobby")
+    await ana.get_by_label("Room id").fill("lobby")
     await ana.get_by_role("button", name="Create").click()
     await expect(ana.get_by_test_id("room-title")).to_have_text("# lobby")
     bo = await web.open(hub, "bo")
-    await bo.get_by_label("Room", exact=True).fill("lobby")
+    await bo.get_by_label("Room id").fill("lobby")
     await bo.get_by_role("button", name="Join").click()
     await expect(bo.get_by_test_id("room-title")).to_have_text("# lobby")
     await expect(ana.get_by_test_id("room-presence")).to_contain_text("bo")
@@ -148,3 +151,129 @@ async def test_two_users_chat_both_ways_and_see_typing_and_a_read_receipt(hub, w
     assert texts == ["hello bo", "hi ana"]
     await shot(ana, "chat-ana")
     await shot(bo, "chat-bo")
+
+
+async def rows(page: Any, testid: str, attribute: str) -> list[str]:
+    """An attribute of each row of the list ``testid``, in order."""
+    return [await li.get_attribute(attribute)
+            for li in await page.get_by_test_id(testid).locator("li").all()]
+
+
+async def test_two_editors_change_one_playlist_at_once_and_converge_to_the_servers_list(
+        hub, web):
+    expect = web.expect
+    ana = await web.open(hub, "ana", "playlist")
+    await ana.get_by_label("Playlist id").fill("mix")
+    await ana.get_by_role("button", name="Create").click()
+    await expect(ana.get_by_test_id("playlist-version")).to_have_text("0")
+    await ana.get_by_label("Share with user").fill("bo")
+    await ana.get_by_role("button", name="Share as editor").click()
+    for track in ("t1", "t2", "t3"):
+        await ana.get_by_label("Track to insert").fill(track)
+        await ana.get_by_role("button", name="Insert").click()
+    bo = await web.open(hub, "bo", "playlist")
+    await bo.get_by_label("Playlist id").fill("mix")
+    await bo.get_by_role("button", name="Open").click()
+    await expect(bo.get_by_test_id("playlist-version")).to_have_text("3")
+    await expect(ana.get_by_test_id("playlist-presence")).to_have_text("bo")
+    await expect(bo.get_by_test_id("playlist-presence")).to_have_text("ana")
+
+    async def edit(page: Any, tracks: tuple[str, ...], at: str, move: str) -> None:
+        for track in tracks:  # inserts at one place, racing the other editor's
+            await page.get_by_label("Track to insert").fill(track)
+            await page.get_by_label("at position").fill(at)
+            await page.get_by_role("button", name="Insert").click()
+        await page.get_by_role("button", name=move).click()
+
+    await asyncio.gather(edit(ana, ("a1", "a2"), "2", "Move t3 up"),
+                         edit(bo, ("b1", "b2"), "2", "Move t1 down"))
+    for page in (ana, bo):  # 3 inserts, then 2 inserts and a move each: version 9
+        await expect(page.get_by_test_id("playlist-version")).to_have_text("9")
+    watcher = await Client.connect(hub.url, hub.token("ana"))
+    server = await watcher.ask("playlist.open", {"playlist": "mix"})
+    await watcher.close()
+    assert server["version"] == 9
+    expected = [item["item_id"] for item in server["items"]]
+    assert await rows(ana, "playlist-items", "data-item") == expected
+    assert await rows(bo, "playlist-items", "data-item") == expected
+    assert sorted(await rows(ana, "playlist-items", "data-track")) == [
+        "a1", "a2", "b1", "b2", "t1", "t2", "t3"]
+    await shot(ana, "playlist-ana")
+    await shot(bo, "playlist-bo")
+
+
+async def positions_at(pages: list[Any], server_ms: float) -> list[float]:
+    """Each page's party position at one server instant, through that page's own clock
+    estimate (the hub runs on this machine: its clock is ``time.time()``)."""
+    return [await page.evaluate("(t) => window.rthubApp.party.positionAt(t)", server_ms)
+            for page in pages]
+
+
+async def test_two_guests_follow_one_party_at_the_same_position(hub, web):
+    expect = web.expect
+    ana = await web.open(hub, "ana", "party")
+    await ana.get_by_label("Party id").fill("jam")
+    await ana.get_by_role("button", name="Create").click()
+    for track in ("song-a", "song-b", "song-c"):
+        await ana.get_by_label("Track to queue").fill(track)
+        await ana.get_by_role("button", name="Add to queue").click()
+    bo = await web.open(hub, "bo", "party")
+    await bo.get_by_label("Party id").fill("jam")
+    await bo.get_by_role("button", name="Join").click()
+    await expect(bo.get_by_test_id("queue").locator("li")).to_have_count(3)
+    await bo.get_by_role("button", name="Vote for song-c").click()
+    await expect(ana.get_by_test_id("queue").locator("li").nth(2)).to_contain_text("1 vote")
+
+    await ana.get_by_role("button", name="Play").click()
+    for page in (ana, bo):
+        await expect(page.get_by_test_id("party-playing")).to_have_text("playing")
+        await expect(page.get_by_test_id("party-track")).to_have_text("song-a")
+    await bo.get_by_label("Seek to (s)").fill("42")
+    await bo.get_by_role("button", name="Seek").click()
+    for page in (ana, bo):
+        await expect(page.get_by_test_id("party-position")).to_contain_text("0:4")
+    pages = [ana, bo]
+    for _ in range(3):  # three instants; each page reads the same server instant
+        instant = time.time() * 1000 + 200
+        first, second = await positions_at(pages, instant)
+        assert abs(first - second) < 50, (first, second)
+        assert 42_000 <= first < 42_000 + 60_000
+    # the player follows the party's clock on the audio clock: the drift it measured is small
+    for page in pages:
+        await expect(page.get_by_test_id("party-audio")).to_contain_text("running")
+        await page.wait_for_function("() => window.rthubApp.party.drift !== null")
+        drift = await page.evaluate("() => window.rthubApp.party.drift")
+        assert abs(drift) < 50, drift
+
+    # the queue runs low after skips: the party pushes recommendations, one is added
+    await ana.get_by_role("button", name="Skip").click()
+    await ana.get_by_role("button", name="Skip").click()
+    for page in pages:
+        await expect(page.get_by_test_id("party-track")).to_have_text("song-c")
+    recommended = bo.get_by_test_id("recs").locator("li")
+    await expect(recommended.first).to_be_visible()
+    await recommended.first.get_by_role("button").click()
+    await expect(ana.get_by_test_id("queue").locator("li")).to_have_count(1)
+    await shot(ana, "party-ana")
+    await shot(bo, "party-bo")
+
+
+async def test_a_notification_sent_over_http_arrives_in_the_inbox_live(hub, web):
+    expect = web.expect
+    ana = await web.open(hub, "ana", "inbox")
+    await expect(ana.get_by_test_id("unread")).to_have_text("0")
+    sender = hub.token("jobs", scopes="notify:send")
+    body = json.dumps({"user_id": "ana", "title": "New song in mix",
+                       "content": "bo added b1 to mix", "priority": "HIGH",
+                       "category": "playlist", "channels": ["in_app"]}).encode()
+    request = urllib.request.Request(f"{hub.http}/v1/notifications", data=body, headers={
+        "Authorization": f"Bearer {sender}", "Content-Type": "application/json"})
+    answer = await asyncio.to_thread(urllib.request.urlopen, request, timeout=20)
+    assert answer.status == 202
+    note = ana.get_by_test_id("notifications").locator("li").first
+    await expect(note).to_contain_text("New song in mix")
+    await expect(note).to_contain_text("bo added b1 to mix")
+    await expect(ana.get_by_test_id("unread")).to_have_text("1")
+    await shot(ana, "inbox")
+    await note.get_by_role("button", name="Mark New song in mix read").click()
+    await expect(ana.get_by_test_id("unread")).to_have_text("0")
