@@ -101,7 +101,8 @@ export class PartyView {
     const same = this.playing && this.playing.key === key && this.playing.position_ms === s.position_ms
       && this.playing.at_server_ms === s.at_server_ms;
     if (same && this.player.source) return;
-    this.playing = { key, position_ms: s.position_ms, at_server_ms: s.at_server_ms };
+    this.playing = { key, name: trackName(s.track), position_ms: s.position_ms,
+                     at_server_ms: s.at_server_ms };
     const plan = this.scheduler.plan(localNow());
     this.player.start(key, plan.offsetMs, plan.startAtLocalMs);
   }
@@ -147,7 +148,7 @@ export class PartyView {
     const clock = this.hub.clock;
     $("p-offset").textContent = `${signedMs(clock.offsetMs)} (± ${Number(clock.errorBoundMs).toFixed(1)} ms)`;
     $("p-drift").textContent = signedMs(this.drift);
-    $("p-audio").textContent = this.player.source ? `${this.player.state}, tone ${this.playing.key}`
+    $("p-audio").textContent = this.player.source ? `${this.player.state}, a tone for ${this.playing.name}`
       : this.player.state;
   }
 
