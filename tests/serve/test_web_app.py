@@ -115,6 +115,12 @@ async def web(chromium: Browser) -> AsyncIterator[Browser]:
     assert chromium.elsewhere == []
 
 
+async def enter(page: Any, label: str, value: str, button: str) -> None:
+    """Type ``value`` into the field labelled ``label`` and press the button ``button``."""
+    await page.get_by_label(label).fill(value)
+    await page.get_by_role("button", name=button).click()
+
+
 async def shot(page: Any, name: str) -> None:
     await page.screenshot(path=str(SCREENSHOTS / f"app-{name}.png"), full_page=True)
 
@@ -122,12 +128,10 @@ async def shot(page: Any, name: str) -> None:
 async def test_two_users_chat_both_ways_and_see_typing_and_a_read_receipt(hub, web):
     expect = web.expect
     ana = await web.open(hub, "ana")
-    await ana.get_by_label("Room id").fill("lobby")
-    await ana.get_by_role("button", name="Create").click()
+    await enter(ana, "Room id", "lobby", "Create")
     await expect(ana.get_by_test_id("room-title")).to_have_text("# lobby")
     bo = await web.open(hub, "bo")
-    await bo.get_by_label("Room id").fill("lobby")
-    await bo.get_by_role("button", name="Join").click()
+    await enter(bo, "Room id", "lobby", "Join")
     await expect(bo.get_by_test_id("room-title")).to_have_text("# lobby")
     await expect(ana.get_by_test_id("room-presence")).to_contain_text("bo")
 
@@ -163,17 +167,13 @@ async def test_two_editors_change_one_playlist_at_once_and_converge_to_the_serve
         hub, web):
     expect = web.expect
     ana = await web.open(hub, "ana", "playlist")
-    await ana.get_by_label("Playlist id").fill("mix")
-    await ana.get_by_role("button", name="Create").click()
+    await enter(ana, "Playlist id", "mix", "Create")
     await expect(ana.get_by_test_id("playlist-version")).to_have_text("0")
-    await ana.get_by_label("Share with user").fill("bo")
-    await ana.get_by_role("button", name="Share as editor").click()
+    await enter(ana, "Share with user", "bo", "Share as editor")
     for track in ("t1", "t2", "t3"):
-        await ana.get_by_label("Track to insert").fill(track)
-        await ana.get_by_role("button", name="Insert").click()
+        await enter(ana, "Track to insert", track, "Insert")
     bo = await web.open(hub, "bo", "playlist")
-    await bo.get_by_label("Playlist id").fill("mix")
-    await bo.get_by_role("button", name="Open").click()
+    await enter(bo, "Playlist id", "mix", "Open")
     await expect(bo.get_by_test_id("playlist-version")).to_have_text("3")
     await expect(ana.get_by_test_id("playlist-presence")).to_have_text("bo")
     await expect(bo.get_by_test_id("playlist-presence")).to_have_text("ana")
@@ -181,8 +181,7 @@ async def test_two_editors_change_one_playlist_at_once_and_converge_to_the_serve
     async def edit(page: Any, tracks: tuple[str, ...], at: str, move: str) -> None:
         for track in tracks:  # inserts at one place, racing the other editor's
             await page.get_by_label("Track to insert").fill(track)
-            await page.get_by_label("at position").fill(at)
-            await page.get_by_role("button", name="Insert").click()
+            await enter(page, "at position", at, "Insert")
         await page.get_by_role("button", name=move).click()
 
     await asyncio.gather(edit(ana, ("a1", "a2"), "2", "Move t3 up"),
@@ -212,14 +211,11 @@ async def positions_at(pages: list[Any], server_ms: float) -> list[float]:
 async def test_two_guests_follow_one_party_at_the_same_position(hub, web):
     expect = web.expect
     ana = await web.open(hub, "ana", "party")
-    await ana.get_by_label("Party id").fill("jam")
-    await ana.get_by_role("button", name="Create").click()
+    await enter(ana, "Party id", "jam", "Create")
     for track in ("song-a", "song-b", "song-c"):
-        await ana.get_by_label("Track to queue").fill(track)
-        await ana.get_by_role("button", name="Add to queue").click()
+        await enter(ana, "Track to queue", track, "Add to queue")
     bo = await web.open(hub, "bo", "party")
-    await bo.get_by_label("Party id").fill("jam")
-    await bo.get_by_role("button", name="Join").click()
+    await enter(bo, "Party id", "jam", "Join")
     await expect(bo.get_by_test_id("queue").locator("li")).to_have_count(3)
     await bo.get_by_role("button", name="Vote for song-c").click()
     await expect(ana.get_by_test_id("queue").locator("li").nth(2)).to_contain_text("1 vote")
@@ -228,8 +224,7 @@ async def test_two_guests_follow_one_party_at_the_same_position(hub, web):
     for page in (ana, bo):
         await expect(page.get_by_test_id("party-playing")).to_have_text("playing")
         await expect(page.get_by_test_id("party-track")).to_have_text("song-a")
-    await bo.get_by_label("Seek to (s)").fill("42")
-    await bo.get_by_role("button", name="Seek").click()
+    await enter(bo, "Seek to (s)", "42", "Seek")
     for page in (ana, bo):
         await expect(page.get_by_test_id("party-position")).to_contain_text("0:4")
     pages = [ana, bo]
