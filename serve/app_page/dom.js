@@ -15,10 +15,38 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Keyed rendering: each entry keeps its node (built once, refreshed in place, moved only when
+// out of order), so a click is never lost to a re-render between press and release, and a
+// live region announces only what was added.
+export function reconcile(list, entries, keyOf, build, refresh) {
+  const nodes = new Map([...list.children].map((node) => [node.dataset.key, node]));
+  let previous = null;
+  entries.forEach((entry, index) => {
+    const key = String(keyOf(entry));
+    let node = nodes.get(key);
+    if (node) {
+      nodes.delete(key);
+    } else {
+      node = build(entry);
+      node.dataset.key = key;
+    }
+    if (refresh) refresh(node, entry, index);
+    const expected = previous ? previous.nextSibling : list.firstChild;
+    if (node !== expected) list.insertBefore(node, expected);
+    previous = node;
+  });
+  for (const stale of nodes.values()) stale.remove();
+}
+
 export function status(text, error = false) {
   const node = $("status");
   node.textContent = text;
   node.classList.toggle("error", error);
+}
+
+// Says something to screen readers only (a notification arriving in another view).
+export function announce(text) {
+  $("announce").textContent = text;
 }
 
 // Reports a failed request in the status line instead of an unhandled rejection.

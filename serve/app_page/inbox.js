@@ -2,7 +2,7 @@
 // count in the navigation is live, and a new notification is announced.
 
 import { Inbox } from "./sdk/index.js";
-import { $, guard, h, hourMinute } from "./dom.js";
+import { $, announce, guard, h, hourMinute, reconcile } from "./dom.js";
 
 const PRIORITY = ["low", "normal", "high", "critical"];
 
@@ -10,7 +10,7 @@ export class InboxView {
   constructor(hub) {
     this.inbox = new Inbox(hub);
     this.inbox.on("change", () => this.render());
-    this.inbox.on("notification", () => this.render());
+    this.inbox.on("notification", (note) => announce(`New notification: ${note.title || ""}`));
     $("read-all").addEventListener("click", guard("Mark read", () => this.readAll()));
   }
 
@@ -30,17 +30,20 @@ export class InboxView {
     const badge = $("unread");
     badge.textContent = String(unread);
     badge.classList.toggle("on", unread > 0);
-    badge.setAttribute("aria-label", `${unread} unread notification${unread === 1 ? "" : "s"}`);
-    $("notes").replaceChildren(...this.inbox.items.map((note) => {
-      const read = note.state === "read" || note.state === "archived";
-      return h("li", { class: `note${read ? "" : " unread"}`, dataset: { id: note.id, state: note.state || "" } },
-        h("span", { class: "title" }, note.title || "(no title)"), " ",
-        h("span", { class: "body" }, note.content || ""),
+    $("inbox-link").setAttribute("aria-label", `Inbox, ${unread} unread`);
+    reconcile($("notes"), this.inbox.items, (note) => note.id, (note) => {
+      const title = note.title || "(no title)";
+      return h("li", { class: "note", dataset: { id: note.id } },
+        h("span", { class: "title" }, title), " ", h("span", { class: "body" }, note.content || ""),
         h("time", { datetime: note.ts }, hourMinute(note.ts)), " ",
         h("span", { class: "muted" }, PRIORITY[note.priority] || ""), " ",
-        read ? null : h("button", { type: "button", "aria-label": `Mark ${note.title || "notification"} read`,
-                                    onclick: guard("Mark read", () => this.inbox.ack(note.id, "read")) },
-          "Mark read"));
-    }));
+        h("button", { type: "button", "aria-label": `Mark ${title} read`,
+                      onclick: guard("Mark read", () => this.inbox.ack(note.id, "read")) }, "Mark read"));
+    }, (li, note) => {
+      const read = note.state === "read" || note.state === "archived";
+      li.classList.toggle("unread", !read);
+      li.dataset.state = note.state || "";
+      li.querySelector("button").hidden = read;
+    });
   }
 }

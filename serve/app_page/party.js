@@ -4,7 +4,7 @@
 // the audible player's position minus it.
 
 import { PartyClient, PartyScheduler } from "./sdk/index.js";
-import { $, clockTime, guard, h, signedMs, status, submitted, trackName } from "./dom.js";
+import { $, clockTime, guard, h, reconcile, signedMs, status, submitted, trackName } from "./dom.js";
 import { localNow, TonePlayer } from "./player.js";
 
 const CORRECT_EVERY_MS = 1000;
@@ -154,22 +154,26 @@ export class PartyView {
 
   renderQueue() {
     const items = (this.party && this.party.queueItems) || [];
-    $("queue").replaceChildren(...items.map((item) => h("li", { dataset: { item: item.item_id } },
-      `${trackName(item.track)} `,
-      h("span", { class: "muted" }, `${item.votes} vote${item.votes === 1 ? "" : "s"} `),
-      h("button", { type: "button", "aria-label": `Vote for ${trackName(item.track)}`,
-                    onclick: guard("Vote", () => this.party.queue("vote", { item_id: item.item_id })) },
-        "Vote"))));
+    reconcile($("queue"), items, (item) => item.item_id, (item) => {
+      const name = trackName(item.track);
+      return h("li", { dataset: { item: item.item_id } }, `${name} `,
+        h("span", { class: "muted votes" }),
+        h("button", { type: "button", "aria-label": `Vote for ${name}`,
+                      onclick: guard("Vote", () => this.party.queue("vote", { item_id: item.item_id })) },
+          "Vote"));
+    }, (li, item) => {
+      li.querySelector(".votes").textContent = `${item.votes} vote${item.votes === 1 ? "" : "s"} `;
+    });
   }
 
   renderRecs() {
-    $("recs").replaceChildren(...this.recommended.map((track) => h("li", {},
+    reconcile($("recs"), this.recommended, (track) => trackName(track), (track) => h("li", {},
       `${trackName(track)} `,
       h("button", { type: "button", "aria-label": `Add ${trackName(track)} to the queue`,
                     onclick: guard("Add", async () => {
                       await this.party.queue("add", { track });
                       this.recommended = this.recommended.filter((t) => t !== track);
                       this.renderRecs();
-                    }) }, "Add"))));
+                    }) }, "Add")));
   }
 }

@@ -3,7 +3,7 @@
 // always the editor's. Collaborators' presence comes from the playlist's topic.
 
 import { PlaylistEditor } from "./sdk/index.js";
-import { $, guard, h, status, submitted, trackName } from "./dom.js";
+import { $, guard, h, reconcile, status, submitted, trackName } from "./dom.js";
 
 export class PlaylistView {
   constructor(hub, me) {
@@ -74,17 +74,22 @@ export class PlaylistView {
     if (!editor) return;
     $("pl-version").textContent = String(editor.version);
     const items = editor.items;
-    $("pl-items").replaceChildren(...items.map((item, index) => {
+    // the handlers look the item up when pressed: a remote op may have moved it meanwhile
+    const at = (id) => editor.items.findIndex((item) => item.item_id === id);
+    reconcile($("pl-items"), items, (item) => item.item_id, (item) => {
+      const id = item.item_id;
       const name = trackName(item.track);
-      return h("li", { dataset: { item: item.item_id, track: name } }, `${name} `,
-        h("button", { type: "button", "aria-label": `Move ${name} up`, disabled: index === 0,
-                      onclick: guard("Move", () => editor.move(item.item_id, index - 1)) }, "↑"),
-        h("button", { type: "button", "aria-label": `Move ${name} down`,
-                      disabled: index === items.length - 1,
-                      onclick: guard("Move", () => editor.move(item.item_id, index + 1)) }, "↓"),
+      return h("li", { dataset: { item: id, track: name } }, `${name} `,
+        h("button", { type: "button", class: "up", "aria-label": `Move ${name} up`,
+                      onclick: guard("Move", () => at(id) > 0 && editor.move(id, at(id) - 1)) }, "↑"),
+        h("button", { type: "button", class: "down", "aria-label": `Move ${name} down`,
+                      onclick: guard("Move", () => at(id) >= 0 && editor.move(id, at(id) + 1)) }, "↓"),
         h("button", { type: "button", "aria-label": `Remove ${name}`,
-                      onclick: guard("Remove", () => editor.remove(item.item_id)) }, "Remove"));
-    }));
+                      onclick: guard("Remove", () => editor.remove(id)) }, "Remove"));
+    }, (li, item, index) => {
+      li.querySelector(".up").disabled = index === 0;
+      li.querySelector(".down").disabled = index === items.length - 1;
+    });
     this.renderPresence();
   }
 

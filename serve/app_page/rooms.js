@@ -2,7 +2,7 @@
 // The room's stream comes through hub.subscribe (the SDK resumes it and drops duplicates);
 // typing and presence are ephemeral events read from the hub by topic.
 
-import { $, guard, h, hourMinute, status, submitted } from "./dom.js";
+import { $, guard, h, hourMinute, reconcile, status, submitted } from "./dom.js";
 
 const PAGE = 50;
 const TYPING_EVERY_MS = 2000;
@@ -72,6 +72,7 @@ export class Rooms {
     await this.reload(room);
     await this.loadPresence(room);
     this.show(room);
+    $("message").focus();
     status(`In room ${id}.`);
   }
 
@@ -195,34 +196,27 @@ export class Rooms {
       if (last) readers.set(last.message_id, [...(readers.get(last.message_id) || []), user]);
     }
     const pinned = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    // keyed: a new message is one added node, so the log announces only it
-    const nodes = new Map([...list.children].map((li) => [li.dataset.id, li]));
-    let previous = null;
-    for (const m of ordered) {
-      const li = this.messageNode(m, readers.get(m.message_id), nodes.get(m.message_id));
-      nodes.delete(m.message_id);
-      const expected = previous ? previous.nextSibling : list.firstChild;
-      if (li !== expected) list.insertBefore(li, expected);
-      previous = li;
-    }
-    for (const stale of nodes.values()) stale.remove();
+    reconcile(list, ordered, (m) => m.message_id, (m) => h("li", { dataset: { seq: m.seq, sender: m.sender } },
+      h("span", { class: "sender" }, m.sender), h("span", { class: "text" }),
+      h("time", { datetime: m.ts }, hourMinute(m.ts))),
+    (li, m) => this.refreshMessage(li, m, readers.get(m.message_id)));
     if (pinned) list.scrollTop = list.scrollHeight;
     $("older").hidden = !room.more;
     this.renderTyping();
     this.renderPresence();
   }
 
-  messageNode(m, readers, li) {
+  refreshMessage(li, m, readers) {
     const text = m.deleted ? "(deleted)" : m.text;
     const receipt = readers ? `Read by ${readers.sort().join(", ")}` : "";
-    if (li && li.dataset.text === text && li.dataset.receipt === receipt) return li;
-    const node = h("li", { dataset: { id: m.message_id, seq: m.seq, sender: m.sender, text, receipt } },
-      h("span", { class: "sender" }, m.sender),
-      h("span", { class: "text" }, text),
-      h("time", { datetime: m.ts }, hourMinute(m.ts)),
-      receipt ? h("span", { class: "receipt", "data-testid": "receipt" }, receipt) : null);
-    if (li) li.replaceWith(node);
-    return node;
+    const textNode = li.querySelector(".text");
+    if (textNode.textContent !== text) textNode.textContent = text;
+    let receiptNode = li.querySelector(".receipt");
+    if (receipt && !receiptNode) {
+      receiptNode = li.appendChild(h("span", { class: "receipt", "data-testid": "receipt" }));
+    }
+    if (!receipt && receiptNode) receiptNode.remove();
+    else if (receiptNode && receiptNode.textContent !== receipt) receiptNode.textContent = receipt;
   }
 
   renderTyping() {
