@@ -71,6 +71,12 @@ export class Hub extends Emitter {
   connect() {
     if (this.state === 'open') return Promise.resolve(this.session);
     if (this.#first) return this.#first.promise;
+    if (this.state === 'reconnecting') {
+      return new Promise((resolve, reject) => {
+        const offs = [this.on('welcome', (w) => done(resolve, w)), this.on('state', (s) => s === 'closed' && done(reject, new HubError('closed', 'closed while reconnecting')))];
+        const done = (fn, value) => (offs.forEach((off) => off()), fn(value));
+      });
+    }
     let resolve, reject;
     const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
     this.#first = { promise, resolve, reject };
@@ -149,6 +155,7 @@ export class Hub extends Emitter {
           // a fresh token ready before this one expires: the next reconnect needs a valid one
           this.#token().catch((err) => this.logger.warn('rthub: token refresh failed', err));
         }, inMs);
+        this.#refreshTimer.unref?.(); // Node: a pending refresh alone keeps no process alive
       }
     }
     return token;
@@ -190,7 +197,7 @@ export class Hub extends Emitter {
     }
     const final = FINAL_CLOSE.get(code) ?? (code === 401 || code === 403 ? 'unauthorized' : null);
     const staticToken = typeof this.token !== 'function';
-    if (this.#first && this.session === null) {
+    if (this.#first) {
       // the first connect was refused: say so to the caller rather than retry blindly
       const err = new HubError(final ?? 'unavailable', `connect failed (${code}): ${reason ?? ''}`);
       this.#first.reject(err);
@@ -380,10 +387,16 @@ export class Hub extends Emitter {
   #followed(content) {
     const { topic, epoch, seq } = content;
     if (typeof topic !== 'string' || typeof epoch !== 'string' || typeof seq !== 'number') return;
+    this.#position(topic, epoch, seq);
+  }
+
+  /** A follow's ack says where the stream is. A topic we track already keeps our own seq:
+   * the ack may be written before events it counts, which must still pass the dedupe. */
+  #position(topic, epoch, seq) {
     const entry = this.#topics.get(topic);
     if (!entry) this.#topics.set(topic, { epoch, seq, listeners: new Set() });
     else if (entry.epoch !== epoch) Object.assign(entry, { epoch, seq });
-    else entry.seq = Math.max(entry.seq, seq);
+    return entry ?? this.#topics.get(topic);
   }
 
   #settle(entry, err, value) {
@@ -417,7 +430,6 @@ export class Hub extends Emitter {
       throw err;
     }
     if (entry.epoch !== ack.epoch) Object.assign(entry, { epoch: ack.epoch, seq: ack.seq });
-    else entry.seq = Math.max(entry.seq, ack.seq);
     const hub = this;
     return {
       topic,
