@@ -45,7 +45,10 @@ export class PartyView {
     this.party = party;
     this.scheduler = new PartyScheduler(party, { nudgeBelowMs: 400 });
     party.on("state", () => this.follow());
-    party.on("queue", () => this.renderQueue());
+    party.on("queue", () => {
+      this.renderQueue();
+      this.renderRecs();
+    });
     party.on("recommendations", (content) => {
       const tracks = Array.isArray(content) ? content : (content && content.tracks) || [];
       this.recommended = tracks.map((t) => (t && typeof t === "object" && "track" in t ? t.track : t));
@@ -167,7 +170,10 @@ export class PartyView {
   }
 
   renderRecs() {
-    reconcile($("recs"), this.recommended, (track) => trackName(track), (track) => h("li", {},
+    // what someone queued meanwhile (from this list or not) is no longer offered
+    const queued = new Set(((this.party && this.party.queueItems) || []).map((i) => trackName(i.track)));
+    const offered = this.recommended.filter((track) => !queued.has(trackName(track)));
+    reconcile($("recs"), offered, (track) => trackName(track), (track) => h("li", {},
       `${trackName(track)} `,
       h("button", { type: "button", "aria-label": `Add ${trackName(track)} to the queue`,
                     onclick: guard("Add", async () => {

@@ -252,8 +252,11 @@ async def test_two_guests_follow_one_party_at_the_same_position(hub, web):
         await expect(page.get_by_test_id("party-track")).to_have_text("song-c")
     recommended = bo.get_by_test_id("recs").locator("li")
     await expect(recommended.first).to_be_visible()
+    offered = await recommended.count()
     await recommended.first.get_by_role("button").click()
     await expect(ana.get_by_test_id("queue").locator("li")).to_have_count(1)
+    # queued, so offered to neither any more
+    await expect(ana.get_by_test_id("recs").locator("li")).to_have_count(offered - 1)
     await shot(ana, "party-ana")
     await shot(bo, "party-bo")
 
