@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
                  "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                  "--disable-backgrounding-occluded-windows"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+log = logging.getLogger(__name__)
 WAIT_MS = 20_000  # a busy 2-core machine: generous, never a measure of speed
 
 pytestmark = [pytest.mark.one_backend, pytest.mark.browser, pytest.mark.skipif(
@@ -79,6 +81,8 @@ class Browser:
         await page.wait_for_function("() => window.rthubApp && window.rthubApp.ready",
                                      timeout=WAIT_MS)
         assert "token=" not in page.url
+        # from navigation to logged in with the inbox loaded (--log-cli-level=INFO shows it)
+        log.info("%s: app ready in %.0f ms", user, await page.evaluate("() => performance.now()"))
         self.pages.append(page)
         return page
 
