@@ -31,9 +31,11 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 log = logging.getLogger(__name__)
 WAIT_MS = 20_000  # a busy 2-core machine: generous, never a measure of speed
 
-pytestmark = [pytest.mark.one_backend, pytest.mark.browser, pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium "
-    "chromium-driver (.ci/run does it) to run the browser tests")]
+HAVE_CHROMIUM = CHROMIUM.exists()
+NO_CHROMIUM = ("no /usr/bin/chromium: apt-get install chromium chromium-driver (.ci/run does "
+               "it) to run the browser tests")
+
+pytestmark = pytest.mark.one_backend
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -94,6 +96,8 @@ class Browser:
 
 @pytest.fixture(scope="module")
 async def chromium() -> AsyncIterator[Browser]:
+    if not HAVE_CHROMIUM:
+        pytest.skip(NO_CHROMIUM)
     api = pytest.importorskip("playwright.async_api", reason="the playwright package is "
                               "missing (pip install -e '.[dev]')")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -129,6 +133,7 @@ async def shot(page: Any, name: str) -> None:
     await page.screenshot(path=str(SCREENSHOTS / f"app-{name}.png"), full_page=True)
 
 
+@pytest.mark.browser
 async def test_two_users_chat_both_ways_and_see_typing_and_a_read_receipt(hub, web):
     expect = web.expect
     ana = await web.open(hub, "ana")
@@ -167,6 +172,7 @@ async def rows(page: Any, testid: str, attribute: str) -> list[str]:
             for li in await page.get_by_test_id(testid).locator("li").all()]
 
 
+@pytest.mark.browser
 async def test_two_editors_change_one_playlist_at_once_and_converge_to_the_servers_list(
         hub, web):
     expect = web.expect
@@ -217,6 +223,7 @@ async def positions_at(pages: list[Any], server_ms: float) -> list[float]:
             for page in pages]
 
 
+@pytest.mark.browser
 async def test_two_guests_follow_one_party_at_the_same_position(hub, web):
     expect = web.expect
     ana = await web.open(hub, "ana", "party")
@@ -265,6 +272,7 @@ async def test_two_guests_follow_one_party_at_the_same_position(hub, web):
     await shot(bo, "party-bo")
 
 
+@pytest.mark.browser
 async def test_a_notification_sent_over_http_arrives_in_the_inbox_live(hub, web):
     expect = web.expect
     ana = await web.open(hub, "ana", "inbox")
