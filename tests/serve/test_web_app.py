@@ -134,11 +134,23 @@ async def shot(page: Any, name: str) -> None:
 
 
 @pytest.mark.browser
-async def test_two_users_chat_both_ways_and_see_typing_and_a_read_receipt(hub, web):
+async def test_two_users_chat_both_ways_with_history_typing_and_read_receipts(hub, web):
     expect = web.expect
+    cy = await Client.connect(hub.url, hub.token("cy"))  # a room with more than a page
+    await cy.ask("room.create", {"room_id": "lobby", "name": "Lobby", "visibility": "public"})
+    for n in range(51):
+        await cy.ask("chat.send", {"room": "lobby", "text": f"old {n}", "client_msg_id": f"o{n}"})
+    await cy.close()
     ana = await web.open(hub, "ana")
-    await enter(ana, "Room id", "lobby", "Create")
+    await enter(ana, "Room id", "lobby", "Join")
     await expect(ana.get_by_test_id("room-title")).to_have_text("# lobby")
+    shown = ana.get_by_test_id("messages").locator("li")
+    await expect(shown).to_have_count(50)
+    await expect(shown.first).to_contain_text("old 1")
+    await ana.get_by_role("button", name="Load older messages").click()
+    await expect(shown).to_have_count(51)
+    await expect(shown.first).to_contain_text("old 0")
+    await expect(ana.get_by_role("button", name="Load older messages")).to_be_hidden()
     bo = await web.open(hub, "bo")
     await enter(bo, "Room id", "lobby", "Join")
     await expect(bo.get_by_test_id("room-title")).to_have_text("# lobby")
@@ -153,15 +165,14 @@ async def test_two_users_chat_both_ways_and_see_typing_and_a_read_receipt(hub, w
     await expect(messages.last).to_contain_text("hello bo")
     await expect(bo.get_by_test_id("typing")).to_have_text("")  # sending ends typing
     # bo's page showed it, so bo's receipt reaches ana under that message
-    await expect(ana.get_by_test_id("receipt")).to_have_text("Read by bo")
+    await expect(shown.last.get_by_test_id("receipt")).to_have_text("Read by bo")
 
     await bo.get_by_label("Message", exact=True).fill("hi ana")
     await bo.get_by_label("Message", exact=True).press("Enter")
-    await expect(ana.get_by_test_id("messages").locator("li").last).to_contain_text("hi ana")
-    await expect(bo.get_by_test_id("receipt")).to_have_text("Read by ana")
-    texts = [await m.locator(".text").inner_text()
-             for m in await ana.get_by_test_id("messages").locator("li").all()]
-    assert texts == ["hello bo", "hi ana"]
+    await expect(shown.last).to_contain_text("hi ana")
+    await expect(messages.last.get_by_test_id("receipt")).to_have_text("Read by ana")
+    texts = [await m.locator(".text").inner_text() for m in await shown.all()]
+    assert texts == [*(f"old {n}" for n in range(51)), "hello bo", "hi ana"]
     await shot(ana, "chat-ana")
     await shot(bo, "chat-bo")
 
