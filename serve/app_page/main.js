@@ -43,7 +43,9 @@ function showView() {
 
 async function login(token, wsUrl) {
   status("Connecting…");
-  const hub = new Hub({ url: wsUrl, token });
+  // the SDK's warnings and errors (a listener that threw, say) go to the console
+  const logger = { warn: console.warn.bind(console), error: console.error.bind(console) };
+  const hub = new Hub({ url: wsUrl, token, logger });
   let welcome;
   try {
     welcome = await hub.connect();
