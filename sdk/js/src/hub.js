@@ -17,6 +17,11 @@ const FINAL_CLOSE = new Map([
   [4409, 'replaced'],
   [4410, 'token_revoked'],
 ]);
+/** An upgrade refused over HTTP (`ws` reports the status): a token or user the hub will not take. */
+const HTTP_REFUSAL = new Map([
+  [401, 'unauthorized'],
+  [403, 'forbidden'],
+]);
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class Hub extends Emitter {
@@ -33,7 +38,6 @@ export class Hub extends Emitter {
   #pending = new Map(); // id -> request sent, awaiting its reply
   #queue = []; // requests not sent yet (disconnected, or over max_in_flight)
   #topics = new Map(); // topic -> {epoch, seq, listeners: Set<{onEvent, onReload}>}
-  #currentToken = null;
 
   constructor({
     url,
@@ -145,7 +149,6 @@ export class Hub extends Emitter {
   async #token() {
     const provider = typeof this.token === 'function' ? this.token : null;
     const token = provider ? await provider() : this.token;
-    this.#currentToken = token;
     clearTimeout(this.#refreshTimer);
     const exp = provider ? tokenExp(token) : null;
     if (exp !== null) {
@@ -195,7 +198,7 @@ export class Hub extends Emitter {
       this.#open();
       return;
     }
-    const final = FINAL_CLOSE.get(code) ?? (code === 401 || code === 403 ? 'unauthorized' : null);
+    const final = FINAL_CLOSE.get(code) ?? HTTP_REFUSAL.get(code) ?? null;
     const staticToken = typeof this.token !== 'function';
     if (this.#first) {
       // the first connect was refused: say so to the caller rather than retry blindly
