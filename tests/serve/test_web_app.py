@@ -68,30 +68,40 @@ class Browser:
         self.problems: list[str] = []
         self.elsewhere: list[str] = []
 
-    async def open(self, hub: Any, user: str, view: str = "rooms") -> Any:
-        """The app logged in as ``user`` with a token in ``?token=``, on ``#view``."""
+    async def page(self, hub: Any, name: str) -> Any:
+        """A page in a context of its own, its errors and other-origin requests recorded."""
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(hub.http))
         socket_origin = hub.url.rsplit("/ws", 1)[0]
         context = await self.browser.new_context(viewport={"width": 1000, "height": 600})
         page = await context.new_page()
         page.on("request", lambda r: None if r.url.startswith((origin, socket_origin))
                 else self.elsewhere.append(r.url))
-        page.on("console", lambda m: self.problems.append(f"{user}: {m.text}")
+        page.on("console", lambda m: self.problems.append(f"{name}: {m.text}")
                 if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.problems.append(f"{user}: {e}"))
+        page.on("pageerror", lambda e: self.problems.append(f"{name}: {e}"))
+        self.pages.append(page)
+        return page
+
+    async def open(self, hub: Any, user: str, view: str = "rooms") -> Any:
+        """The app logged in as ``user`` with a token in ``?token=``, on ``#view``."""
+        page = await self.page(hub, user)
         await page.goto(f"{hub.http}/app?token={hub.token(user)}#{view}")
-        await page.wait_for_function("() => window.rthubApp && window.rthubApp.ready",
-                                     timeout=WAIT_MS)
-        assert "token=" not in page.url
+        await ready(page)
         # from navigation to logged in with the inbox loaded (--log-cli-level=INFO shows it)
         log.info("%s: app ready in %.0f ms", user, await page.evaluate("() => performance.now()"))
-        self.pages.append(page)
         return page
 
     async def close_pages(self) -> None:
         for page in self.pages:
             await page.context.close()
         self.pages.clear()
+
+
+async def ready(page: Any) -> None:
+    """Until the app is logged in, with the token nowhere in the address."""
+    await page.wait_for_function("() => window.rthubApp && window.rthubApp.ready",
+                                 timeout=WAIT_MS)
+    assert "token=" not in page.url
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +313,19 @@ async def test_a_notification_sent_over_http_arrives_in_the_inbox_live(hub, web)
     await shot(ana, "inbox")
     await note.get_by_role("button", name="Mark New song in mix read").click()
     await expect(ana.get_by_test_id("unread")).to_have_text("0")
+
+
+@pytest.mark.browser
+async def test_the_login_form_refuses_a_bad_token_and_takes_a_good_one(hub, web):
+    expect = web.expect
+    page = await web.page(hub, "form")
+    await page.goto(f"{hub.http}/app")
+    await enter(page, "Token", "not-a-token", "Log in")
+    await expect(page.get_by_test_id("status")).to_contain_text("Could not log in")
+    # the browser itself logs the refused upgrade (HTTP 401) as an error: that one only
+    assert all("WebSocket connection" in p for p in web.problems), web.problems
+    web.problems.clear()
+    await enter(page, "Token", hub.token("dee", name="Dee"), "Log in")
+    await ready(page)
+    await expect(page.get_by_test_id("who")).to_have_text(f"Dee (dee) · {hub.tenant}")
+    await expect(page.get_by_label("Token")).to_be_hidden()
