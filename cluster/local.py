@@ -225,6 +225,8 @@ def run_until_stopped(settings: Settings, stop: threading.Event) -> None:
                      issue_token(resolved.jwt_secret, "alice", ttl_s=86_400))
             log.info("  admin:     %s/admin?token=%s  (live analytics; user 'ops', scope admin)",
                      base, issue_token(resolved.jwt_secret, "ops", scopes="admin", ttl_s=86_400))
+        log.info("  app:       %s/app  (the web app: log in with a dev token, or add "
+                 "?token=<jwt>)", base)
         log.info("  postgres:  %s%s", resolved.postgres_url, " (embedded)" if hub.postgres else "")
         log.info("  redis:     %s%s", resolved.redis_url, " (embedded)" if hub.redis else "")
         log.info("  ray:       %s", f"http://{hub.dashboard_url}" if hub.dashboard_url

@@ -37,6 +37,7 @@ from serve.gateway import GatewayCore
 from serve.http_api import HttpApi
 from serve.operator import OperatorServer
 from serve.sockets import SocketServer
+from serve.web_app import app_routes
 
 GRACEFUL_SHUTDOWN_S = 10.0
 HTTP_REQUESTS_PER_REPLICA = 256  # Serve's max_ongoing_requests when sockets are not requests
@@ -65,6 +66,7 @@ class Gateway:
             Route("/healthz", self.healthz),
             *HttpApi(self.core).routes(),
             *page_routes(),
+            *app_routes(self.core.settings),
         ]
         if self.listener is None:
             routes += [WebSocketRoute("/ws", self.ws), WebSocketRoute("/ws/{user_id}", self.ws)]

@@ -65,6 +65,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if id(item) not in gone]
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per reason when browser tests were skipped (no chromium, no playwright):
+    ``-q`` alone would only count them."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if "browser" in report.keywords and isinstance(report.longrepr, tuple):
+            reason = report.longrepr[2].removeprefix("Skipped: ")
+            reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in reasons.items():
+        terminalreporter.write_line(f"browser tests skipped ({count}): {reason}", yellow=True)
+
+
 def with_database(url: str, database: str) -> str:
     """``url`` pointing at another database on the same server (TCP or Unix socket URLs)."""
     parts = urlsplit(url)

@@ -94,6 +94,10 @@ def test_up_serves_websockets_on_embedded_servers_and_stops_cleanly(tmp_path: Pa
             "Authorization": "Bearer " + admin.split("token=", 1)[1]})
         with urllib.request.urlopen(request, timeout=10, context=trust) as figures:
             assert json.loads(figures.read())["minutes"] == 5
+        app = field(log, "app")  # the web app, told where the WebSocket is
+        assert app == f"{api}/app"
+        with urllib.request.urlopen(f"{app}/config.json", timeout=10, context=trust) as config:
+            assert json.loads(config.read())["ws_url"] == field(log, "websocket")
         client_ports = [api] + ([] if ingress == "proxy" else [
             field(log, "websocket").replace("ws", "http", 1).removesuffix("/ws")])
         for origin in client_ports:

@@ -18,9 +18,9 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
                  "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
-pytestmark = [pytest.mark.one_backend, pytest.mark.skipif(
+pytestmark = [pytest.mark.one_backend, pytest.mark.browser, pytest.mark.skipif(
     not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium "
-    "chromium-driver (.ci/run does it) to run the browser test")]
+    "chromium-driver (.ci/run does it) to run the browser tests")]
 
 
 async def test_the_admin_page_charts_the_traffic_and_lists_the_top_rooms(hub):
