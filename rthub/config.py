@@ -182,6 +182,11 @@ VARS: tuple[Var, ...] = (
         "an integer from 1 to 65535",
         "WebSocket port, bound by every gateway replica itself (`SO_REUSEPORT`); also "
         "answers `/healthz` for an L4 load balancer's checks."),
+    Var("RTHUB_PUBLIC_WS_URL", "public_ws_url", "", read.url("ws", "wss"),
+        "a ws:// or wss:// URL",
+        "The WebSocket URL browsers reach, where a load balancer or another host name stands in "
+        "front of the replicas: what `/app/config.json` gives the web app (and its CSP allows). "
+        "Empty: the page's own host on `RTHUB_WS_PORT` (direct) or its origin (proxy)."),
     Var("RTHUB_HTTP_PORT", "http_port", "8001", read.int_between(1, 65535),
         "an integer from 1 to 65535",
         "Port of Serve's HTTP ingress: `/v1/...` and `/healthz` (and the WebSockets under "
@@ -385,6 +390,7 @@ class Settings:
     geo_deny: frozenset[str]
     http_host: str | None
     ws_port: int
+    public_ws_url: str | None
     http_port: int
     operator_host: str
     operator_port: int

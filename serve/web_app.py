@@ -42,7 +42,9 @@ def page_files(root: Path = PAGE_DIR) -> dict[str, bytes]:
 def ws_url(request: Request, settings: Settings) -> str:
     """The WebSocket URL as the page's browser reaches it: the host it loaded the page from,
     on the replicas' own port (direct ingress) or on this one under the page's prefix
-    (Serve's proxy)."""
+    (Serve's proxy); ``RTHUB_PUBLIC_WS_URL`` when a balancer stands in front."""
+    if settings.public_ws_url:
+        return settings.public_ws_url
     scheme = "wss" if request.url.scheme == "https" else "ws"
     host = request.url.hostname or ""
     if not _HOST.match(host):  # a Host header that is no host: the listen address

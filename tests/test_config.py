@@ -56,6 +56,8 @@ def test_defaults_match_the_seed_names_and_values():
     ("RTHUB_SEARCH_LANGUAGE", "english; drop table",
      "RTHUB_SEARCH_LANGUAGE must be a PostgreSQL text search configuration name (english, "
      "simple, french, ...), got 'english; drop table'"),
+    ("RTHUB_PUBLIC_WS_URL", "https://rt.example.com/ws",
+     "RTHUB_PUBLIC_WS_URL must be a ws:// or wss:// URL, got 'https://rt.example.com/ws'"),
     ("RTHUB_ATTACHMENT_TYPES", "png",
      "RTHUB_ATTACHMENT_TYPES must be comma separated MIME types, got 'png'"),
     ("RTHUB_BLOB_STORE", "/var/blobs",

@@ -59,6 +59,28 @@ async def test_the_app_config_and_sdk_are_served_under_a_strict_policy(hub):
     assert b"Hub" in sdk
 
 
+async def test_a_public_websocket_url_is_what_the_page_is_told_and_allowed():
+    """Behind a balancer the browser reaches the sockets at a name of its own: the config and
+    the CSP name it, whatever host the page was loaded from."""
+    from starlette.requests import Request
+
+    from rthub import config
+    from serve.web_app import app_routes
+
+    settings = config.load({"RTHUB_PUBLIC_WS_URL": "wss://rt.example.com/ws"})
+    routes = {route.path: route.endpoint for route in app_routes(settings)}
+
+    def request(path: str) -> Request:
+        return Request({"type": "http", "method": "GET", "path": path, "scheme": "http",
+                        "headers": [(b"host", b"10.0.0.7:8001")], "query_string": b"",
+                        "server": ("10.0.0.7", 8001), "root_path": ""})
+
+    answer = await routes["/app/config.json"](request("/app/config.json"))
+    assert json.loads(answer.body) == {"ws_url": "wss://rt.example.com/ws"}
+    page = await routes["/app"](request("/app"))
+    assert "connect-src 'self' wss://rt.example.com;" in page.headers["content-security-policy"]
+
+
 class Browser:
     """One chromium for the module; a context (a user, its own storage) per page."""
 
