@@ -69,10 +69,10 @@ NOTE = (
     "asks for, not a like-for-like server. Resume: rthub's follower reconnects with "
     "`?resume=<token>`, the session entity restores its topics and the gateway replays the "
     "room stream from Redis after the last position the client confirmed with a `pong` "
-    "(the hub's heartbeat is 1 s here, and each cut waits for a pong sent after the last "
+    "(the hub's heartbeat is 2 s here, and each cut waits for a pong sent after the last "
     "message read, so the replay is what was missed; at the default 30 s a resume repeats "
-    "up to 30 s of events, which the SDK drops by `seq`: {replayed} chat frames were "
-    "dropped so in {cuts} cuts here); Socket.IO's client sends the offset of the last packet "
+    "up to 30 s of events, which the SDK drops by `seq`; here it dropped {replayed} "
+    "repeated chat frames in {cuts} cuts); Socket.IO's client sends the offset of the last packet "
     "it read and the server replays the rest from memory. Reconnect delays, set so that the "
     "first retry waits 100 ms on average on both: the SDK `reconnect: {{initialMs: 200, "
     "maxMs: 10000}}` (full jitter: uniform 0-200 ms), socket.io-client `reconnectionDelay: "
@@ -85,7 +85,6 @@ NOTE = (
 )
 
 
-
 class RthubSDK:
     """``rthub up`` (direct ingress, core 0) and the SDK's script."""
 
@@ -93,10 +92,10 @@ class RthubSDK:
     script = "sdk_client.mjs"
 
     def __init__(self) -> None:
-        # a 1 s heartbeat: the follower's pong confirms what it read before each cut (a
+        # a 2 s heartbeat: the follower's pong confirms what it read before each cut (a
         # resume replays after the last confirmed position); limits lifted for one sender
         self.hub = HubProcess("sdkjs", {"RTHUB_INGRESS": "direct", **UNBOUNDED,
-                                        "WS_HEARTBEAT_INTERVAL": "1",
+                                        "WS_HEARTBEAT_INTERVAL": "2",
                                         "RTHUB_CHAT_RATE": "10000",
                                         "RTHUB_CHAT_BURST": "100000"})
         self.proc: subprocess.Popen | None = None
