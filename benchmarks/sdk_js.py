@@ -134,6 +134,8 @@ def node(system: System, config: dict[str, Any], timeout_s: float = 600) -> dict
                           check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{system.script} exited {done.returncode}: {done.stderr[-2000:]}")
+    if done.stderr.strip():  # what the client had to do again (a resend), or warnings
+        log.warning("%s said:\n%s", system.script, done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

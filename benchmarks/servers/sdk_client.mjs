@@ -7,6 +7,9 @@ import WebSocket from "ws";
 import { Hub } from "../../sdk/js/src/index.js";
 import { main, now } from "./client_bench.mjs";
 
+const RESEND = new Set(["disconnected", "timeout", "unavailable"]);  // the outcome unknown or
+// refused before it ran (admission control's retry_after_ms): safe to send again
+
 /** A `ws` WebSocket class that keeps a hand on each socket it makes (to cut its TCP socket)
  * and counts what passes: the chat frames that arrive (a resume may send some twice; the SDK
  * drops those by seq) and the pongs the SDK answers with. */
@@ -73,8 +76,20 @@ class Client {
     });
   }
 
-  send(room, text) {
-    return this.hub.request("chat.send", { room, text, client_msg_id: text.split(" ")[0] });
+  /** One message, sent again as an app would when the socket dropped before its ack (the
+   * same client_msg_id: the room stores it once); said on stderr, so a run that needed it
+   * shows it. */
+  async send(room, text) {
+    const content = { room, text, client_msg_id: text.split(" ")[0] };
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.hub.request("chat.send", content);
+      } catch (err) {
+        if (attempt >= 5 || !RESEND.has(err.code)) throw err;
+        process.stderr.write(`chat.send ${content.client_msg_id}: ${err.code}; sent again\n`);
+        await new Promise((resolve) => setTimeout(resolve, err.retryAfterMs ?? 0));
+      }
+    }
   }
 
   onMessage(fn) {
