@@ -12,6 +12,7 @@
 //   reconnected()                a Promise of {attemptAt, openAt, recovered} for the next
 //                                reconnection (attemptAt: the new socket's start)
 //   close()
+//   resent                       (optional) sends the client had to make again
 // Times are performance.now() ms: senders and receivers share this process's one clock.
 import { performance } from "node:perf_hooks";
 
@@ -109,6 +110,7 @@ async function rate(adapter, config) {
     latency_p50_ms: pct(latencies, 0.5),
     latency_p99_ms: pct(latencies, 0.99),
     duplicates: inboxes.reduce((sum, box) => sum + box.duplicates, 0),
+    resent: sender.resent ?? 0,
   };
 }
 
@@ -138,15 +140,18 @@ async function resume(adapter, config) {
       open_ms: openAt - cutAt,
       resumed_ms: doneAt - cutAt,
       attempt_ms: attemptAt - cutAt,
-      attempt_to_resumed_ms: doneAt - attemptAt,
       sent_ms: ackedAt - cutAt,
+      // the resume path alone: from the later of the new socket's start and the last missed
+      // message's ack (neither backoff nor the sender's pace); 0 if it came live before
+      replay_ms: Math.max(0, doneAt - Math.max(attemptAt, ackedAt)),
       recovered,
     });
   }
   const replayed = follower.replayed ? follower.replayed() : null;
   sender.close();
   follower.close();
-  return { cuts, duplicates: inbox.duplicates, replayed_frames: replayed };
+  return { cuts, duplicates: inbox.duplicates, replayed_frames: replayed,
+           resent: sender.resent ?? 0 };
 }
 
 /** Run the scenario the config names with this adapter; print its figures as one line. */

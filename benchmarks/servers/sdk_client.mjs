@@ -58,6 +58,7 @@ class Client {
     this.watch = watch;
     this.listeners = [];
     this.delivered = 0;
+    this.resent = 0;
   }
 
   async create(room) {
@@ -76,9 +77,8 @@ class Client {
     });
   }
 
-  /** One message, sent again as an app would when the socket dropped before its ack (the
-   * same client_msg_id: the room stores it once); said on stderr, so a run that needed it
-   * shows it. */
+  /** One message, sent again as an app would when the socket dropped before its ack or the
+   * hub shed it (the same client_msg_id: the room stores it once); counted in `resent`. */
   async send(room, text) {
     const content = { room, text, client_msg_id: text.split(" ")[0] };
     for (let attempt = 1; ; attempt += 1) {
@@ -86,7 +86,7 @@ class Client {
         return await this.hub.request("chat.send", content);
       } catch (err) {
         if (attempt >= 5 || !RESEND.has(err.code)) throw err;
-        process.stderr.write(`chat.send ${content.client_msg_id}: ${err.code}; sent again\n`);
+        this.resent += 1;
         await new Promise((resolve) => setTimeout(resolve, err.retryAfterMs ?? 0));
       }
     }
