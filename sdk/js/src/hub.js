@@ -380,10 +380,16 @@ export class Hub extends Emitter {
   #followed(content) {
     const { topic, epoch, seq } = content;
     if (typeof topic !== 'string' || typeof epoch !== 'string' || typeof seq !== 'number') return;
+    this.#position(topic, epoch, seq);
+  }
+
+  /** A follow's ack says where the stream is. A topic we track already keeps our own seq:
+   * the ack may be written before events it counts, which must still pass the dedupe. */
+  #position(topic, epoch, seq) {
     const entry = this.#topics.get(topic);
     if (!entry) this.#topics.set(topic, { epoch, seq, listeners: new Set() });
     else if (entry.epoch !== epoch) Object.assign(entry, { epoch, seq });
-    else entry.seq = Math.max(entry.seq, seq);
+    return entry ?? this.#topics.get(topic);
   }
 
   #settle(entry, err, value) {
@@ -417,7 +423,6 @@ export class Hub extends Emitter {
       throw err;
     }
     if (entry.epoch !== ack.epoch) Object.assign(entry, { epoch: ack.epoch, seq: ack.seq });
-    else entry.seq = Math.max(entry.seq, ack.seq);
     const hub = this;
     return {
       topic,

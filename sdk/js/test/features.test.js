@@ -1,1 +1,100 @@
-import { test } from 'node:test'; test('todo', () => {});
+// Parties, playlists and the inbox through the SDK against the real hub.
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { Inbox, PartyClient, PartyScheduler, PlaylistEditor, now } from '../src/index.js';
+import { closeAll, connect, env, next, noHub, token, unique, until } from './helpers.js';
+
+after(closeAll);
+
+describe('features', { skip: noHub, timeout: 120000 }, () => {
+  test('party: join, clock sync, a play both devices place at the same track position', async () => {
+    const host = await connect('hana');
+    const guest = await connect('gus');
+    const id = unique('party');
+    await host.request('party.create', { party_id: id, name: id, mode: 'everyone' });
+    const hosting = new PartyClient(host, id);
+    const guesting = new PartyClient(guest, id);
+    await hosting.join();
+    const joined = await guesting.join();
+    assert.ok('state' in joined && 'queue' in joined);
+    assert.ok(guest.clock.samples.length >= 8, 'join synced the clock');
+    assert.ok(guest.clock.errorBoundMs < 1000, `error bound ${guest.clock.errorBoundMs}`);
+    const queued = next(guesting, 'queue', (items) => items.length === 1);
+    await guesting.queue('add', { track: 'song-1', item_id: 'q1' });
+    assert.equal((await queued)[0].track, 'song-1');
+    assert.equal(guesting.queue.items[0].item_id, 'q1');
+    const playing = next(guesting, 'state', (state) => state.playing);
+    await hosting.control('play');
+    const state = await playing;
+    assert.equal(state.track, 'song-1');
+    await until(hosting, 'state', () => hosting.state.playing);
+    // both devices, at one instant, place the track within their clocks' error of each other
+    const t = now() + 1000;
+    const bound = host.clock.errorBoundMs + guest.clock.errorBoundMs;
+    assert.ok(Math.abs(hosting.positionAt(t) - guesting.positionAt(t)) <= bound + 1, 'positions agree');
+    assert.ok(guesting.positionAt(t) >= 0);
+    const plan = new PartyScheduler(guesting).plan(now());
+    assert.ok(plan.startAtLocalMs !== null && plan.offsetMs >= 0);
+    const paused = next(guesting, 'state', (s) => !s.playing);
+    await hosting.control('pause');
+    const still = (await paused).position_ms;
+    assert.equal(guesting.positionAt(now() + 5000), still, 'paused: the position stays');
+  });
+
+  test('playlist: two editors edit at once and converge on the server\'s list', async () => {
+    const ann = await connect('ann');
+    const ben = await connect('ben');
+    const { playlist_id: id } = await ann.request('playlist.create', { name: unique('pl') });
+    await ann.request('playlist.share', { playlist: id, user: 'ben', role: 'editor' });
+    const a = new PlaylistEditor(ann, id, { clientId: 'ann' });
+    const b = new PlaylistEditor(ben, id, { clientId: 'ben' });
+    await a.open();
+    await b.open();
+    const first = a.insert(0, 'one');
+    a.insert(1, 'two');
+    await a.settled();
+    await until(b, 'change', () => b.version === a.version);
+    // concurrent: neither waits for the other
+    a.move(first, 1);
+    a.insert(0, 'ann-top');
+    b.remove(first);
+    b.insert(1, 'ben-mid');
+    b.insert(0, 'ben-top');
+    await Promise.all([a.settled(), b.settled()]);
+    const server = await ann.request('playlist.open', { playlist: id });
+    await until(a, 'change', () => a.version === server.version);
+    await until(b, 'change', () => b.version === server.version);
+    const expected = server.items.map((item) => item.track);
+    assert.deepEqual(a.items.map((item) => item.track), expected);
+    assert.deepEqual(b.items.map((item) => item.track), expected);
+    assert.ok(!expected.includes('one'), 'the remove won over the move');
+    assert.equal(expected.length, 4);
+  });
+
+  test('inbox: a notification sent over HTTP arrives, and an ack changes unread', async () => {
+    const user = unique('ivy');
+    const hub = await connect(user);
+    const inbox = new Inbox(hub);
+    const loaded = await inbox.load();
+    assert.deepEqual(loaded, { items: [], unread: 0 });
+    const arrived = next(inbox, 'notification');
+    const sent = await fetch(`${env.http}/v1/notifications`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token('svc', { scope: 'notify:send' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ user_id: user, title: 'Hello', content: 'from the SDK test', priority: 1, category: 'test' }),
+    });
+    assert.equal(sent.status, 202, await sent.clone().text());
+    const { id } = await sent.json();
+    const note = await arrived;
+    assert.equal(note.id, id);
+    assert.equal(note.title, 'Hello');
+    assert.equal(inbox.unread, 1);
+    assert.equal(inbox.items[0].id, id);
+    const changed = next(inbox, 'change', ({ unread }) => unread === 0);
+    await inbox.ack(id, 'read');
+    await changed;
+    assert.equal(inbox.items[0].state, 'read');
+    const again = await new Inbox(hub).load();
+    assert.equal(again.unread, 0);
+  });
+});
