@@ -213,6 +213,7 @@ def rate_rows(results: dict[str, dict[str, Runs]]) -> list[str]:
         rows.append(
             f"| {name} | {rate(got, 'acked_per_s'):,.0f} | {rate(got, 'delivered_per_s'):,.0f} "
             f"| {rate(got, 'latency_p50_ms'):,.1f} / {rate(got, 'latency_p99_ms'):,.1f} "
+            f"| {rate(got, 'client_cpu_us'):,.0f} µs "
             f"| {sum(r['duplicates'] for r in got)} | {sum(r['resent'] for r in got)} "
             f"| {rate(got, 'acked_per_s') / rate(sio, 'acked_per_s'):.2f} "
             f"| {rate(got, 'delivered_per_s') / rate(sio, 'delivered_per_s'):.2f} |")
@@ -250,12 +251,15 @@ def render(results: dict[str, dict[str, Runs]], args: argparse.Namespace,
         "",
         f"{args.messages:,} messages per run after {args.warmup:,} not counted, at most "
         f"{WINDOW} unacknowledged; latency from the send to each receiver's delivery, one "
-        "clock. *Resent*: sends the hub shed (`unavailable` with `retry_after_ms`, when its "
-        "host fell behind) and the sender made again after the wait.",
+        "clock. *Client CPU*: the Node process's (the sender's and the receivers' clients, "
+        "user + system) per message sent. *Resent*: sends the hub shed (`unavailable` with "
+        "`retry_after_ms`, when its host fell behind) and the sender made again after the "
+        "wait.",
         "",
         "| client / server | acked msgs/s | delivered msgs/s | send -> delivery p50 / p99 ms "
-        "| duplicates | resent | acked vs Socket.IO | delivered vs Socket.IO |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| client CPU per message | duplicates | resent | acked vs Socket.IO "
+        "| delivered vs Socket.IO |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rate_rows(results),
         "",
         f"### Reconnect-to-resumed: {args.cuts} cuts per run, {args.missed} messages missed "

@@ -99,9 +99,11 @@ async function rate(adapter, config) {
   await Promise.all(inboxes.map((box) => box.until(warmup, 60000)));
   for (const box of inboxes) box.latencies = [];
   const start = now();
+  const cpuBefore = process.cpuUsage();
   const acked = await pump(sender, room, warmup, messages, window);
   const delivered = Math.max(...await Promise.all(
     inboxes.map((box) => box.until(warmup + messages, 120000))));
+  const cpu = process.cpuUsage(cpuBefore);  // this process: the sender and every receiver
   const latencies = inboxes.flatMap((box) => box.latencies);
   for (const client of [sender, ...receivers]) client.close();
   return {
@@ -111,6 +113,7 @@ async function rate(adapter, config) {
     latency_p99_ms: pct(latencies, 0.99),
     duplicates: inboxes.reduce((sum, box) => sum + box.duplicates, 0),
     resent: sender.resent ?? 0,
+    client_cpu_us: (cpu.user + cpu.system) / messages,
   };
 }
 
