@@ -15,13 +15,15 @@ package, against ``rthub up``) and ``socketio_client.mjs`` (socket.io-client 4.8
   counted), at most 64 unacknowledged (the hub's ``max_in_flight``; the same window for
   Socket.IO's acked emits), each stamped with the time it was handed to the client.
   Acknowledged messages/s (first send to last ack), delivered messages/s (first send to the
-  last receiver's last message), p50 / p99 from send to delivery (one process, one clock).
+  last receiver's last message), p50 / p99 from send to delivery (one process, one clock),
+  and the Node process's CPU per message (what the client library costs its app).
 * Reconnect-to-resumed: one follower of the room, --cuts times: its TCP socket is destroyed
   from the client side (``ws``'s socket; no close frame) and the sender at once sends
   --missed messages. Timed from the cut to the follower open again (rthub: its
   ``session.welcome``; Socket.IO: ``connect``) and to resumed (open, with every missed
-  message handed to the app exactly once); also from the reconnect attempt (the new socket's
-  start) to resumed, which leaves out each library's backoff.
+  message handed to the app exactly once); and the replay: from the later of the reconnect
+  attempt (the new socket's start) and the sender's last ack to resumed, which leaves out
+  each library's backoff and the sender's pace.
 
 Each run starts one Node process per client and scenario, the two clients alternating in
 order run by run, each server left idle first. Servers are pinned to core 0 (both up side
@@ -128,6 +130,8 @@ class SocketIOClient(SocketIO):
 
 
 System = RthubSDK | SocketIOClient
+Runs = list[dict[str, Any]]  # one client's figures in one scenario, a dict per run
+Results = dict[str, dict[str, Runs]]  # client -> scenario ("rate", "resume") -> runs
 
 
 def node(system: System, config: dict[str, Any], timeout_s: float = 600) -> dict[str, Any]:
@@ -137,12 +141,14 @@ def node(system: System, config: dict[str, Any], timeout_s: float = 600) -> dict
                           check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{system.script} exited {done.returncode}: {done.stderr[-2000:]}")
-    if done.stderr.strip():  # what the client had to do again (a resend), or warnings
+    if done.stderr.strip():  # Node's warnings, or a library's
         log.warning("%s said:\n%s", system.script, done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def scenario(system: System, name: str, args: argparse.Namespace, run: int) -> dict[str, Any]:
+    """One run of scenario ``name`` ("rate" or "resume") on a server left idle first, with
+    users and a room of its own."""
     # what the previous scenario left must not be timed; an idle rthub up (Ray's own
     # processes) uses ~10% of its core on a busy 2-core machine, hence 20%
     started = time.monotonic()
@@ -166,10 +172,11 @@ def scenario(system: System, name: str, args: argparse.Namespace, run: int) -> d
     return result
 
 
-def run_all(args: argparse.Namespace) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def run_all(args: argparse.Namespace) -> Results:
+    """Both servers up side by side; per run, each scenario on both, the order alternating
+    run by run (load from elsewhere on the machine then hits both alike)."""
     systems: list[System] = [RthubSDK(), SocketIOClient()]
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {
-        s.name: {"rate": [], "resume": []} for s in systems}
+    results: Results = {s.name: {"rate": [], "resume": []} for s in systems}
     npm_install()
     try:
         for system in systems:
@@ -183,9 +190,6 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[str, list[dict[str, Any]
         for system in systems:
             system.stop()
     return results
-
-
-Runs = list[dict[str, Any]]  # one client's results of one scenario, a dict per run
 
 
 def med(values: list[float]) -> float:
@@ -207,7 +211,7 @@ def spread(runs: Runs, field: str) -> str:
     return f"{cut_pct(runs, field, 0.5):,.1f} / {cut_pct(runs, field, 0.99):,.1f}"
 
 
-def rate_rows(results: dict[str, dict[str, Runs]]) -> list[str]:
+def rate_rows(results: Results) -> list[str]:
     sio = results[SocketIOClient.name]["rate"]
 
     def rate(runs: Runs, field: str) -> float:
@@ -226,7 +230,7 @@ def rate_rows(results: dict[str, dict[str, Runs]]) -> list[str]:
     return rows
 
 
-def resume_rows(results: dict[str, dict[str, Runs]]) -> list[str]:
+def resume_rows(results: Results) -> list[str]:
     sio = results[SocketIOClient.name]["resume"]
 
     def versus(runs: Runs, field: str) -> str:
@@ -247,7 +251,7 @@ def resume_rows(results: dict[str, dict[str, Runs]]) -> list[str]:
     return rows
 
 
-def render(results: dict[str, dict[str, Runs]], args: argparse.Namespace,
+def render(results: Results, args: argparse.Namespace,
            load: tuple[float, float], node_version: str) -> str:
     lines = [
         run_heading("benchmarks.sdk_js", args.runs, load, when=f" UTC, Node {node_version}",
@@ -298,7 +302,7 @@ def render(results: dict[str, dict[str, Runs]], args: argparse.Namespace,
     return "\n".join([*lines, "", NOTE]) + "\n"
 
 
-def run_rows(results: dict[str, dict[str, Runs]]) -> list[str]:
+def run_rows(results: Results) -> list[str]:
     """One row per client and run; the same run's ratios against Socket.IO (the machine's
     other load changes from run to run, and hits both clients of a run alike)."""
     sio = results[SocketIOClient.name]

@@ -13,6 +13,7 @@
 //                                reconnection (attemptAt: the new socket's start)
 //   close()
 //   resent                       (optional) sends the client had to make again
+//   replayed()                   (optional) frames the library received again and dropped
 // Times are performance.now() ms: senders and receivers share this process's one clock.
 import { performance } from "node:perf_hooks";
 
@@ -23,6 +24,15 @@ export function pct(values, q) {
   if (!values.length) return null;
   const ordered = [...values].sort((a, b) => a - b);
   return ordered[Math.max(Math.ceil(q * ordered.length) - 1, 0)];
+}
+
+/** `promise`, or an error naming `what` after `ms`: a run that cannot finish says why. */
+function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /** Send messages first..first+count-1 with at most `window` unacknowledged (the hub's
@@ -71,11 +81,8 @@ class Inbox {
   /** Resolves with the time the count-th distinct message arrived. */
   until(count, withinMs) {
     if (this.seen.size >= count) return Promise.resolve(this.lastAt);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(
-        `${this.seen.size} of ${count} messages after ${withinMs} ms`)), withinMs);
-      this.waiters.push([count, (at) => { clearTimeout(timer); resolve(at); }]);
-    });
+    const reached = new Promise((resolve) => this.waiters.push([count, resolve]));
+    return within(reached, withinMs, `${count} distinct messages`);
   }
 }
 
@@ -130,8 +137,8 @@ async function resume(adapter, config) {
   await inbox.until(sent, 60000);
   const cuts = [];
   for (let n = 0; n < config.cuts; n += 1) {
-    await follower.caughtUp();
-    const back = follower.reconnected();
+    await within(follower.caughtUp(), 30000, "the hub's ping, answered");
+    const back = within(follower.reconnected(), 60000, "the reconnection");
     const cutAt = now();
     follower.cut();
     const ackedAt = await pump(sender, room, sent, missed, window);
