@@ -133,7 +133,15 @@ def clock_vectors() -> dict[str, Any]:
 
 
 def render(vectors: dict[str, Any]) -> str:
-    return json.dumps(vectors, indent=1, sort_keys=True) + "\n"
+    """JSON with one case (or run) per line: a regenerated file diffs case by case."""
+    lines = []
+    for key, value in sorted(vectors.items()):
+        if isinstance(value, list):
+            rows = ",\n".join(json.dumps(row, sort_keys=True) for row in value)
+            lines.append(f"{json.dumps(key)}: [\n{rows}\n]")
+        else:
+            lines.append(f"{json.dumps(key)}: {json.dumps(value, sort_keys=True)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 FILES = {"playlist_ot.json": playlist_vectors, "clock.json": clock_vectors}

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -69,6 +70,7 @@ async def run_node(files: list[str], env: dict[str, str]) -> None:
 async def sdk_hub(serve_port: int, embedded_pg: str, embedded_redis: str,
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, str]]:
     """One gateway app for the module; what Node needs to reach it, as environment."""
+    started = time.monotonic()
     data_dir = str(tmp_path_factory.mktemp("sdk-hub"))
     # heartbeats every 3 s so the SDK's pongs are exercised within a test's time
     settings = app_settings(await create_database(embedded_pg), embedded_redis,
@@ -80,6 +82,7 @@ async def sdk_hub(serve_port: int, embedded_pg: str, embedded_redis: str,
     ws, http = urls(serve_port, name, settings)
     try:
         await routed(http, settings)
+        log.info("the SDK tests' hub deployed in %.1f s", time.monotonic() - started)
         yield {"RTHUB_SDK_TEST_URL": ws, "RTHUB_SDK_TEST_HTTP": http,
                "RTHUB_SDK_TEST_SECRET": SECRET, "RTHUB_SDK_TEST_REDIS": embedded_redis,
                "RTHUB_SDK_TEST_TENANT": f"t{uuid.uuid4().hex[:10]}"}

@@ -17,6 +17,11 @@ const FINAL_CLOSE = new Map([
   [4409, 'replaced'],
   [4410, 'token_revoked'],
 ]);
+/** An upgrade refused over HTTP (`ws` reports the status): a token or user the hub will not take. */
+const HTTP_REFUSAL = new Map([
+  [401, 'unauthorized'],
+  [403, 'forbidden'],
+]);
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class Hub extends Emitter {
@@ -33,7 +38,6 @@ export class Hub extends Emitter {
   #pending = new Map(); // id -> request sent, awaiting its reply
   #queue = []; // requests not sent yet (disconnected, or over max_in_flight)
   #topics = new Map(); // topic -> {epoch, seq, listeners: Set<{onEvent, onReload}>}
-  #currentToken = null;
 
   constructor({
     url,
@@ -71,6 +75,12 @@ export class Hub extends Emitter {
   connect() {
     if (this.state === 'open') return Promise.resolve(this.session);
     if (this.#first) return this.#first.promise;
+    if (this.state === 'reconnecting') {
+      return new Promise((resolve, reject) => {
+        const offs = [this.on('welcome', (w) => done(resolve, w)), this.on('state', (s) => s === 'closed' && done(reject, new HubError('closed', 'closed while reconnecting')))];
+        const done = (fn, value) => (offs.forEach((off) => off()), fn(value));
+      });
+    }
     let resolve, reject;
     const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
     this.#first = { promise, resolve, reject };
@@ -139,7 +149,6 @@ export class Hub extends Emitter {
   async #token() {
     const provider = typeof this.token === 'function' ? this.token : null;
     const token = provider ? await provider() : this.token;
-    this.#currentToken = token;
     clearTimeout(this.#refreshTimer);
     const exp = provider ? tokenExp(token) : null;
     if (exp !== null) {
@@ -149,6 +158,7 @@ export class Hub extends Emitter {
           // a fresh token ready before this one expires: the next reconnect needs a valid one
           this.#token().catch((err) => this.logger.warn('rthub: token refresh failed', err));
         }, inMs);
+        this.#refreshTimer.unref?.(); // Node: a pending refresh alone keeps no process alive
       }
     }
     return token;
@@ -188,9 +198,9 @@ export class Hub extends Emitter {
       this.#open();
       return;
     }
-    const final = FINAL_CLOSE.get(code) ?? (code === 401 || code === 403 ? 'unauthorized' : null);
+    const final = FINAL_CLOSE.get(code) ?? HTTP_REFUSAL.get(code) ?? null;
     const staticToken = typeof this.token !== 'function';
-    if (this.#first && this.session === null) {
+    if (this.#first) {
       // the first connect was refused: say so to the caller rather than retry blindly
       const err = new HubError(final ?? 'unavailable', `connect failed (${code}): ${reason ?? ''}`);
       this.#first.reject(err);

@@ -33,7 +33,7 @@ export const unique = (prefix) => `${prefix}-${randomBytes(4).toString('hex')}`;
 const opened = [];
 /** A connected Hub for `user` (closed by closeAll). */
 export async function connect(user, options = {}) {
-  const hub = new Hub({ url: env.url, token: token(user), WebSocket, ...options });
+  const hub = new Hub({ url: env.url, token: token(user), WebSocket, requestTimeoutMs: WAIT_MS, ...options });
   opened.push(hub);
   await hub.connect();
   return hub;

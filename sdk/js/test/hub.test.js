@@ -1,11 +1,28 @@
 // The Hub against the real hub: tokens, requests, pipelining, errors, resume and reload.
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { after, afterEach, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { Hub, HubError } from '../src/index.js';
 import { closeAll, connect, cut, env, next, noHub, redis, token, unique, until, WAIT_MS } from './helpers.js';
 
-after(closeAll);
+afterEach(closeAll); // a user may hold 5 sockets (MAX_WS_CONNECTIONS_PER_USER): none left open
+
+// A hub left idle for the whole file: the hub pings it every heartbeat (3 s here) and closes
+// it (4408) after 2 silent intervals, unless the SDK answers each ping with a pong.
+const PINGS = 3; // the third ping comes over 2 intervals after the first
+const watcher = noHub ? null : new Hub({ url: env.url, token: token('idle-watcher'), WebSocket });
+after(() => watcher?.close());
+const idle = noHub ? null : watcher.connect().then(() => {
+  const hub = watcher;
+  const seen = { pings: 0, disconnects: [], hub };
+  seen.done = new Promise((resolve) => {
+    hub.socket.addEventListener('message', (event) => {
+      if (JSON.parse(event.data).type === 'ping' && ++seen.pings >= PINGS) resolve();
+    });
+    hub.on('disconnect', (info) => resolve(seen.disconnects.push(info.code)));
+  });
+  return seen;
+});
 
 /** A token provider the test can hold, as a network that stays down until released. */
 function gatedProvider(user) {
@@ -28,6 +45,14 @@ async function room(owner, ...others) {
   await owner.request('room.create', { room_id: id, name: id });
   for (const hub of others) await hub.request('room.join', { room: id });
   return id;
+}
+
+/** Alice's room and a reader whose network the test can hold down (its token provider). */
+async function readerOf(user) {
+  const alice = await connect('alice');
+  const provider = gatedProvider(user);
+  const reader = await connect(user, { token: provider });
+  return { alice, reader, provider, id: await room(alice, reader) };
 }
 
 const send = (hub, roomId, text) => hub.request('chat.send', { room: roomId, text, client_msg_id: unique('m') });
@@ -54,18 +79,17 @@ describe('connecting', { skip: noHub, timeout: 120000 }, () => {
 
   test('a provider is asked again before exp, and on reconnect', async () => {
     const calls = [];
+    let refreshed;
+    const second = new Promise((resolve) => (refreshed = resolve));
     const provider = async () => {
       const jwt = token('carol', { ttlS: 5 });
       calls.push({ at: Date.now(), exp: JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).exp });
+      if (calls.length === 2) refreshed();
       return jwt;
     };
     const hub = await connect('carol', { token: provider, tokenRefreshMarginS: 3 });
     assert.equal(calls.length, 1);
-    // refreshed ~2 s after connecting: 3 s before the 5 s token's exp
-    const refreshed = new Promise((resolve) => {
-      const poll = setInterval(() => calls.length >= 2 && (clearInterval(poll), resolve()), 20);
-    });
-    await refreshed;
+    await second; // ~2 s after connecting: 3 s before the 5 s token's exp
     assert.ok(calls[1].at < calls[0].exp * 1000, 'the new token came before the old one expired');
     cut(hub);
     await next(hub, 'welcome');
@@ -137,10 +161,7 @@ describe('requests', { skip: noHub, timeout: 120000 }, () => {
 
 describe('resume', { skip: noHub, timeout: 120000 }, () => {
   test('a dropped socket resumes: missed events replayed once, none twice', async () => {
-    const alice = await connect('alice');
-    const provider = gatedProvider('bob');
-    const bob = await connect('bob', { token: provider });
-    const id = await room(alice, bob);
+    const { alice, reader: bob, provider, id } = await readerOf('bob');
     const seqs = [];
     await bob.subscribe(`room:${id}`, { onEvent: (content, frame) => frame.type === 'chat.message' && seqs.push(frame.seq) });
     for (const text of ['a', 'b']) await send(alice, id, text);
@@ -161,10 +182,7 @@ describe('resume', { skip: noHub, timeout: 120000 }, () => {
   });
 
   test('a refused resume (spent token: 4403) opens a fresh session and subscribes with since', async () => {
-    const alice = await connect('alice');
-    const provider = gatedProvider('erin');
-    const erin = await connect('erin', { token: provider });
-    const id = await room(alice, erin);
+    const { alice, reader: erin, provider, id } = await readerOf('erin');
     const seqs = [];
     erin.on('chat.message', (content, frame) => content.room === id && seqs.push(frame.seq));
     await send(alice, id, 'before');
@@ -191,10 +209,7 @@ describe('resume', { skip: noHub, timeout: 120000 }, () => {
   });
 
   test('history Redis lost: recovered false calls onReload', async () => {
-    const alice = await connect('alice');
-    const provider = gatedProvider('fred');
-    const fred = await connect('fred', { token: provider });
-    const id = await room(alice, fred);
+    const { alice, reader: fred, provider, id } = await readerOf('fred');
     const reloads = [];
     await fred.subscribe(`room:${id}`, { onReload: (info) => reloads.push(info) });
     await send(alice, id, 'kept');
@@ -215,5 +230,15 @@ describe('resume', { skip: noHub, timeout: 120000 }, () => {
     const heard = next(fred, 'chat.message', (content) => content.text === 'live');
     const live = (await send(alice, id, 'live')).seq;
     assert.equal((await heard).seq, live);
+  });
+});
+
+describe('heartbeat', { skip: noHub, timeout: 120000 }, () => {
+  test('pongs keep an idle socket open past 2 heartbeat intervals', async () => {
+    const seen = await idle;
+    await seen.done;
+    assert.deepEqual(seen.disconnects, [], 'never closed');
+    assert.ok(seen.pings >= PINGS, `${seen.pings} pings`);
+    assert.equal(seen.hub.state, 'open');
   });
 });

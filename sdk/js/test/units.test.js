@@ -115,3 +115,27 @@ test('pong: a ping is answered at once', async () => {
   await hub.close();
   await new Promise((resolve) => server.close(resolve));
 });
+
+test('closes that reconnecting cannot help (4401, 4403, 4409, 4410) end the hub; 1012 reconnects', async () => {
+  const server = new WebSocketServer({ port: 0 });
+  await new Promise((resolve) => server.on('listening', resolve));
+  const codes = [1012, 4410];
+  const urls = [];
+  server.on('connection', (socket, request) => {
+    urls.push(request.url);
+    socket.send(JSON.stringify({ type: 'session.welcome', content: { heartbeat_s: 30, resume_token: `r${urls.length}` } }));
+    socket.close(codes.shift(), 'bye');
+  });
+  const hub = new Hub({ url: `ws://127.0.0.1:${server.address().port}/ws`, token: 'x.e30.y', WebSocket, reconnect: { initialMs: 10, maxMs: 20 } });
+  const states = [];
+  hub.on('state', (state) => states.push(state));
+  const failed = new Promise((resolve) => hub.on('error', resolve));
+  await hub.connect();
+  const err = await failed;
+  assert.equal(err.code, 'token_revoked');
+  assert.deepEqual(states, ['connecting', 'open', 'reconnecting', 'open', 'closed']);
+  assert.equal(urls.length, 2, 'one reconnect (after 1012), none after 4410');
+  assert.match(urls[1], /resume=r1/);
+  await assert.rejects(hub.request('ping', {}), { code: 'closed' });
+  await new Promise((resolve) => server.close(resolve));
+});
