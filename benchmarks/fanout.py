@@ -257,18 +257,26 @@ class PlainWebsockets(Target):
         return text if text.isdigit() else None
 
 
+def npm_install() -> None:
+    """Install benchmarks/servers' npm packages when one is missing (node_modules is not in
+    git, and a checkout may hold an older set)."""
+    servers = HERE / "servers"
+    wanted = json.loads((servers / "package.json").read_text())["dependencies"]
+    if any(not (servers / "node_modules" / name).exists() for name in wanted):
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"],
+                       cwd=servers, check=True)
+
+
 class SocketIO(Target):
     name = "Socket.IO 4.8 (node)"
     key = "socketio"
+    server_args: tuple[str, ...] = ()  # socketio_server.js options (e.g. --recovery)
 
     def start(self) -> None:
-        servers = HERE / "servers"
-        if not (servers / "node_modules" / "socket.io").exists():
-            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"],
-                           cwd=servers, check=True)
+        npm_install()
         self.port = free_port()
         self.proc = subprocess.Popen(["taskset", "-c", "0", "node", "socketio_server.js",
-                                      str(self.port)], cwd=servers)
+                                      str(self.port), *self.server_args], cwd=HERE / "servers")
         wait_port(self.port, self.proc)
 
     async def idle(self, user: str) -> Socket:

@@ -58,6 +58,7 @@ import psutil
 import uvloop
 
 from benchmarks.fanout import UNBOUNDED, Rthub, SocketIO, raise_fd_limit
+from benchmarks.heading import run_heading
 from benchmarks.loadgen import Socket
 from client.clock import ClockEstimator
 
@@ -451,15 +452,8 @@ async def run(args: argparse.Namespace) -> tuple[list[SyncRun], list[FanoutResul
 
 def render(syncs: list[SyncRun], fanouts: list[FanoutResult], args: argparse.Namespace,
            load: tuple[float, float]) -> str:
-    command = " ".join(["python -m benchmarks.parties", *sys.argv[1:]])
     runs = f"median of {args.runs} run{'s' * (args.runs > 1)}"
-    lines = [
-        f"`{command}` — {time.strftime('%Y-%m-%d %H:%M')}, servers pinned to core 0 and the "
-        f"load generator to core 1 (`taskset`, {os.cpu_count()}-core machine), {runs}. "
-        f"Load average {load[0]:.2f} before the run, {load[1]:.2f} after"
-        + (" (other work was running on the machine)." if load[0] > 0.5 else "."),
-        "",
-    ]
+    lines = [run_heading("benchmarks.parties", args.runs, load), ""]
     if syncs:
         med = statistics.median
         filt = med([pct(s.errors["filter"], 0.99) for s in syncs])

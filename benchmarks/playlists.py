@@ -48,7 +48,7 @@ from typing import Any
 import psutil
 import uvloop
 
-from benchmarks.fanout import UNBOUNDED, wait_port
+from benchmarks.fanout import UNBOUNDED, npm_install, wait_port
 from benchmarks.hub import HubProcess
 from benchmarks.loadgen import Socket
 from benchmarks.procs import tree_cpu
@@ -456,9 +456,7 @@ class ShareDB:
     data_dir = ""
 
     def start(self) -> None:
-        if not (SERVERS / "node_modules" / "sharedb").exists():
-            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"],
-                           cwd=SERVERS, check=True)
+        npm_install()
         self.port = free_port()
         self.proc = subprocess.Popen(["taskset", "-c", "0", "node", "sharedb_server.js",
                                       str(self.port)], cwd=SERVERS)

@@ -161,15 +161,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
-async def quiet(target: Target, within_s: float = 120) -> None:
-    """Until the server is idle (under 5% of a core for a whole second): what an earlier
+async def quiet(target: Target, within_s: float = 120, idle: float = 0.05) -> None:
+    """Until the server is idle (under ``idle`` of a core for a whole second): what an earlier
     scenario left (S2's 2,000 sockets closing, their sessions recorded) must not be timed."""
     assert target.proc is not None
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         before = tree_cpu(target.proc.pid, target.data_dir)
         await asyncio.sleep(1.0)
-        if tree_cpu(target.proc.pid, target.data_dir) - before < 0.05:
+        if tree_cpu(target.proc.pid, target.data_dir) - before < idle:
             return
     log.warning("%s still busy after %.0f s; timing anyway", target.name, within_s)
 
