@@ -310,6 +310,7 @@ class Hub:
                 self.log.warning("a frame that is not JSON: %.80r", raw)
                 continue
             if isinstance(frame, dict):
+                self.log.debug("frame %.300s", raw)
                 await self._dispatch(ws, frame)
 
     async def _dispatch(self, ws: Any, frame: dict[str, Any]) -> None:

@@ -8,8 +8,6 @@ the required fields and returns the content typed::
     message = parse("chat.message", content)   # a ChatMessage: message["text"] is a str
 """
 
-from __future__ import annotations
-
 import logging
 from typing import Any, NotRequired, TypedDict, cast
 
