@@ -29,15 +29,15 @@ class Topics:
 
     def followed(self, ack: Any) -> str | None:
         """An ack that names ``topic``, ``epoch`` and ``seq``: the socket follows the topic
-        from there. Returns the topic (None when the ack names none)."""
+        from there. A topic tracked already keeps its own seq (the ack may be written before
+        events it counts, which must not be taken for repeats). Returns the topic (None
+        when the ack names none)."""
         if not (isinstance(ack, dict) and isinstance(ack.get("topic"), str)
                 and isinstance(ack.get("epoch"), str) and isinstance(ack.get("seq"), int)):
             return None
         known = self.positions.get(ack["topic"])
         if known is None or known.epoch != ack["epoch"]:
             self.positions[ack["topic"]] = Position(ack["epoch"], ack["seq"])
-        elif ack.get("recovered") is False:
-            known.seq = ack["seq"]
         return ack["topic"]
 
     def restored(self, content: dict[str, Any]) -> bool:
