@@ -22,29 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import websockets
-from websockets.exceptions import InvalidStatus
 
-from client.backoff import backoff_delay, token_exp
+from client.backoff import backoff_delay
 from client.clock import ClockEstimator, now_ms
 from client.emitter import Emitter
 from client.messages import check
 from client.requests import HubError, Pending, Slots
+from client.tokens import TokenProvider, TokenSource
 from client.topics import Topics
+from client.transport import FINAL_CLOSES, Refused, open_socket
 
 log = logging.getLogger(__name__)
 
-TokenProvider = Callable[[], "str | Awaitable[str]"]
-FINAL_CLOSES = frozenset({4401, 4403, 4410})  # unauthorized, forbidden, token revoked
-FINAL_STATUSES = frozenset({401, 403})
 REPLIES = frozenset({"ack", "error", "time.pong"})
 
 
@@ -89,8 +85,7 @@ class Hub:
         self.session: dict[str, Any] = {}
         self.clock = ClockEstimator()
         self.topics = Topics()
-        self._provider = token
-        self._token: str | None = None
+        self._tokens = TokenSource(token, token_refresh_margin_s)
         self._events = Emitter()
         self._subs: dict[str, Subscription] = {}
         self._pending: dict[int, Pending] = {}
@@ -99,7 +94,6 @@ class Hub:
         self._ws: Any = None
         self._open = asyncio.Event()
         self._runner: asyncio.Task | None = None
-        self._refresher: asyncio.Task | None = None
         self._first: asyncio.Future | None = None
         self._resume_token: str | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -117,7 +111,7 @@ class Hub:
     async def close(self) -> None:
         """Close the socket and stop reconnecting; waiting requests fail with ``closed``."""
         self._set_state("closed")
-        for task in (self._runner, self._refresher, *self._tasks):
+        for task in (self._runner, *self._tasks):
             if task is not None:
                 task.cancel()
         if self._ws is not None:
@@ -152,6 +146,11 @@ class Hub:
         self._subs.pop(topic, None)
         self.topics.forget(topic)
         await self.request("unsubscribe", {"topic": topic})
+
+    def position(self, topic: str) -> dict[str, Any] | None:
+        """Where the client is in ``topic``'s stream (``{epoch, seq}``), or None."""
+        known = self.topics.positions.get(topic)
+        return {"epoch": known.epoch, "seq": known.seq} if known else None
 
     async def sync_clock(self, samples: int = 8) -> dict[str, float]:
         """A burst of ``time.ping`` exchanges into ``clock``; its offset and error bound."""
@@ -205,10 +204,13 @@ class Hub:
             self._set_state("connecting" if self._first and not self._first.done()
                             else "reconnecting")
             try:
-                ws, welcome = await self._open_socket()
-            except _Refused as refused:
+                ws, welcome = await open_socket(self.url, await self._tokens.fresh(),
+                                                self._resume_token, self.open_timeout_s)
+            except Refused as refused:
                 if refused.resume_refused:
-                    continue  # a fresh session at once; topics come back `since`
+                    self.log.info("resume refused (%s): a fresh session", refused.reason)
+                    self._resume_token = None
+                    continue  # at once; the topics come back `since` their positions
                 self._stop(HubError("unauthorized" if refused.code in (401, 4401)
                                     else "forbidden", refused.reason))
                 return
@@ -230,42 +232,6 @@ class Hub:
                 self._set_state("reconnecting")
             await asyncio.sleep(backoff_delay(attempt, **self.reconnect))
             attempt += 1
-
-    async def _open_socket(self) -> tuple[Any, dict[str, Any]]:
-        """A socket and its welcome, resuming when there is a token to resume."""
-        token = await self._fresh_token()
-        resume = self._resume_token
-        url = self.url if resume is None else (
-            f"{self.url}{'&' if '?' in self.url else '?'}resume={resume}")
-        try:
-            ws = await websockets.connect(url, additional_headers={
-                "Authorization": f"Bearer {token}"}, open_timeout=self.open_timeout_s,
-                ping_interval=None, max_size=2**24)
-        except InvalidStatus as refused:
-            status = refused.response.status_code
-            if status in FINAL_STATUSES:
-                raise _Refused(status, f"HTTP {status}", False) from None
-            raise
-        try:
-            async with asyncio.timeout(self.open_timeout_s):
-                frame = json.loads(await ws.recv())
-        except websockets.ConnectionClosed as closed:
-            code = closed.rcvd.code if closed.rcvd else None
-            reason = closed.rcvd.reason if closed.rcvd else ""
-            if code == 4403 and resume is not None:
-                self.log.info("resume refused (%s): a fresh session", reason)
-                self._resume_token = None
-                raise _Refused(code, reason, True) from None
-            if code in FINAL_CLOSES:
-                raise _Refused(code, reason, False) from None
-            raise
-        except BaseException:
-            ws.transport.abort()
-            raise
-        if frame.get("type") != "session.welcome":
-            ws.transport.abort()
-            raise websockets.InvalidHandshake(f"first frame was {frame.get('type')!r}")
-        return ws, frame
 
     async def _serve(self, ws: Any, welcome: dict[str, Any]) -> tuple[int | None, str]:
         """Run one socket from its welcome to its end; returns its close (code, reason)."""
@@ -356,29 +322,6 @@ class Hub:
                 self.log.warning("could not follow %s again: %s", topic, err)
                 self._events.emit("error", err)
 
-    # -- tokens ---------------------------------------------------------------------------
-    async def _fresh_token(self) -> str:
-        """The provider's token (called on every connect); a refresh is scheduled before
-        its ``exp``."""
-        provider = self._provider
-        token = provider() if callable(provider) else provider
-        if inspect.isawaitable(token):
-            token = await token
-        self._token = str(token)
-        exp = token_exp(self._token)
-        if callable(provider) and exp is not None:
-            if self._refresher is not None:
-                self._refresher.cancel()
-            self._refresher = asyncio.create_task(self._refresh_at(exp))
-        return self._token
-
-    async def _refresh_at(self, exp: float) -> None:
-        await asyncio.sleep(max(exp - self.token_refresh_margin_s - time.time(), 1.0))
-        try:
-            await self._fresh_token()
-        except Exception:
-            self.log.exception("the token provider failed; the next reconnect asks again")
-
     # -- helpers --------------------------------------------------------------------------
     def _set_state(self, state: str) -> None:
         if self.state != state and self.state != "closed":
@@ -393,8 +336,7 @@ class Hub:
         self._finish(error)
 
     def _finish(self, error: HubError) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
+        self._tokens.stop()
         for pending in list(self._pending.values()):
             pending.fail(error)
         self._open.set()  # requests waiting for a socket wake up and see `closed`
@@ -403,14 +345,6 @@ class Hub:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-class _Refused(Exception):
-    def __init__(self, code: int | None, reason: str, resume_refused: bool) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.resume_refused = resume_refused
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> None:

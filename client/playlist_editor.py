@@ -32,6 +32,7 @@ class PlaylistEditor:
         self._events = Emitter()
         self._offs: list[Callable[[], None]] = []
         self._sending = False
+        self._tasks: set[asyncio.Task] = set()
 
     @property
     def items(self) -> list[dict[str, Any]]:
@@ -53,9 +54,17 @@ class PlaylistEditor:
         self._events.emit("change", self.items)
 
     def close(self) -> None:
+        """Stop listening and sending (edits not yet acknowledged are dropped)."""
         for off in self._offs:
             off()
         self._offs = []
+        for task in self._tasks:
+            task.cancel()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def insert(self, index: int, track: Any) -> str:
         """Insert ``track`` at ``index``; returns the new item's id."""
@@ -84,7 +93,7 @@ class PlaylistEditor:
         if self._sending or (self.doc.inflight is None and self.doc.next_frame() is None):
             return
         self._sending = True
-        self.hub._spawn(self._send())
+        self._spawn(self._send())
 
     async def _send(self) -> None:
         """Send the in-flight op until it is acknowledged, then the next one. A resend
@@ -119,12 +128,12 @@ class PlaylistEditor:
         self.doc.broadcast(content)
         self._changed()
         if self.doc.gap:
-            self.hub._spawn(self._catch_up())
+            self._spawn(self._catch_up())
         self._flush()
 
     def _subscribed(self, content: dict[str, Any], frame: dict[str, Any]) -> None:
         if content.get("topic") == self.topic and content.get("recovered") is False:
-            self.hub._spawn(self._catch_up())  # the stream lost ops: read them back
+            self._spawn(self._catch_up())  # the stream lost ops: read them back
 
     async def _catch_up(self) -> None:
         ack = await self.hub.request("playlist.history", {"playlist": self.playlist_id,
