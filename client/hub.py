@@ -114,9 +114,12 @@ class Hub:
         for task in (self._runner, *self._tasks):
             if task is not None:
                 task.cancel()
+        closed = HubError("closed", "the hub was closed")
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(closed)
         if self._ws is not None:
             await self._ws.close()
-        self._finish(HubError("closed", "the hub was closed"))
+        self._finish(closed)
 
     def on(self, name: str, fn: Callable[..., Any]) -> Callable[[], None]:
         """Listen: ``state``, ``welcome``, ``resumed``, ``disconnect``, ``error``, or a server
@@ -211,8 +214,8 @@ class Hub:
                     self.log.info("resume refused (%s): a fresh session", refused.reason)
                     self._resume_token = None
                     continue  # at once; the topics come back `since` their positions
-                self._stop(HubError("unauthorized" if refused.code in (401, 4401)
-                                    else "forbidden", refused.reason))
+                self._stop(HubError("forbidden" if refused.code in (403, 4403)
+                                    else "unauthorized", refused.reason))
                 return
             except (OSError, TimeoutError, websockets.WebSocketException) as err:
                 if self._first is not None and not self._first.done():

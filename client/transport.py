@@ -12,7 +12,9 @@ from websockets.exceptions import InvalidStatus
 
 log = logging.getLogger(__name__)
 
-FINAL_CLOSES = frozenset({4401, 4403, 4410})  # unauthorized, forbidden, token revoked
+# unauthorized, forbidden, replaced (the session went on another socket, or the user is over
+# the hub's per-user cap: coming back would push the next socket out), token revoked
+FINAL_CLOSES = frozenset({4401, 4403, 4409, 4410})
 FINAL_STATUSES = frozenset({401, 403})  # the upgrade refused for the token or the path
 
 

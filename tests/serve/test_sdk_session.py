@@ -143,25 +143,44 @@ async def test_a_dropped_socket_resumes_with_replay_and_no_duplicates(hub):
         assert sub.seq == missed[-1]   # repeats of a, b, c were dropped by seq
 
 
-async def test_a_spent_resume_token_gives_a_fresh_session_that_resubscribes_since(hub):
+async def test_a_session_resumed_elsewhere_stops_here_and_a_spent_token_starts_afresh(hub):
+    gate = asyncio.Event()
+    gate.set()
+
+    async def gated() -> str:  # the test decides when bo may reconnect
+        await gate.wait()
+        return hub.token("bo")
+
     async with sdk_hubs(hub) as connect:
         ana, bo = await room(connect, "ana", "spent", "bo")
+        # Another socket resumes the session bo holds: bo is replaced (4409) and stays down.
+        taken = asyncio.create_task(next_event(bo, "disconnect"))
+        thief = await Client.connect(hub.url, hub.token("bo"),
+                                     query=f"?resume={bo.session['resume_token']}")
+        gone, = await taken
+        assert gone["code"] == 4409
+        await until(lambda: bo.state == "closed", bo, "state")
+        await thief.close()
+
+        bo = await connect("bo", token=gated)
+        await bo.request("room.join", {"room": "spent"})
         seen: list[int] = []
         await bo.subscribe("room:spent", on_event=record(seen))
         first = await say(ana, "spent", "a")
         await until(lambda: len(seen) == 1, bo, "chat.message")
-        # Another socket resumes bo's session first: bo's socket is replaced (4409) and its
-        # resume token is spent, so bo's own resume is refused (4403) -> a fresh session.
-        restored = asyncio.create_task(next_event(bo, "subscribed", within=60))
+        gate.clear()
+        drop(bo)  # bo waits for its token; meanwhile its resume token is spent elsewhere
         thief = await Client.connect(hub.url, hub.token("bo"),
                                      query=f"?resume={bo.session['resume_token']}")
         await thief.close()
-        content, _ = await restored  # the ack of the SDK's own `subscribe since`
+        missed = await say(ana, "spent", "b")
+        restored = asyncio.create_task(next_event(bo, "subscribed"))
+        gate.set()  # refused (4403) -> a fresh session -> `subscribe since` its position
+        content, _ = await restored
         assert content["recovered"] is True
         assert bo.session["resumed"] is False
-        later = await say(ana, "spent", "b")
         await until(lambda: len(seen) == 2, bo, "chat.message")
-        assert seen == first + later
+        assert seen == first + missed
 
 
 async def test_a_lost_stream_calls_on_reload(hub):
