@@ -204,37 +204,54 @@ class Hub:
     async def _run(self) -> None:
         attempt = 0
         while self.state != "closed":
-            self._set_state("connecting" if self._first and not self._first.done()
-                            else "reconnecting")
+            first = self._first is not None and not self._first.done()
+            self._set_state("connecting" if first else "reconnecting")
             try:
-                ws, welcome = await open_socket(self.url, await self._tokens.fresh(),
-                                                self._resume_token, self.open_timeout_s)
-            except Refused as refused:
-                if refused.resume_refused:
-                    self.log.info("resume refused (%s): a fresh session", refused.reason)
-                    self._resume_token = None
-                    continue  # at once; the topics come back `since` their positions
-                self._stop(HubError("forbidden" if refused.code in (403, 4403)
-                                    else "unauthorized", refused.reason))
-                return
-            except (OSError, TimeoutError, websockets.WebSocketException) as err:
-                if self._first is not None and not self._first.done():
-                    self._stop(HubError("unavailable", f"cannot connect: {err}"))
+                token = await self._tokens.fresh()
+            except Exception as err:  # the application's provider: anything may go wrong
+                self.log.warning("the token provider failed: %r", err)
+                if first:
+                    self._stop(HubError("unauthorized", f"the token provider failed: {err!r}"))
                     return
-                self.log.info("reconnect failed (%s); attempt %d", err, attempt + 1)
+                outcome = "failed"
             else:
-                attempt = 0
-                code, reason = await self._serve(ws, welcome)
-                self._events.emit("disconnect", {"code": code, "reason": reason})
-                if code in FINAL_CLOSES:
-                    self._stop(HubError("closed", f"the hub closed the session: {code} "
-                                                  f"{reason}"))
-                    return
-                if self.state == "closed":
-                    return
-                self._set_state("reconnecting")
+                outcome = await self._attempt(token, first)
+            if outcome == "stop" or self.state == "closed":
+                return
+            if outcome == "afresh":
+                continue  # the resume was refused: a fresh session at once
+            if outcome == "served":
+                attempt = 0  # a drop: the first, shortest (still jittered) wait
             await asyncio.sleep(backoff_delay(attempt, **self.reconnect))
             attempt += 1
+
+    async def _attempt(self, token: str, first: bool) -> str:
+        """One connection, served until it ends: ``served`` (it had a session),
+        ``afresh`` (its resume was refused), ``failed`` (it did not open), ``stop``."""
+        try:
+            ws, welcome = await open_socket(self.url, token, self._resume_token,
+                                            self.open_timeout_s)
+        except Refused as refused:
+            if refused.resume_refused:
+                self.log.info("resume refused (%s): a fresh session", refused.reason)
+                self._resume_token = None
+                return "afresh"  # the topics come back `since` their positions
+            self._stop(HubError("forbidden" if refused.code in (403, 4403)
+                                else "unauthorized", refused.reason))
+            return "stop"
+        except (OSError, TimeoutError, ValueError, websockets.WebSocketException) as err:
+            if first:
+                self._stop(HubError("unavailable", f"cannot connect: {err}"))
+                return "stop"
+            self.log.info("reconnect failed (%s)", err)
+            return "failed"
+        code, reason = await self._serve(ws, welcome)
+        self._events.emit("disconnect", {"code": code, "reason": reason})
+        if code in FINAL_CLOSES:
+            self._stop(HubError("closed", f"the hub closed the session: {code} {reason}"))
+            return "stop"
+        self._set_state("reconnecting")
+        return "served"
 
     async def _serve(self, ws: Any, welcome: dict[str, Any]) -> tuple[int | None, str]:
         """Run one socket from its welcome to its end; returns its close (code, reason)."""

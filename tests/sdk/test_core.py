@@ -1,5 +1,5 @@
-"""The SDK's sans-I/O parts: positions and repeats, the in-flight bound, backoff, tokens,
-typed events and the party scheduler's arithmetic."""
+"""The SDK's sans-I/O parts (positions and repeats, the in-flight bound, backoff, tokens,
+typed events) and a first connect that fails."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import json
 
 import pytest
 
+from client import Hub, HubError
 from client.backoff import backoff_delay, token_exp
 from client.messages import ACKS, parse
 from client.requests import Slots
 from client.topics import Topics
+from cluster.ingress import free_port
 
 
 def test_repeats_are_dropped_by_seq_and_a_lost_stream_restarts_the_count():
@@ -71,3 +73,15 @@ def test_parse_names_the_fields_an_ack_lacks():
     assert parse("chat.send", {"message_id": "m", "seq": 1}, ACKS)["seq"] == 1
     with pytest.raises(ValueError, match=r"chat\.message without message_id"):
         parse("chat.message", {"room": "r", "sender": "a", "text": "t", "attachments": []})
+
+
+async def test_a_first_connect_that_fails_is_not_retried():
+    def provider() -> str:
+        raise RuntimeError("no token today")
+
+    for token, code in (("a-token", "unavailable"), (provider, "unauthorized")):
+        hub = Hub(f"ws://127.0.0.1:{free_port()}/ws", token)  # nothing listens there
+        with pytest.raises(HubError) as failed:
+            await hub.connect()
+        assert failed.value.code == code
+        assert hub.state == "closed"
