@@ -9,7 +9,8 @@ round trips of ``time.ping`` and ``chat.send``, --count sequential each, p50 / p
 --burst of ``chat.send`` pipelined through the SDK (``max_in_flight`` at a time), messages
 acknowledged per second; and --drops sockets killed without a close frame, the time from
 the kill to the ``resumed`` welcome and to the first replayed event, with the default backoff
-(a uniform wait in [0, 0.2 s] before the first attempt) and with none.
+(a uniform wait in [0, 0.2 s] before the first attempt) and with none. Results go to stdout
+and benchmarks/results/sdk_python.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import os
 import statistics
 import time
+from pathlib import Path
 
 import websockets
 
@@ -29,6 +31,7 @@ from benchmarks.hub import HubProcess
 from client import Hub
 
 log = logging.getLogger("benchmarks.sdk_python")
+RESULTS = Path(__file__).parent / "results" / "sdk_python.md"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -175,7 +178,11 @@ def main() -> None:
         args.count, args.burst, args.drops = 50, 200, 5
     logging.basicConfig(level=logging.WARNING)
     log.setLevel(logging.INFO)
-    log.warning("results:\n%s", asyncio.run(run(args)))
+    text = asyncio.run(run(args))
+    log.warning("results:\n%s", text)
+    if not args.quick:
+        RESULTS.write_text(f"# benchmarks/sdk_python ({time.strftime('%Y-%m-%d')}, "
+                           f"{os.cpu_count()} cores)\n\n{text}\n")
 
 
 if __name__ == "__main__":
