@@ -191,7 +191,9 @@ class Hub:
                 await ws.send(json.dumps({"type": type, "id": frame_id, "content": content}))
             except websockets.ConnectionClosed:
                 self._pending.pop(frame_id, None)
-                continue  # it never went out: wait for the next socket
+                if self._ws is ws:  # dead before the reader saw it: wait for the next one
+                    self._open.clear()
+                continue  # it never went out
             try:
                 return await pending.future
             finally:

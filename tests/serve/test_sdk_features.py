@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from client import Inbox, PartyClient, PartyScheduler, PlaylistEditor, now_ms
-from tests.serve.sdk import next_event, sdk_hubs, until
+from tests.serve.sdk import drop, next_event, sdk_hubs, until
 
 pytestmark = pytest.mark.one_backend
 
@@ -69,8 +69,7 @@ async def test_two_playlist_editors_converge_on_the_servers_list(hub):
         theirs.insert(0, "t3")  # concurrent with ana's, made on an older version
         theirs.insert(0, "t4")
         mine.move(first, 1)
-        await mine.settled()
-        await theirs.settled()
+        await asyncio.wait_for(asyncio.gather(mine.settled(), theirs.settled()), 60)
         final = (await ana.request("playlist.open", {"playlist": playlist}))
 
         def converged() -> bool:
@@ -82,6 +81,17 @@ async def test_two_playlist_editors_converge_on_the_servers_list(hub):
         assert [(i["item_id"], i["track"]) for i in mine.items] == server
         assert [(i["item_id"], i["track"]) for i in theirs.items] == server
         assert sorted(track for _, track in server) == ["t1", "t2", "t3", "t4"]
+
+        drop(bo)  # edits made while bo's socket is down go out on the next one
+        theirs.remove(first)
+        mine.insert(0, "t5")
+        await asyncio.wait_for(asyncio.gather(mine.settled(), theirs.settled()), 60)
+        final = await ana.request("playlist.open", {"playlist": playlist})
+        await until(converged, mine, "change")
+        await until(converged, theirs, "change")
+        assert [i["track"] for i in mine.items] == [i["track"] for i in final["items"]]
+        assert [i["track"] for i in theirs.items] == [i["track"] for i in final["items"]]
+        assert sorted(i["track"] for i in final["items"]) == ["t2", "t3", "t4", "t5"]
 
 
 async def test_the_inbox_loads_counts_and_hears_a_notification_sent_over_http(hub):
