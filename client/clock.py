@@ -18,6 +18,7 @@ samples on joining and one every few seconds after, and schedule playback with
 from __future__ import annotations
 
 import statistics
+import time
 from collections import deque
 
 
@@ -53,3 +54,13 @@ class ClockEstimator:
 
     def to_local(self, server_ms: float) -> float:
         return server_ms - self.offset_ms
+
+
+_WALL_AT_START_MS = time.time() * 1000
+_MONOTONIC_AT_START = time.monotonic()
+
+
+def now_ms() -> float:
+    """Local time in ms: wall-clock based (comparable with server ms once the offset is
+    applied) but monotonic, so a system clock step never sends a schedule backwards."""
+    return _WALL_AT_START_MS + (time.monotonic() - _MONOTONIC_AT_START) * 1000
