@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AskError, RedisClusterException, RedisError, ResponseError
-from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
