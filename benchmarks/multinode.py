@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -203,7 +204,7 @@ class LocalNodes:
                     if conn.status != psutil.CONN_LISTEN or port not in operator_ports:
                         continue
                     who = _get_json(f"http://127.0.0.1:{port}/healthz")
-                    if who is not None:
+                    if isinstance(who, dict) and "gateway" in who:
                         found[who["gateway"]] = {"node": node, "pid": proc.pid,
                                                  "operator": port}
         return found
@@ -221,10 +222,12 @@ class LocalNodes:
 
 
 def _get_json(url: str) -> dict[str, Any] | None:
+    """The JSON body at ``url``, or None: a replica's other listening ports (Ray's gRPC
+    among them) may fall in the operator range and answer something that is not HTTP/1."""
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
             return json.loads(answer.read())
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
 
 
