@@ -3,10 +3,11 @@ a time and hides the drops between them.
 
 It connects with a token (or a provider called on every (re)connect and again
 ``token_refresh_margin_s`` before the token's ``exp``), reconnects with exponential backoff
-and full jitter (never after 4401, 4403 or 4410: those will not change by retrying), resumes
-with the welcome's ``resume_token`` (the hub replays what the client missed, announced by
-``subscribed`` frames) or, when the hub refuses the resume (4403 before any welcome),
-subscribes each followed topic again ``since`` its last position. Repeats are dropped by
+and full jitter (never after 4401, 4403, 4409 or 4410: retrying cannot change them, and
+after a 4409 it would replace another of the user's sockets), resumes with the welcome's
+``resume_token`` (the hub replays what the client missed, announced by ``subscribed``
+frames) or, when the hub refuses the resume (4403 before any welcome), subscribes each
+followed topic again ``since`` its last position. Repeats are dropped by
 ``seq``; a ``recovered: false`` calls the subscription's ``on_reload``. It answers ``ping``
 with ``pong`` and takes a socket silent for two heartbeats for dead. Requests are pipelined
 up to the welcome's ``max_in_flight``; those made while disconnected wait for the next
