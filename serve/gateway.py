@@ -31,7 +31,7 @@ from rthub.config import Settings
 from rthub.errors import Conflict, Forbidden, HubError, RateLimited, Unauthorized, Unavailable
 from serve import chat, playlists, protocol, topics
 from serve.analytics import Analytics
-from serve.auth import Identity, TokenRevoked, TokenVerifier
+from serve.auth import Identity, TokenRevoked, TokenVerifier, refreshed
 from serve.autoscaling import reported
 from serve.channel_routes import channel_routes
 from serve.connection import GONE, Connection
@@ -170,10 +170,7 @@ class GatewayCore(Control):
         the socket at). A token that does not verify, or names someone else, changes
         nothing and is audited as a failed authentication."""
         try:
-            identity = self.verifier.verify(token)
-            if (identity.user, identity.tenant) != (conn.identity.user, conn.identity.tenant):
-                raise Forbidden("session.refresh needs a token of the socket's own user and "
-                                "tenant")
+            identity = refreshed(self.verifier, conn.identity, token)
         except HubError as err:
             self.audit.record(conn.identity.tenant, conn.identity.user, "auth.failed",
                               conn.ip, reason=f"session.refresh: {err.message}")
