@@ -164,6 +164,23 @@ class GatewayCore(Control):
             raise
         return identity
 
+    def reauthorize(self, conn: Connection, token: str) -> int:
+        """``session.refresh``: a fresh token for an open socket, of the same user and tenant;
+        the socket's identity becomes the new token's (its ``exp`` is what the timer closes
+        the socket at). A token that does not verify, or names someone else, changes
+        nothing and is audited as a failed authentication."""
+        try:
+            identity = self.verifier.verify(token)
+            if (identity.user, identity.tenant) != (conn.identity.user, conn.identity.tenant):
+                raise Forbidden("session.refresh needs a token of the socket's own user and "
+                                "tenant")
+        except HubError as err:
+            self.audit.record(conn.identity.tenant, conn.identity.user, "auth.failed",
+                              conn.ip, reason=f"session.refresh: {err.message}")
+            raise
+        conn.identity = identity
+        return identity.expires_at
+
     def admit(self, conn: Connection) -> None:
         """The address rules, for a socket that has just opened (``AddressRefused``)."""
         try:
