@@ -2,9 +2,12 @@
 a time and hides the drops between them.
 
 It connects with a token (or a provider called on every (re)connect and again
-``token_refresh_margin_s`` before the token's ``exp``), reconnects with exponential backoff
-and full jitter (never after 4401, 4403, 4409 or 4410: retrying cannot change them, and
-after a 4409 it would replace another of the user's sockets), resumes with the welcome's
+``token_refresh_margin_s`` before the token's ``exp``, or at half a short token's life; the
+fresh token goes to the open socket as ``session.refresh``, since the hub closes a socket
+whose token expired), reconnects with exponential backoff and full jitter (never after 4401,
+4403, 4409 or 4410: retrying cannot change them, and after a 4409 it would replace another of
+the user's sockets; but a 4401 "token expired" with a provider reconnects with a fresh
+token), resumes with the welcome's
 ``resume_token`` (the hub replays what the client missed, announced by ``subscribed``
 frames) or, when the hub refuses the resume (4403 before any welcome), subscribes each
 followed topic again ``since`` its last position. Repeats are dropped by
@@ -38,7 +41,7 @@ from client.messages import check
 from client.requests import HubError, Pending, Slots
 from client.tokens import TokenProvider, TokenSource
 from client.topics import Topics
-from client.transport import FINAL_CLOSES, Refused, open_socket
+from client.transport import FINAL_CLOSES, TOKEN_EXPIRED, Refused, open_socket
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class Hub:
         self.session: dict[str, Any] = {}
         self.clock = ClockEstimator()
         self.topics = Topics()
-        self._tokens = TokenSource(token, token_refresh_margin_s)
+        self._tokens = TokenSource(token, token_refresh_margin_s, self._present)
         self._events = Emitter()
         self._subs: dict[str, Subscription] = {}
         self._pending: dict[int, Pending] = {}
@@ -123,8 +126,9 @@ class Hub:
         self._finish(closed)
 
     def on(self, name: str, fn: Callable[..., Any]) -> Callable[[], None]:
-        """Listen: ``state``, ``welcome``, ``resumed``, ``disconnect``, ``error``, or a server
-        event type (``fn(content, frame)``). Returns the function that stops listening."""
+        """Listen: ``state``, ``welcome``, ``resumed``, ``disconnect``, ``error``,
+        ``refreshed`` (``{exp}``: the socket runs on a renewed token), or a server event
+        type (``fn(content, frame)``). Returns the function that stops listening."""
         return self._events.on(name, fn)
 
     async def request(self, type: str, content: dict[str, Any] | None = None,
@@ -203,6 +207,17 @@ class Hub:
     def _followed(self, ack: dict[str, Any]) -> None:
         self.topics.followed(ack)  # room.join, playlist.open...: the ack names the topic
 
+    async def _present(self, token: str) -> None:
+        """Hand a renewed token to the open socket (``session.refresh``), which the hub
+        would otherwise close at the old token's ``exp``; with no socket open, the next
+        reconnect presents it. ``HubError`` (the hub's refusal, a timeout) is retried by the
+        token source."""
+        if self._ws is None or self.state != "open":
+            return
+        ack = await self._request("session.refresh", {"token": token}, None, None)
+        self.log.info("the socket runs on a renewed token (exp %s)", ack.get("exp"))
+        self._events.emit("refreshed", ack)
+
     # -- the connection loop --------------------------------------------------------------
     async def _run(self) -> None:
         attempt = 0
@@ -250,7 +265,10 @@ class Hub:
             return "failed"
         code, reason = await self._serve(ws, welcome)
         self._events.emit("disconnect", {"code": code, "reason": reason})
-        if code in FINAL_CLOSES:
+        if (code, reason) == TOKEN_EXPIRED and self._tokens.renewable:
+            self.log.warning("the socket closed on its expired token: reconnecting with a "
+                             "fresh one")
+        elif code in FINAL_CLOSES:
             self._stop(HubError("closed", f"the hub closed the session: {code} {reason}"))
             return "stop"
         self._set_state("reconnecting")

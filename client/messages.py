@@ -236,6 +236,12 @@ class NotificationList(TypedDict):
     more: NotRequired[bool]
 
 
+class TokenRefreshed(TypedDict):
+    """The ``session.refresh`` ack: the socket now closes at the new token's ``exp``."""
+
+    exp: int
+
+
 EVENTS: dict[str, type] = {
     "session.welcome": Welcome, "subscribed": Subscribed,
     "chat.message": ChatMessage, "chat.edited": ChatEdited, "chat.deleted": ChatDeleted,
@@ -257,6 +263,7 @@ ACKS: dict[str, type] = {
     "playlist.open": PlaylistOpened, "playlist.op": PlaylistOpAck,
     "playlist.history": PlaylistHistory, "playlist.suggest": PlaylistSuggest,
     "notification.list": NotificationList, "time.ping": TimePong,
+    "session.refresh": TokenRefreshed,
 }
 
 

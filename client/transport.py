@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 # unauthorized, forbidden, replaced (the session went on another socket, or the user is over
 # the hub's per-user cap: coming back would push the next socket out), token revoked
 FINAL_CLOSES = frozenset({4401, 4403, 4409, 4410})
+TOKEN_EXPIRED = (4401, "token expired")  # final with a static token, not with a provider
 FINAL_STATUSES = frozenset({401, 403})  # the upgrade refused for the token or the path
 
 

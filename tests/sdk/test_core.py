@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 
 import pytest
 
@@ -13,6 +14,7 @@ from client import Hub, HubError
 from client.backoff import backoff_delay, token_exp
 from client.messages import ACKS, parse
 from client.requests import Slots
+from client.tokens import MIN_DELAY_S, TokenSource, refresh_delay, retry_delay
 from client.topics import Topics
 from cluster.ingress import free_port
 
@@ -67,6 +69,58 @@ def test_a_tokens_exp_is_read_without_verifying_it():
     payload = base64.urlsafe_b64encode(json.dumps({"sub": "a", "exp": 1234}).encode())
     assert token_exp(f"h.{payload.decode().rstrip('=')}.sig") == 1234
     assert token_exp("not-a-jwt") is None
+
+
+def jwt_until(exp: float) -> str:
+    """A JWT-shaped token expiring at ``exp`` (the SDK reads it without verifying)."""
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": "a", "exp": exp}).encode())
+    return f"h.{payload.decode().rstrip('=')}.sig"
+
+
+def test_a_token_is_renewed_a_margin_before_exp_or_at_half_a_short_life():
+    assert refresh_delay(1000 + 3600, 1000, 60) == 3540  # long-lived: the margin before exp
+    assert refresh_delay(1000 + 120, 1000, 60) == 60     # exactly twice the margin
+    assert refresh_delay(1000 + 4, 1000, 60) == 2        # a test token: at half its life
+    assert refresh_delay(1000 + 4, 1000, 3) == 2
+    assert refresh_delay(1000 + 100, 1000, 30) == 70
+    assert refresh_delay(990, 1000, 60) == MIN_DELAY_S   # already expired: not a busy loop
+
+
+def test_a_failed_renewal_is_retried_with_backoff_before_exp_only():
+    for attempt in range(1, 8):
+        delay = retry_delay(attempt, 1000 + 3600, 1000)
+        assert delay is not None
+        assert 0.1 <= delay <= min(30, 2 ** (attempt - 1))
+    assert retry_delay(9, 1000 + 4, 1000) <= 2  # never past half the time left
+    assert retry_delay(1, 1000.1, 1000) is None  # expired: the 4401 reconnect asks again
+    assert retry_delay(1, 999, 1000) is None
+
+
+async def test_a_providers_renewal_reaches_on_fresh_and_a_failure_is_retried():
+    issued: list[str] = []
+    given: list[str] = []
+    failures = [RuntimeError("the hub said no")]
+    delivered = asyncio.Event()
+
+    def provider() -> str:  # 2-second tokens: renewed after ~1 s
+        issued.append(jwt_until(time.time() + 2))
+        return issued[-1]
+
+    async def on_fresh(token: str) -> None:
+        if failures:
+            raise failures.pop()
+        given.append(token)
+        delivered.set()
+
+    source = TokenSource(provider, margin_s=60, on_fresh=on_fresh)
+    assert await source.fresh() == issued[0]  # the connect's token
+    try:
+        await asyncio.wait_for(delivered.wait(), 30)
+    finally:
+        source.stop()
+    assert given == [issued[2]]  # the second failed on_fresh: retried with a third
+    assert source.current == issued[2]
+    assert TokenSource("static").renewable is False
 
 
 def test_parse_names_the_fields_an_ack_lacks():

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
 
 from client import HubError
+from client.backoff import token_exp
 from client.messages import ACKS, parse
 from fanout.streams import epoch_key, stream_key
+from serve.auth import LEEWAY_S
 from tests.serve.client import Client
 from tests.serve.sdk import drop, next_event, sdk_hubs, until
 
 pytestmark = pytest.mark.one_backend  # the SDK's behaviour: one backend pair (conftest)
+
+# a token the hub keeps a socket on for about 3 s: it adds a leeway to exp (serve.auth)
+HUB_LIFE_3_S = 3 - LEEWAY_S
 
 
 async def room(connect, owner: str, room_id: str, *members: str) -> list:
@@ -38,24 +44,82 @@ async def say(sdk, room_id: str, *texts: str) -> list[int]:
 
 async def test_a_provider_gives_the_token_of_every_connect_and_a_fresh_one_before_exp(hub):
     issued: list[str] = []
-    refreshed = asyncio.Event()
 
     async def provider() -> str:  # tokens valid 4 s, refreshed 3 s before their exp
         issued.append(hub.token("ana", ttl_s=4))
-        if len(issued) == 2:
-            refreshed.set()
         return issued[-1]
 
     async with sdk_hubs(hub) as connect:
         sdk = await connect("ana", token=provider, token_refresh_margin_s=3)
+        refreshed = asyncio.create_task(next_event(sdk, "refreshed"))
         assert len(issued) == 1
         assert sdk.session["user_id"] == "ana"
-        await asyncio.wait_for(refreshed.wait(), 30)  # before the first one expired
+        ack, = await refreshed  # the open socket took the second token...
+        assert ack["exp"] == token_exp(issued[1])
+        assert time.time() < token_exp(issued[0]) + LEEWAY_S  # ...before the hub closed it
         resumed = asyncio.create_task(next_event(sdk, "resumed"))
         drop(sdk)
         await resumed
         assert len(issued) >= 3  # the reconnect asked the provider again
         assert (await sdk.request("ping"))["server_time_ms"] > 0
+
+
+async def test_a_provider_keeps_one_socket_open_past_its_first_tokens_exp(hub):
+    async def provider() -> str:  # 4-second tokens: renewed at half their life
+        return hub.token("ana", ttl_s=4)
+
+    async with sdk_hubs(hub) as connect:
+        sdk = await connect("ana", token=provider)
+        session_id = sdk.session["session_id"]
+        first_exp = token_exp(sdk._tokens.current)
+        acks: list[dict] = []
+        drops: list[dict] = []
+        sdk.on("refreshed", acks.append)
+        sdk.on("disconnect", drops.append)
+        # the hub would close the first token's socket at exp + leeway, on its next tick
+        closes_at = first_exp + LEEWAY_S + 2
+        await until(lambda: time.time() > closes_at, sdk, "refreshed", within=60)
+        assert (await sdk.request("ping"))["server_time_ms"] / 1000 > closes_at
+        assert drops == []
+        assert (sdk.state, sdk.session["session_id"]) == ("open", session_id)
+        assert len(acks) >= 3
+        assert acks[-1]["exp"] == token_exp(sdk._tokens.current)
+
+
+async def test_a_socket_closed_on_its_expired_token_resumes_with_a_providers_fresh_one(hub):
+    issued: list[str] = []
+
+    async def provider() -> str:
+        issued.append(hub.token("ana", ttl_s=HUB_LIFE_3_S if len(issued) == 0 else 600))
+        if len(issued) == 2:  # the renewal: fails, and is past exp for any retry
+            raise RuntimeError("the identity provider is down")
+        return issued[-1]
+
+    async with sdk_hubs(hub) as connect:
+        sdk = await connect("ana", token=provider)
+        session_id = sdk.session["session_id"]
+        gone = asyncio.create_task(next_event(sdk, "disconnect"))
+        resumed = asyncio.create_task(next_event(sdk, "resumed"))
+        assert (await gone)[0] == {"code": 4401, "reason": "token expired"}
+        await resumed
+        assert (sdk.state, sdk.session["session_id"]) == ("open", session_id)
+        assert len(issued) == 3
+        assert (await sdk.request("ping"))["server_time_ms"] > 0
+
+
+async def test_a_static_token_that_expires_closes_the_hub_for_good(hub):
+    async with sdk_hubs(hub) as connect:
+        sdk = await connect("ana", token=hub.token("ana", ttl_s=HUB_LIFE_3_S))
+        errors: list[HubError] = []
+        sdk.on("error", errors.append)
+        gone = asyncio.create_task(next_event(sdk, "disconnect"))
+        assert (await gone)[0] == {"code": 4401, "reason": "token expired"}
+        await until(lambda: sdk.state == "closed", sdk, "state")
+        assert [e.code for e in errors] == ["closed"]
+        assert "4401 token expired" in errors[0].message
+        with pytest.raises(HubError) as closed:
+            await sdk.request("ping")
+        assert closed.value.code == "closed"
 
 
 async def test_a_refused_token_fails_connect_and_is_not_retried(hub):
