@@ -98,6 +98,66 @@ describe('connecting', { skip: noHub, timeout: 120000 }, () => {
   });
 });
 
+/** The exp (epoch seconds) a JWT says, unverified. */
+const expOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).exp;
+
+// The hub closes a socket (4401 "token expired") once its token's exp is past (plus the
+// upgrade's 5 s leeway, checked each second): these wait that long, so they run side by side.
+describe('token refresh on the open socket', { skip: noHub, timeout: 120000, concurrency: true }, () => {
+  test('a provider of 4 s tokens keeps one socket open past them: session.refresh, no reconnect', async () => {
+    const user = unique('rita');
+    const exps = [];
+    const provider = async () => {
+      const jwt = token(user, { ttlS: 4 });
+      exps.push(expOf(jwt));
+      return jwt;
+    };
+    const hub = await connect(user, { token: provider });
+    const { session_id } = hub.session;
+    const disconnects = [];
+    hub.on('disconnect', (info) => disconnects.push(info));
+    const refreshed = [];
+    hub.on('refreshed', (info) => refreshed.push(info));
+    // well past the first token's exp, its leeway and the hub's next check
+    await until(hub, 'refreshed', () => Date.now() > (exps[0] + 7) * 1000);
+    assert.ok((await hub.request('ping', {})).server_time_ms > (exps[0] + 7) * 1000);
+    assert.deepEqual(disconnects, [], 'never closed nor reconnected');
+    assert.equal(hub.session.session_id, session_id);
+    assert.equal(hub.state, 'open');
+    assert.ok(refreshed.length >= 3, `${refreshed.length} refreshes acked`);
+    assert.ok(refreshed.every((info, i) => info.exp >= (i ? refreshed[i - 1].exp : exps[0])), 'each ack names a later exp');
+  });
+
+  test('a static token string is closed 4401 "token expired" at its exp, for good', async () => {
+    const user = unique('stan');
+    const hub = await connect(user, { token: token(user, { ttlS: 3 }) });
+    const disconnected = next(hub, 'disconnect');
+    const failed = next(hub, 'error');
+    assert.deepEqual(await disconnected, { code: 4401, reason: 'token expired' });
+    const err = await failed;
+    assert.equal(err.code, 'token_expired');
+    assert.equal(hub.state, 'closed');
+    await assert.rejects(hub.request('ping', {}), { code: 'closed' });
+  });
+
+  test('refreshes refused until the 4401: a provider reconnects and resumes with a fresh token', async () => {
+    const user = unique('rex');
+    let wrong = false; // the provider gives another user's token: the hub answers forbidden
+    const provider = async () => token(wrong ? unique('other') : user, { ttlS: 4 });
+    const warnings = [];
+    const hub = await connect(user, { token: provider, logger: { warn: (message) => warnings.push(message) } });
+    wrong = true;
+    const dropped = next(hub, 'disconnect');
+    const resumed = next(hub, 'resumed');
+    hub.on('disconnect', () => (wrong = false)); // the reconnect's token is the user's own
+    assert.deepEqual(await dropped, { code: 4401, reason: 'token expired' });
+    await resumed;
+    assert.equal(hub.state, 'open');
+    assert.ok(warnings.some((message) => message.startsWith('rthub: token refresh failed')), warnings.join('; '));
+    assert.ok((await hub.request('ping', {})).server_time_ms > 0);
+  });
+});
+
 describe('requests', { skip: noHub, timeout: 120000 }, () => {
   test('chat round trip between two hubs: ack, then a typed event with its seq', async () => {
     const alice = await connect('alice');
