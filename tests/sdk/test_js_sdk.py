@@ -103,6 +103,7 @@ async def test_js_sdk_units() -> None:
 
 
 async def test_js_sdk_against_the_hub(sdk_hub: dict[str, str]) -> None:
-    """Connect, tokens, requests, pipelining, errors, resume, reload, chat, parties,
-    playlists and the inbox, through the SDK against the real hub."""
+    """Connect, tokens, token refresh on the open socket (and 4401 "token expired"),
+    requests, pipelining, errors, resume, reload, chat, parties, playlists and the inbox,
+    through the SDK against the real hub."""
     await run_node(HUB, sdk_hub)

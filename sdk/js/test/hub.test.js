@@ -101,10 +101,19 @@ describe('connecting', { skip: noHub, timeout: 120000 }, () => {
 /** The exp (epoch seconds) a JWT says, unverified. */
 const expOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).exp;
 
+/** A connected Hub of this test alone, closed when it ends (the file's afterEach closes
+ * every hub of `connect` after each test: the side-by-side tests below must not share it). */
+async function own(t, user, options) {
+  const hub = new Hub({ url: env.url, WebSocket, requestTimeoutMs: WAIT_MS, ...options });
+  t.after(() => hub.close());
+  await hub.connect();
+  return hub;
+}
+
 // The hub closes a socket (4401 "token expired") once its token's exp is past (plus the
 // upgrade's 5 s leeway, checked each second): these wait that long, so they run side by side.
 describe('token refresh on the open socket', { skip: noHub, timeout: 120000, concurrency: true }, () => {
-  test('a provider of 4 s tokens keeps one socket open past them: session.refresh, no reconnect', async () => {
+  test('a provider of 4 s tokens keeps one socket open past them: session.refresh, no reconnect', async (t) => {
     const user = unique('rita');
     const exps = [];
     const provider = async () => {
@@ -112,7 +121,7 @@ describe('token refresh on the open socket', { skip: noHub, timeout: 120000, con
       exps.push(expOf(jwt));
       return jwt;
     };
-    const hub = await connect(user, { token: provider });
+    const hub = await own(t, user, { token: provider });
     const { session_id } = hub.session;
     const disconnects = [];
     hub.on('disconnect', (info) => disconnects.push(info));
@@ -128,9 +137,9 @@ describe('token refresh on the open socket', { skip: noHub, timeout: 120000, con
     assert.ok(refreshed.every((info, i) => info.exp >= (i ? refreshed[i - 1].exp : exps[0])), 'each ack names a later exp');
   });
 
-  test('a static token string is closed 4401 "token expired" at its exp, for good', async () => {
+  test('a static token string is closed 4401 "token expired" at its exp, for good', async (t) => {
     const user = unique('stan');
-    const hub = await connect(user, { token: token(user, { ttlS: 3 }) });
+    const hub = await own(t, user, { token: token(user, { ttlS: 3 }) });
     const disconnected = next(hub, 'disconnect');
     const failed = next(hub, 'error');
     assert.deepEqual(await disconnected, { code: 4401, reason: 'token expired' });
@@ -140,12 +149,12 @@ describe('token refresh on the open socket', { skip: noHub, timeout: 120000, con
     await assert.rejects(hub.request('ping', {}), { code: 'closed' });
   });
 
-  test('refreshes refused until the 4401: a provider reconnects and resumes with a fresh token', async () => {
+  test('refreshes refused until the 4401: a provider reconnects and resumes with a fresh token', async (t) => {
     const user = unique('rex');
     let wrong = false; // the provider gives another user's token: the hub answers forbidden
     const provider = async () => token(wrong ? unique('other') : user, { ttlS: 4 });
     const warnings = [];
-    const hub = await connect(user, { token: provider, logger: { warn: (message) => warnings.push(message) } });
+    const hub = await own(t, user, { token: provider, logger: { warn: (message) => warnings.push(message) } });
     wrong = true;
     const dropped = next(hub, 'disconnect');
     const resumed = next(hub, 'resumed');
