@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from rthub.errors import Unauthorized
+from rthub.errors import Forbidden, Unauthorized
 from serve.security.jwks import KeySet
 
 _ASYMMETRIC = ("RS256", "ES256")
@@ -110,6 +110,15 @@ class TokenVerifier:
         if algorithm in _ASYMMETRIC and self.keys is not None:
             return self.keys.key(kid)
         raise Unauthorized(f"token algorithm {algorithm!r} is not accepted")
+
+
+def refreshed(verifier: TokenVerifier, current: Identity, token: str) -> Identity:
+    """The identity a fresh token gives an open socket (``session.refresh``): it must verify
+    and name the socket's own user and tenant (``Unauthorized`` / ``Forbidden`` else)."""
+    identity = verifier.verify(token)
+    if (identity.user, identity.tenant) != (current.user, current.tenant):
+        raise Forbidden("session.refresh needs a token of the socket's own user and tenant")
+    return identity
 
 
 def issue_token(secret: str, user: str, tenant: str = "default", scopes: str = "",

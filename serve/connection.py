@@ -149,6 +149,11 @@ class Connection:
             self._closing = (int(code) if code else 1005, "closed by the client")
 
     @property
+    def closing(self) -> bool:
+        """The hub or the client has closed it (what is queued may still be going out)."""
+        return self._closing is not None
+
+    @property
     def close_code(self) -> int:
         """The hub's close code, the client's, or 1006 (the socket broke)."""
         return self._closing[0] if self._closing is not None else 1006

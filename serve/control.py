@@ -17,6 +17,7 @@ from actors.channels import CHANNELS
 from fanout import maintenance
 from notify.service import ensure_running
 from serve import analytics_store
+from serve.auth import LEEWAY_S
 from serve.maintenance import deliver
 from serve.replica_hooks import when_draining
 from storage import notifications
@@ -144,6 +145,7 @@ class Control:
             for conn in list(self.connections.values()):
                 if conn.next_beat <= now:
                     conn.beat(now)
+            self.close_expired(time.time())
             self._security_tick()
             if now >= next_flush and not self._analytics_flushing:
                 next_flush = now + self.settings.analytics_flush_s
@@ -203,6 +205,18 @@ class Control:
                 self.close_revoked()
         finally:
             self._revocation_check_running = False
+
+    def close_expired(self, now: float) -> int:
+        """Close every local socket whose token's ``exp`` has passed (with the leeway the
+        upgrade allows): a token proves who is there only until it expires, and a client
+        keeps its socket by sending ``session.refresh`` with a fresh one before that."""
+        closed = 0
+        for conn in list(self.connections.values()):
+            if conn.identity.expires_at + LEEWAY_S < now and not conn.closing:
+                conn.close(4401, "token expired")
+                closed += 1
+        self.metrics.expired_closed.count += closed
+        return closed
 
     def close_revoked(self) -> int:
         """Close every local socket whose token the revocation list covers."""

@@ -31,7 +31,7 @@ from rthub.config import Settings
 from rthub.errors import Conflict, Forbidden, HubError, RateLimited, Unauthorized, Unavailable
 from serve import chat, playlists, protocol, topics
 from serve.analytics import Analytics
-from serve.auth import Identity, TokenRevoked, TokenVerifier
+from serve.auth import Identity, TokenRevoked, TokenVerifier, refreshed
 from serve.autoscaling import reported
 from serve.channel_routes import channel_routes
 from serve.connection import GONE, Connection
@@ -163,6 +163,20 @@ class GatewayCore(Control):
                               reason=err.message, verified=False)
             raise
         return identity
+
+    def reauthorize(self, conn: Connection, token: str) -> int:
+        """``session.refresh``: a fresh token for an open socket, of the same user and tenant;
+        the socket's identity becomes the new token's (its ``exp`` is what the timer closes
+        the socket at). A token that does not verify, or names someone else, changes
+        nothing and is audited as a failed authentication."""
+        try:
+            identity = refreshed(self.verifier, conn.identity, token)
+        except HubError as err:
+            self.audit.record(conn.identity.tenant, conn.identity.user, "auth.failed",
+                              conn.ip, reason=f"session.refresh: {err.message}")
+            raise
+        conn.identity = identity
+        return identity.expires_at
 
     def admit(self, conn: Connection) -> None:
         """The address rules, for a socket that has just opened (``AddressRefused``)."""

@@ -157,6 +157,9 @@ class GatewayMetrics:
         self.revoked_closed = Tally("rthub_revoked_sockets_closed",
                                     "Sockets closed with 4410 because their token was revoked",
                                     self.registry)
+        self.expired_closed = Tally("rthub_expired_sockets_closed",
+                                    "Sockets closed with 4401 because their token's exp passed "
+                                    "without a session.refresh", self.registry)
         self.audit_dropped = Tally(
             "rthub_audit_dropped", "Security audit entries dropped past the per-replica cap "
             "(a flood of bad tokens)", self.registry)

@@ -8,7 +8,8 @@ from actors.channels import CHANNELS
 from rthub.errors import BadRequest
 from serve.handlers import Gateway, Routes, Socket
 
-IMMEDIATE = frozenset({"ping", "pong", "time.ping"})  # the gateway's own: no order to keep
+# the gateway's own: no order to keep, never shed (a refresh refused would close the socket)
+IMMEDIATE = frozenset({"ping", "pong", "time.ping", "session.refresh"})
 # Not gated by admission control: they change the socket's own following in several steps
 # (a refusal half-way would leave it half-changed), and cost the hosts one tell each.
 UNGATED = IMMEDIATE | {"subscribe", "unsubscribe"}

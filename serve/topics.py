@@ -1,4 +1,5 @@
-"""The gateway's own messages: heartbeats, the clock, following topics, who is present."""
+"""The gateway's own messages: heartbeats, a fresh token, the clock, following topics, who is
+present."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ async def pong(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> None:
 @ROUTES.handles("ping")
 async def ping(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict[str, Any]:
     return {"server_time_ms": int(time.time() * 1000)}
+
+
+@ROUTES.handles("session.refresh")
+async def session_refresh(gw: Gateway, conn: Socket, frame: dict[str, Any]) -> dict[str, Any]:
+    """A fresh token before the socket's runs out (the hub closes it 4401 at ``exp``)."""
+    token = frame["content"].get("token")
+    if not isinstance(token, str) or not token:
+        raise BadRequest("session.refresh needs a 'token' (a JWT of the socket's own user)")
+    return {"exp": gw.reauthorize(conn, token)}
 
 
 @ROUTES.handles("time.ping")

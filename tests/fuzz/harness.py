@@ -47,7 +47,7 @@ from rthub import config
 from rthub.errors import BadRequest, HubError, TooLarge
 from serve import chat, playlists, protocol, topics
 from serve.analytics import Analytics
-from serve.auth import Identity
+from serve.auth import Identity, TokenVerifier, issue_token, refreshed
 from serve.channel_routes import channel_routes
 from serve.connection import Connection
 from serve.metrics import GatewayMetrics
@@ -71,6 +71,8 @@ ROUTER = Router(channel_routes(CHANNELS.values()), topics.ROUTES, chat.ROUTES,
 """The routes a gateway replica has (``serve.gateway.GatewayCore`` builds the same)."""
 
 OWNER, MEMBER, OUTSIDER = "alice", "bob", "mallory"
+SECRET = "fuzz-secret-" + "x" * 32
+VERIFIER = TokenVerifier(SECRET)
 
 # A valid request of every routed type, sent by OWNER to the seeded sandbox (``seed``): each
 # gets an ``ack``. A type without one fails tests/fuzz/test_frames.py.
@@ -78,6 +80,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ping": {},
     "pong": {},
     "time.ping": {"t0": 1_700_000_000_000},
+    "session.refresh": {"token": issue_token(SECRET, OWNER, tenant="t", ttl_s=86_400)},
     "subscribe": {"topic": "room:r1", "since": {"epoch": "e1", "seq": 0}},
     "unsubscribe": {"topic": "room:r1"},
     "presence.list": {"topic": "room:r1"},
@@ -299,6 +302,10 @@ class FuzzHub:
 
     async def unfollow(self, conn: Any, topic: str) -> None:
         conn.positions.pop(topic, None)
+
+    def reauthorize(self, conn: Any, token: str) -> int:
+        conn.identity = refreshed(VERIFIER, conn.identity, token)
+        return conn.identity.expires_at
 
     def replied(self, message_type: str, reply: dict[str, Any]) -> None:
         wire_safe({"type": "ack", "content": reply}, f"the reply to {message_type}")
