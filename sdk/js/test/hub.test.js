@@ -89,7 +89,7 @@ describe('connecting', { skip: noHub, timeout: 120000 }, () => {
     };
     const hub = await connect('carol', { token: provider, tokenRefreshMarginS: 3 });
     assert.equal(calls.length, 1);
-    await second; // ~2 s after connecting: 3 s before the 5 s token's exp
+    await second; // ~2.5 s after connecting: halfway, the 5 s token living under twice the 3 s margin
     assert.ok(calls[1].at < calls[0].exp * 1000, 'the new token came before the old one expired');
     cut(hub);
     await next(hub, 'welcome');
