@@ -98,7 +98,8 @@ HUB = ["test/hub.test.js", "test/features.test.js"]
 
 async def test_js_sdk_units() -> None:
     """OT and clock against the shared vectors, PlaylistDoc, the scheduler, backoff, the
-    heartbeat watchdog against a local socket server: no hub needed."""
+    token refresh timing, the heartbeat watchdog against a local socket server: no hub
+    needed."""
     await run_node(UNIT, {})
 
 
