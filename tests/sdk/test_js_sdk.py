@@ -98,11 +98,13 @@ HUB = ["test/hub.test.js", "test/features.test.js"]
 
 async def test_js_sdk_units() -> None:
     """OT and clock against the shared vectors, PlaylistDoc, the scheduler, backoff, the
-    heartbeat watchdog against a local socket server: no hub needed."""
+    token refresh timing, the heartbeat watchdog against a local socket server: no hub
+    needed."""
     await run_node(UNIT, {})
 
 
 async def test_js_sdk_against_the_hub(sdk_hub: dict[str, str]) -> None:
-    """Connect, tokens, requests, pipelining, errors, resume, reload, chat, parties,
-    playlists and the inbox, through the SDK against the real hub."""
+    """Connect, tokens, token refresh on the open socket (and 4401 "token expired"),
+    requests, pipelining, errors, resume, reload, chat, parties, playlists and the inbox,
+    through the SDK against the real hub."""
     await run_node(HUB, sdk_hub)

@@ -6,17 +6,19 @@ import { ClockEstimator } from './clock.js';
 import { Emitter } from './emitter.js';
 import { HubError } from './errors.js';
 import { now } from './time.js';
-import { tokenExp } from './token.js';
+import { refreshDelayMs, retryDelayMs, tokenExp } from './token.js';
 
 /** Close codes after which reconnecting cannot help (PROTOCOL.md "Close codes"): the token
  * is bad or revoked, the socket is forbidden, or another connection replaced this one
- * (reconnecting would replace that one in turn, forever). */
+ * (reconnecting would replace that one in turn, forever). One exception: 4401 "token
+ * expired" with a token provider reconnects, since the provider can give a fresh token. */
 const FINAL_CLOSE = new Map([
   [4401, 'unauthorized'],
   [4403, 'forbidden'],
   [4409, 'replaced'],
   [4410, 'token_revoked'],
 ]);
+const EXPIRED = 'token expired'; // the reason of the hub's 4401 when a socket outlives its token
 /** An upgrade refused over HTTP (`ws` reports the status): a token or user the hub will not take. */
 const HTTP_REFUSAL = new Map([
   [401, 'unauthorized'],
@@ -32,6 +34,9 @@ export class Hub extends Emitter {
   #attempt = 0;
   #retryTimer = null;
   #refreshTimer = null;
+  #refreshGen = 0; // bumped whenever the socket changes: an older refresh's outcome is ignored
+  #refreshAttempt = 0;
+  #socketExp = null; // exp of the token the current socket is authorised with
   #liveTimer = null;
   #first = null; // {resolve, reject} of connect() until the first welcome
   #nextId = 1;
@@ -93,7 +98,7 @@ export class Hub extends Emitter {
   async close() {
     this.#setState('closed');
     clearTimeout(this.#retryTimer);
-    clearTimeout(this.#refreshTimer);
+    this.#stopRefresh();
     clearTimeout(this.#liveTimer);
     this.#failAll('closed', 'the hub client was closed');
     this.#first?.reject(new HubError('closed', 'closed before the session opened'));
@@ -132,6 +137,8 @@ export class Hub extends Emitter {
     }
     this.#ws = ws;
     this.#welcomed = false;
+    this.#socketExp = tokenExp(token);
+    this.#scheduleRefresh(this.#socketExp);
     let refusal = null;
     ws.onmessage = (event) => ws === this.#ws && this.#receive(event.data);
     ws.onerror = (event) => {
@@ -146,22 +153,61 @@ export class Hub extends Emitter {
     this.#alive(this.connectTimeoutMs);
   }
 
+  /** The token for a new socket: the string, or a fresh one from the provider. */
   async #token() {
-    const provider = typeof this.token === 'function' ? this.token : null;
-    const token = provider ? await provider() : this.token;
+    return typeof this.token === 'function' ? await this.token() : this.token;
+  }
+
+  // -- token refresh on the open socket --------------------------------------------------------
+  /** With a provider, plans the next `session.refresh` for a socket whose token expires at
+   * `exp` (refreshDelayMs: the margin before exp, or halfway for a short-lived token). */
+  #scheduleRefresh(exp) {
+    this.#stopRefresh();
+    if (typeof this.token !== 'function') return; // a static token cannot be renewed
+    const delay = refreshDelayMs(exp, Date.now(), this.tokenRefreshMarginS);
+    if (delay === null) return;
+    this.#refreshAttempt = 0;
+    this.#armRefresh(this.#refreshGen, delay);
+  }
+
+  #armRefresh(gen, delay) {
+    this.#refreshTimer = setTimeout(() => this.#refresh(gen), delay);
+    this.#refreshTimer.unref?.(); // Node: a pending refresh alone keeps no process alive
+  }
+
+  #stopRefresh() {
     clearTimeout(this.#refreshTimer);
-    const exp = provider ? tokenExp(token) : null;
-    if (exp !== null) {
-      const inMs = exp * 1000 - this.tokenRefreshMarginS * 1000 - Date.now();
-      if (inMs > 0) {
-        this.#refreshTimer = setTimeout(() => {
-          // a fresh token ready before this one expires: the next reconnect needs a valid one
-          this.#token().catch((err) => this.logger.warn('rthub: token refresh failed', err));
-        }, inMs);
-        this.#refreshTimer.unref?.(); // Node: a pending refresh alone keeps no process alive
-      }
+    this.#refreshGen++;
+  }
+
+  /** Asks the provider for a fresh token and hands it to the open socket, so the hub does
+   * not close it at the old token's exp (4401). A failure is retried before that exp; a
+   * refresh left over from a previous socket (`gen` stale) does nothing. */
+  async #refresh(gen) {
+    const current = () => gen === this.#refreshGen && this.state === 'open';
+    if (gen === this.#refreshGen && this.#ws && !this.#welcomed) {
+      // a token shorter than the welcome's wait: refresh once this socket is welcomed
+      const off = this.on('welcome', () => (off(), this.#refresh(gen)));
+      return;
     }
-    return token;
+    if (!current()) return; // not open: the next socket's token comes from the provider
+    let exp;
+    try {
+      const token = await this.token();
+      if (!current()) return;
+      const ack = await this.#enqueue('session.refresh', { token }, this.requestTimeoutMs, true);
+      exp = typeof ack?.exp === 'number' ? ack.exp : tokenExp(token);
+    } catch (err) {
+      if (!current()) return;
+      const delay = retryDelayMs(backoffDelay(this.#refreshAttempt++, this.reconnect), this.#socketExp, Date.now());
+      this.logger.warn(`rthub: token refresh failed; ${delay === null ? 'too close to exp to retry' : `retrying in ${Math.round(delay)} ms`}`, err);
+      if (delay !== null) this.#armRefresh(gen, delay);
+      return;
+    }
+    if (gen !== this.#refreshGen) return;
+    this.#socketExp = exp;
+    this.emit('refreshed', { exp });
+    this.#scheduleRefresh(exp);
   }
 
   /** The socket is dead if nothing arrives within `ms` (2 heartbeats once welcomed). */
@@ -179,6 +225,7 @@ export class Hub extends Emitter {
 
   #dropped(code, reason) {
     clearTimeout(this.#liveTimer);
+    this.#stopRefresh();
     const ws = this.#ws;
     this.#ws = null;
     if (ws) ws.onmessage = ws.onclose = ws.onerror = null;
@@ -198,8 +245,11 @@ export class Hub extends Emitter {
       this.#open();
       return;
     }
-    const final = FINAL_CLOSE.get(code) ?? HTTP_REFUSAL.get(code) ?? null;
     const staticToken = typeof this.token !== 'function';
+    const expired = code === 4401 && reason === EXPIRED;
+    // the socket outlived its token: a provider gives a fresh one (the reconnect resumes)
+    let final = FINAL_CLOSE.get(code) ?? HTTP_REFUSAL.get(code) ?? null;
+    if (expired) final = staticToken ? 'token_expired' : null;
     if (this.#first) {
       // the first connect was refused: say so to the caller rather than retry blindly
       const err = new HubError(final ?? 'unavailable', `connect failed (${code}): ${reason ?? ''}`);
@@ -210,6 +260,7 @@ export class Hub extends Emitter {
       return;
     }
     if ((final && FINAL_CLOSE.has(code)) || (final && staticToken)) {
+      // 4401 "token expired" with a static token lands here: nothing can renew it
       const err = new HubError(final, `the hub closed the connection for good (${code}): ${reason ?? ''}`);
       this.#setState('closed');
       this.#failAll('closed', err.message);

@@ -89,12 +89,81 @@ describe('connecting', { skip: noHub, timeout: 120000 }, () => {
     };
     const hub = await connect('carol', { token: provider, tokenRefreshMarginS: 3 });
     assert.equal(calls.length, 1);
-    await second; // ~2 s after connecting: 3 s before the 5 s token's exp
+    await second; // ~2.5 s after connecting: halfway, the 5 s token living under twice the 3 s margin
     assert.ok(calls[1].at < calls[0].exp * 1000, 'the new token came before the old one expired');
     cut(hub);
     await next(hub, 'welcome');
     assert.ok(calls.length >= 3, 'the reconnect asked the provider');
     assert.equal((await hub.request('ping', {})).server_time_ms > 0, true);
+  });
+});
+
+/** The exp (epoch seconds) a JWT says, unverified. */
+const expOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).exp;
+
+/** A connected Hub of this test alone, closed when it ends (the file's afterEach closes
+ * every hub of `connect` after each test: the side-by-side tests below must not share it). */
+async function own(t, user, options) {
+  const hub = new Hub({ url: env.url, WebSocket, requestTimeoutMs: WAIT_MS, ...options });
+  t.after(() => hub.close());
+  await hub.connect();
+  return hub;
+}
+
+// The hub closes a socket (4401 "token expired") once its token's exp is past (plus the
+// upgrade's 5 s leeway, checked each second): these wait that long, so they run side by side.
+describe('token refresh on the open socket', { skip: noHub, timeout: 120000, concurrency: true }, () => {
+  test('a provider of 4 s tokens keeps one socket open past them: session.refresh, no reconnect', async (t) => {
+    const user = unique('rita');
+    const exps = [];
+    const provider = async () => {
+      const jwt = token(user, { ttlS: 4 });
+      exps.push(expOf(jwt));
+      return jwt;
+    };
+    const hub = await own(t, user, { token: provider });
+    const { session_id } = hub.session;
+    const disconnects = [];
+    hub.on('disconnect', (info) => disconnects.push(info));
+    const refreshed = [];
+    hub.on('refreshed', (info) => refreshed.push(info));
+    // well past the first token's exp, its leeway and the hub's next check
+    await until(hub, 'refreshed', () => Date.now() > (exps[0] + 7) * 1000);
+    assert.ok((await hub.request('ping', {})).server_time_ms > (exps[0] + 7) * 1000);
+    assert.deepEqual(disconnects, [], 'never closed nor reconnected');
+    assert.equal(hub.session.session_id, session_id);
+    assert.equal(hub.state, 'open');
+    assert.ok(refreshed.length >= 3, `${refreshed.length} refreshes acked`);
+    assert.ok(refreshed.every((info, i) => info.exp >= (i ? refreshed[i - 1].exp : exps[0])), 'each ack names a later exp');
+  });
+
+  test('a static token string is closed 4401 "token expired" at its exp, for good', async (t) => {
+    const user = unique('stan');
+    const hub = await own(t, user, { token: token(user, { ttlS: 3 }) });
+    const disconnected = next(hub, 'disconnect');
+    const failed = next(hub, 'error');
+    assert.deepEqual(await disconnected, { code: 4401, reason: 'token expired' });
+    const err = await failed;
+    assert.equal(err.code, 'token_expired');
+    assert.equal(hub.state, 'closed');
+    await assert.rejects(hub.request('ping', {}), { code: 'closed' });
+  });
+
+  test('refreshes refused until the 4401: a provider reconnects and resumes with a fresh token', async (t) => {
+    const user = unique('rex');
+    let wrong = false; // the provider gives another user's token: the hub answers forbidden
+    const provider = async () => token(wrong ? unique('other') : user, { ttlS: 4 });
+    const warnings = [];
+    const hub = await own(t, user, { token: provider, logger: { warn: (message) => warnings.push(message) } });
+    wrong = true;
+    const dropped = next(hub, 'disconnect');
+    const resumed = next(hub, 'resumed');
+    hub.on('disconnect', () => (wrong = false)); // the reconnect's token is the user's own
+    assert.deepEqual(await dropped, { code: 4401, reason: 'token expired' });
+    await resumed;
+    assert.equal(hub.state, 'open');
+    assert.ok(warnings.some((message) => message.startsWith('rthub: token refresh failed')), warnings.join('; '));
+    assert.ok((await hub.request('ping', {})).server_time_ms > 0);
   });
 });
 

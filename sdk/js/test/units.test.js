@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
 import { backoffDelay, Hub, PartyScheduler, PlaylistDoc, ClockEstimator } from '../src/index.js';
-import { tokenExp } from '../src/token.js';
+import { refreshDelayMs, retryDelayMs, tokenExp } from '../src/token.js';
 
 test('backoff: full jitter under an exponential ceiling capped at maxMs', () => {
   const options = { initialMs: 200, maxMs: 10000 };
@@ -22,6 +22,26 @@ test('token exp is read from the JWT payload (base64url), null when unreadable',
   const payload = Buffer.from(JSON.stringify({ sub: 'ü', exp: 1234567890 })).toString('base64url');
   assert.equal(tokenExp(`x.${payload}.y`), 1234567890);
   assert.equal(tokenExp('nonsense'), null);
+});
+
+test('refresh timing: the margin before exp; halfway for a token living under twice the margin', () => {
+  const nowMs = 1_000_000_000_000;
+  const at = (s) => nowMs / 1000 + s; // an exp s seconds from now
+  assert.equal(refreshDelayMs(at(3600), nowMs, 60), 3540_000, 'an hour-long token: 60 s before exp');
+  assert.equal(refreshDelayMs(at(120), nowMs, 60), 60_000, 'exactly twice the margin: both rules agree');
+  assert.equal(refreshDelayMs(at(4), nowMs, 60), 2000, 'a 4 s token: after 2 s');
+  assert.equal(refreshDelayMs(at(5), nowMs, 3), 2500, 'a 5 s token, 3 s margin: after 2.5 s, not 2 s');
+  assert.equal(refreshDelayMs(at(0), nowMs, 60), null, 'expired: nothing to plan, the reconnect asks');
+  assert.equal(refreshDelayMs(null, nowMs, 60), null, 'no exp: never');
+});
+
+test('refresh retry: backoff, at most half the time left, none when too close to exp', () => {
+  const nowMs = 1_000_000_000_000;
+  const at = (s) => nowMs / 1000 + s;
+  assert.equal(retryDelayMs(800, at(60), nowMs), 800);
+  assert.equal(retryDelayMs(800, at(1), nowMs), 500, 'lands before exp');
+  assert.equal(retryDelayMs(0, at(60), nowMs), 100, 'a zero jitter still waits a little');
+  assert.equal(retryDelayMs(800, at(0.15), nowMs), null, 'too late: the 4401 and reconnect take over');
 });
 
 test('PlaylistDoc: a concurrent remote op is transformed past ours; both converge', () => {

@@ -9,7 +9,9 @@ export type ErrorCode =
   | 'bad_request' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'rate_limited'
   | 'too_large' | 'unavailable' | 'internal'
   // the SDK's own
-  | 'timeout' | 'disconnected' | 'closed' | 'replaced' | 'token_revoked';
+  | 'timeout' | 'disconnected' | 'closed' | 'replaced' | 'token_revoked'
+  // a static token outlived by its socket (close 4401 "token expired")
+  | 'token_expired';
 
 export interface Frame<C = unknown> {
   type: string;
@@ -67,6 +69,9 @@ export interface ScoredTrack { track: unknown; score: number }
 export interface Requests {
   'ping': { content: Record<string, never>; ack: { server_time_ms: number } };
   'time.ping': { content: { t0: number }; ack: { t0: number; t1: number; t2: number } };
+  /** A fresh token for the open socket (same sub and tenant); the ack gives its exp (epoch
+   * seconds). The SDK sends it itself when its token is a provider. */
+  'session.refresh': { content: { token: string }; ack: { exp: number } };
   'subscribe': { content: { topic: string; since?: { epoch: string; seq: number } }; ack: Followed & { recovered: boolean } };
   'unsubscribe': { content: { topic: string }; ack: { topic: string } };
   'presence.list': { content: { topic: string }; ack: { members: PresenceMember[]; online: number; total: number } };
@@ -183,6 +188,8 @@ export interface HubEvents {
   disconnect: { code: number; reason?: string };
   error: Error;
   reload: ReloadInfo;
+  /** The open socket took a fresh token (`session.refresh` acked): it now lasts until `exp`. */
+  refreshed: { exp: number };
 }
 
 export interface Logger {
@@ -194,8 +201,11 @@ export interface Logger {
 
 export interface HubOptions {
   url: string;
-  /** A JWT, or a provider called on every (re)connect and again before the token's exp. */
+  /** A JWT, or a provider called on every (re)connect and again before the token's exp,
+   * whose token is sent on the open socket (`session.refresh`). A static token's socket is
+   * closed 4401 "token expired" at its exp, for good. */
   token: string | (() => string | Promise<string>);
+  /** Refresh this long before exp (60); a token living under twice this, halfway to exp. */
   tokenRefreshMarginS?: number;
   WebSocket?: new (url: string, protocols?: string | string[]) => unknown;
   requestTimeoutMs?: number;
