@@ -1,6 +1,8 @@
 /** The server's clock as the client estimates it (port of client/clock.py): NTP's on-wire
  * algorithm; the estimate is the median offset of the `keep` lowest-delay samples of the
  * last `window`, since a sample's error is at most half its delay. */
+import { now } from './time.js';
+
 export class ClockEstimator {
   constructor({ window = 16, keep = 4 } = {}) {
     this.window = window;
@@ -39,4 +41,15 @@ export class ClockEstimator {
   toLocal(serverMs) {
     return serverMs - this.offsetMs;
   }
+}
+
+/** A burst of `samples` time.ping exchanges (`ping(content)` resolves with the pong) into
+ * `clock`; resolves with its estimate. */
+export async function syncClock(clock, ping, samples) {
+  for (let i = 0; i < samples; i++) {
+    const t0 = now();
+    const pong = await ping({ t0 });
+    clock.add(t0, pong.t1, pong.t2, now());
+  }
+  return { offsetMs: clock.offsetMs, errorBoundMs: clock.errorBoundMs };
 }
