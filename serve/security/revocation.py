@@ -39,6 +39,7 @@ class Revocations:
         self.tokens: set[str] = set()
         self.users: dict[str, int] = {}
         self.version: int | None = None  # the version of the copy (None: never loaded)
+        self._local = 0  # revocations made here: a reload read before one must not undo it
 
     def check(self, identity: Identity) -> None:
         """Raise ``TokenRevoked`` for a token on the list (``TokenVerifier.revoked``)."""
@@ -67,6 +68,7 @@ class Revocations:
             pipe.zremrangebyscore(_TOKENS, "-inf", now)
             pipe.incr(_VERSION)
             await pipe.execute()
+        self._local += 1
         self.tokens.add(entry(tenant, token_id))
 
     async def revoke_user(self, tenant: str, user: str, before: int | None = None) -> int:
@@ -76,6 +78,7 @@ class Revocations:
             pipe.hset(_USERS, entry(tenant, user), cutoff)
             pipe.incr(_VERSION)
             await pipe.execute()
+        self._local += 1
         self.users[entry(tenant, user)] = cutoff
         return cutoff
 
@@ -85,13 +88,24 @@ class Revocations:
         version = int(raw) if raw is not None else 0
         if version == self.version:
             return False
+        local = self._local
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrangebyscore(_TOKENS, time.time(), "+inf")
             pipe.hgetall(_USERS)
             pipe.get(_VERSION)
             tokens, users, raw = await pipe.execute()
-        self.tokens = {t.decode() if isinstance(t, bytes) else t for t in tokens}
-        self.users = {(k.decode() if isinstance(k, bytes) else k): int(v)
+        read_tokens = {t.decode() if isinstance(t, bytes) else t for t in tokens}
+        read_users = {(k.decode() if isinstance(k, bytes) else k): int(v)
                       for k, v in users.items()}
+        if self._local != local:
+            # revoked here while the list was read: the read may predate it, and replacing
+            # the copy would let the revoked token in until the next tick. Keep both, and
+            # read the whole list again next tick.
+            self.tokens |= read_tokens
+            self.users = {key: max(read_users.get(key, 0), self.users.get(key, 0))
+                          for key in read_users.keys() | self.users.keys()}
+            self.version = None
+            return True
+        self.tokens, self.users = read_tokens, read_users
         self.version = int(raw) if raw is not None else 0
         return True

@@ -293,6 +293,8 @@ MATRIX: dict[str, Row] = {
     "ping": Row(before=(Probe(lambda w: {}, lambda a, w: set(a) == {"server_time_ms"}),)),
     "pong": Row(before=(Probe(lambda w: {}, NO_REPLY),)),
     "time.ping": Row(before=(Probe(lambda w: {"t0": 1}, TIME_PONG),)),
+    # A's token for a user of the same name is not a fresh token for B's socket
+    "session.refresh": Row(before=(Probe(lambda w: {"token": w.ana_token}, FORBIDDEN),)),
     # following topics: A's entities do not exist for B; B's own streams start empty
     "subscribe": Row(
         before=(Probe(topic(ROOM_TOPIC), NOT_FOUND), Probe(topic(PARTY_TOPIC), NOT_FOUND),
