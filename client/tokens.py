@@ -9,12 +9,14 @@ the open socket); a refresh that fails is retried, with backoff, while the token
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from client.backoff import backoff_delay, token_exp
+from client.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,18 @@ TokenProvider = Callable[[], "str | Awaitable[str]"]
 Renewal = Callable[[str], Awaitable[None]]
 
 MIN_DELAY_S = 0.5  # a provider that hands out expired tokens is not asked in a busy loop
+
+
+def token_exp(token: str) -> float | None:
+    """The ``exp`` (seconds) of a JWT, read from its payload and not verified: the client
+    only needs to know when to ask its provider for a fresh one. None when unreadable."""
+    try:
+        part = token.split(".")[1]
+        payload = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 def refresh_delay(exp: float, now: float, margin_s: float) -> float:

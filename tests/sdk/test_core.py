@@ -11,10 +11,10 @@ import time
 import pytest
 
 from client import Hub, HubError
-from client.backoff import backoff_delay, token_exp
+from client.backoff import backoff_delay
 from client.messages import ACKS, parse
 from client.requests import Slots
-from client.tokens import MIN_DELAY_S, TokenSource, refresh_delay, retry_delay
+from client.tokens import MIN_DELAY_S, TokenSource, refresh_delay, retry_delay, token_exp
 from client.topics import Topics
 from cluster.ingress import free_port
 

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from client import HubError
-from client.backoff import token_exp
 from client.messages import ACKS, parse
+from client.tokens import token_exp
 from fanout.streams import epoch_key, stream_key
 from serve.auth import LEEWAY_S
 from tests.serve.client import Client
