@@ -233,11 +233,6 @@ class Scenario:
         for client, _ in clients:
             await client.close()
 
-        # the victim: the worker node with a host and the most replicas on it
-        victims = [n for n in self.nodes.nodes if n.name != "head"
-                   and any(h["node"] == n.name for h in hosts.values())]
-        victim = max(victims, key=lambda n: sum(r["node"] == n.name for r in replicas.values()))
-        moved = sorted(name for name, h in hosts.items() if h["node"] == victim.name)
         system = self.hub.system
         rooms = [f"room{i}" for i in range(ROOMS)]
         room_host = {room: system.host_for(("default", "room", room)) for room in rooms}
@@ -254,6 +249,13 @@ class Scenario:
             senders.append({"user": user, "room": room, "client": client, "reconnects": 0,
                             "resumed": 0, "fresh": 0, "retries": 0, "errors": [], "refused": [],
                             "node": replicas[client.welcome["content"]["gateway"]]["node"]})
+        # the victim, chosen once the kernel has spread the senders: the worker node with a
+        # host and the most senders on it (then the most replicas), so the loss hits clients
+        victims = [n for n in self.nodes.nodes if n.name != "head"
+                   and any(h["node"] == n.name for h in hosts.values())]
+        victim = max(victims, key=lambda n: (sum(s["node"] == n.name for s in senders),
+                                             sum(r["node"] == n.name for r in replicas.values())))
+        moved = sorted(name for name, h in hosts.items() if h["node"] == victim.name)
         on_victim = sum(s["node"] == victim.name for s in senders)
         stop = asyncio.Event()
         killed_at: list[float] = []
