@@ -292,12 +292,15 @@ async def test_two_guests_follow_one_party_at_the_same_position(hub, web):
         first, second = await positions_at(pages, instant)
         assert abs(first - second) < 50, (first, second)
         assert 42_000 <= first < 42_000 + 60_000
-    # the player follows the party's clock on the audio clock: the drift it measured is small
+    # the player follows the party's clock on the audio clock: the drift it measures comes
+    # within 50 ms. A starved audio thread (a busy machine) can put it further off for a
+    # moment; the once-a-second nudge must bring it back, so the test waits for that, not
+    # for the first reading.
     for page in pages:
         await expect(page.get_by_test_id("party-audio")).to_contain_text("running")
-        await page.wait_for_function("() => window.rthubApp.party.drift !== null")
-        drift = await page.evaluate("() => window.rthubApp.party.drift")
-        assert abs(drift) < 50, drift
+        await page.wait_for_function(
+            "() => { const d = window.rthubApp.party.drift; return d !== null && Math.abs(d) < 50; }",
+            timeout=30_000)
 
     # the queue runs low after skips: the party pushes recommendations, one is added
     await ana.get_by_role("button", name="Skip").click()
