@@ -201,6 +201,15 @@ class PartyQuality(TypedDict):
     changed: NotRequired[bool]
 
 
+class PartyReport(TypedDict):
+    """The party's verdict on a device's position: ``drift_ms`` (None when the device plays
+    another track) and, past the tolerance, ``correction``: ``{mode: rate, rate, for_ms}``,
+    ``{mode: seek, position_ms, at_server_ms}`` or ``{mode: reload, state}``."""
+
+    drift_ms: float | None
+    correction: NotRequired[dict[str, Any]]
+
+
 class PlaylistCreated(Followed):
     playlist_id: str
     version: int
@@ -259,7 +268,8 @@ ACKS: dict[str, type] = {
     "subscribe": Subscribed, "room.create": RoomCreated, "room.join": Followed,
     "chat.send": ChatSent, "chat.history": ChatHistory, "chat.search": ChatSearch,
     "presence.list": PresenceList, "party.create": PartyCreated, "party.join": PartyJoined,
-    "party.quality": PartyQuality, "playlist.create": PlaylistCreated,
+    "party.quality": PartyQuality, "party.report": PartyReport,
+    "playlist.create": PlaylistCreated,
     "playlist.open": PlaylistOpened, "playlist.op": PlaylistOpAck,
     "playlist.history": PlaylistHistory, "playlist.suggest": PlaylistSuggest,
     "notification.list": NotificationList, "time.ping": TimePong,

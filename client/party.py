@@ -14,6 +14,7 @@ from typing import Any
 from client.clock import now_ms
 from client.emitter import Emitter
 from client.hub import Hub
+from client.messages import ACKS, PartyQuality, PartyReport, parse
 
 RATE_WINDOW_MS = 2000.0  # a nudge corrects the drift over this long (the party's own rule)
 MAX_RATE_CHANGE = 0.05  # at most ±5%: inaudible
@@ -71,6 +72,25 @@ class PartyClient:
             if value is not None:
                 content[name] = value
         return await self.hub.request("party.queue", content)
+
+    async def report(self, position_ms: float, at_local_ms: float | None = None,
+                     track: Any = ...) -> PartyReport:
+        """Tell the party where this device's player is (``position_ms`` at local time
+        ``at_local_ms``, sent as server time through the clock estimate); the ack is the
+        party's own verdict: ``drift_ms`` and, past its tolerance, a ``correction``."""
+        at = self.hub.clock.to_server(now_ms() if at_local_ms is None else at_local_ms)
+        content: dict[str, Any] = {"party": self.party_id, "position_ms": position_ms,
+                                   "at_server_ms": at}
+        playing = (self.state or {}).get("track") if track is ... else track
+        if playing is not None:
+            content["track"] = playing
+        return parse("party.report", await self.hub.request("party.report", content), ACKS)
+
+    async def quality(self, bandwidth_kbps: float) -> PartyQuality:
+        """The bitrate tier this device should stream at for its measured bandwidth."""
+        ack = await self.hub.request("party.quality", {"party": self.party_id,
+                                                       "bandwidth_kbps": bandwidth_kbps})
+        return parse("party.quality", ack, ACKS)
 
     def position_at(self, local_ms: float | None = None) -> float:
         """Milliseconds into the track at local time ``local_ms`` (now by default)."""

@@ -1,5 +1,6 @@
-"""The Python SDK's feature clients against the real hub: a party's clock and position,
-playlist editors converging, and the notification inbox."""
+"""The Python SDK's feature clients against the real hub: a party's clock, position and
+reports, playlist editors converging, the notification inbox and its pages, and leaving a
+topic."""
 
 from __future__ import annotations
 
@@ -52,6 +53,22 @@ async def test_a_party_member_plans_its_start_and_corrects_drift_through_the_clo
         assert seek["action"] == "seek"
         assert seek["seek_to_ms"] == pytest.approx(expected)
         assert party.position_at(now_ms()) >= 0
+
+        # the party's own verdict on this device: on time, then 150 ms ahead, then 2 s ahead
+        on_time = await party.report(party.position_at(now_ms()))
+        assert abs(on_time["drift_ms"]) < 20 + 2 * synced["error_bound_ms"] + 50, on_time
+        ahead = await party.report(party.position_at(now_ms()) + 150)
+        assert ahead["correction"]["mode"] == "rate"
+        assert ahead["correction"]["rate"] < 1
+        far = await party.report(party.position_at(now_ms()) + 2000)
+        assert far["correction"]["mode"] == "seek"
+        assert far["correction"]["at_server_ms"] > state["at_server_ms"]
+        wrong = await party.report(1000.0, track="another song")
+        assert wrong == {"drift_ms": None, "correction": {"mode": "reload",
+                                                          "state": wrong["correction"]["state"]}}
+        assert wrong["correction"]["state"]["track"] == "song0"
+        assert (await party.quality(10_000))["bitrate_kbps"] == 320
+        assert await party.quality(100) == {"bitrate_kbps": 24, "changed": True}
 
 
 async def test_two_playlist_editors_converge_on_the_servers_list(hub):
@@ -115,3 +132,62 @@ async def test_the_inbox_loads_counts_and_hears_a_notification_sent_over_http(hu
         assert inbox.items[0]["state"] == "read"
         assert [item["id"] for item in await inbox.load()] == [note["id"]]
         assert inbox.unread == 0
+
+
+async def test_the_inbox_pages_back_and_an_archived_notification_leaves_it(hub):
+    async with sdk_hubs(hub) as connect:
+        ana, phone = await connect("ana"), await connect("ana")
+        live = Inbox(phone)
+        await live.load()
+        async with httpx.AsyncClient() as http:
+            for i in range(5):
+                sent = await http.post(f"{hub.http}/v1/notifications", timeout=30, json={
+                    "user_id": "ana", "title": f"n{i}", "priority": "HIGH"}, headers={
+                    "authorization": f"Bearer {hub.token('svc', scopes='notify:send')}"})
+                assert sent.status_code == 202, sent.text
+        await until(lambda: len(live.items) == 5, live, "change")
+
+        inbox = Inbox(ana)
+        assert [n["title"] for n in await inbox.load(limit=2)] == ["n4", "n3"]
+        assert inbox.more
+        assert inbox.unread == 5
+        assert [n["title"] for n in await inbox.load_more()] == ["n2", "n1"]
+        assert inbox.more
+        assert [n["title"] for n in await inbox.load_more()] == ["n0"]
+        assert not inbox.more
+        assert [n["title"] for n in inbox.items] == ["n4", "n3", "n2", "n1", "n0"]
+
+        archived = inbox.items[2]["id"]
+        await inbox.ack(archived, "archived")
+        assert [n["title"] for n in inbox.items] == ["n4", "n3", "n1", "n0"]
+        # the other device hears it as notification.state and drops it too
+        await until(lambda: len(live.items) == 4, live, "change")
+        assert [n["title"] for n in live.items] == ["n4", "n3", "n1", "n0"]
+        assert inbox.unread == 4
+        assert [n["title"] for n in await inbox.load(limit=5, state="archived")] == ["n2"]
+
+
+async def test_an_unsubscribed_topic_sends_nothing_more(hub):
+    async with sdk_hubs(hub) as connect:
+        ana, bo = await connect("ana"), await connect("bo")
+        created = await bo.request("room.create", {"room_id": "later", "name": "later"})
+        topic = created["topic"]
+        await ana.request("room.join", {"room": "later"})
+        heard: list[str] = []
+        ana.on("chat.message", lambda content, frame: frame.get("topic") == topic
+               and heard.append(content["text"]))
+        await bo.request("chat.send", {"room": "later", "text": "one", "client_msg_id": "one"})
+        await until(lambda: heard == ["one"], ana, "chat.message")
+
+        await ana.unsubscribe(topic)
+        assert ana.position(topic) is None
+        for text in ("two", "three"):
+            await bo.request("chat.send", {"room": "later", "text": text,
+                                           "client_msg_id": text})
+        # one topic's events reach a socket in order: had "two" and "three" still been sent
+        # to ana, they would come before "four"
+        await ana.subscribe(topic)
+        await bo.request("chat.send", {"room": "later", "text": "four",
+                                       "client_msg_id": "four"})
+        await until(lambda: "four" in heard, ana, "chat.message")
+        assert heard == ["one", "four"]

@@ -299,8 +299,8 @@ async def test_two_guests_follow_one_party_at_the_same_position(hub, web):
     for page in pages:
         await expect(page.get_by_test_id("party-audio")).to_contain_text("running")
         await page.wait_for_function(
-            "() => { const d = window.rthubApp.party.drift; return d !== null && Math.abs(d) < 50; }",
-            timeout=30_000)
+            "() => { const d = window.rthubApp.party.drift;"
+            " return d !== null && Math.abs(d) < 50; }", timeout=30_000)
 
     # the queue runs low after skips: the party pushes recommendations, one is added
     await ana.get_by_role("button", name="Skip").click()

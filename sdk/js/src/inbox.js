@@ -1,11 +1,13 @@
 /** The user's notification inbox over a Hub: follows `user:<id>`, loads the list, keeps the
  * unread count current from `notification` and `notification.state` events (the latter also
- * bring other devices' acks). Emits 'notification' (content) and 'change' ({items, unread}). */
+ * bring other devices' acks), and pages back with `loadMore`. Emits 'notification' (content)
+ * and 'change' ({items, unread}). */
 import { Emitter } from './emitter.js';
 
 export class Inbox extends Emitter {
   #offs = [];
   #subscription = null;
+  #filter = {};
 
   constructor(hub) {
     super();
@@ -29,12 +31,24 @@ export class Inbox extends Emitter {
       );
       this.#subscription = await this.hub.subscribe(this.topic);
     }
-    const ack = await this.hub.request('notification.list', Object.fromEntries(Object.entries({ state, limit }).filter(([, v]) => v !== undefined)));
+    this.#filter = { state, limit };
+    const ack = await this.#list({ state, limit });
     this.items = ack.items;
-    this.unread = ack.unread;
-    this.more = ack.more ?? false;
     this.#changed();
     return { items: this.items, unread: this.unread };
+  }
+
+  /** The next older page after the last item held (same `state` and `limit` as the last
+   * load); resolves with the items it added. `more` says whether anything older is left. */
+  async loadMore({ limit = this.#filter.limit } = {}) {
+    const last = this.items[this.items.length - 1];
+    if (!last) return (await this.load({ ...this.#filter, limit })).items;
+    const ack = await this.#list({ state: this.#filter.state, limit, before: last.id });
+    const held = new Set(this.items.map((item) => item.id));
+    const added = ack.items.filter((item) => !held.has(item.id));
+    this.items = [...this.items, ...added];
+    this.#changed();
+    return added;
   }
 
   /** Marks a notification seen, read or archived (states only move forward). */
@@ -59,8 +73,20 @@ export class Inbox extends Emitter {
     this.#changed();
   }
 
+  async #list({ state, limit, before }) {
+    const ack = await this.hub.request('notification.list', Object.fromEntries(
+      Object.entries({ state, limit, before }).filter(([, v]) => v !== undefined)));
+    this.unread = ack.unread;
+    this.more = ack.more ?? false;
+    return ack;
+  }
+
   #stateChanged({ id, state, unread }) {
-    this.items = this.items.map((item) => (item.id === id ? { ...item, state } : item));
+    // an archived notification leaves the list (notification.list leaves it out too)
+    this.items = this.items.flatMap((item) => {
+      if (item.id !== id) return [item];
+      return state === 'archived' && this.#filter.state !== 'archived' ? [] : [{ ...item, state }];
+    });
     if (typeof unread === 'number') this.unread = unread;
     this.#changed();
   }

@@ -51,6 +51,20 @@ export class PartyClient extends Emitter {
     return this.hub.request('party.queue', defined({ party: this.partyId, op, track, item_id, to_index }));
   }
 
+  /** Tells the party where this device's player is (`positionMs` at local time `atLocalMs`,
+   * sent as server time through the clock estimate); resolves with {drift_ms, correction?}:
+   * the party's own verdict, a rate nudge, a seek, or a reload when the track is not its. */
+  report(positionMs, { atLocalMs = now(), track = this.state?.track } = {}) {
+    return this.hub.request('party.report', defined({
+      party: this.partyId, position_ms: positionMs, at_server_ms: this.hub.clock.toServer(atLocalMs), track }));
+  }
+
+  /** The bitrate tier this device should stream at for its measured bandwidth:
+   * resolves with {bitrate_kbps, changed}. */
+  quality(bandwidthKbps) {
+    return this.hub.request('party.quality', { party: this.partyId, bandwidth_kbps: bandwidthKbps });
+  }
+
   /** Where the track is (ms) at local time `localMs`, by the state and the clock offset. */
   positionAt(localMs = now()) {
     const s = this.state;

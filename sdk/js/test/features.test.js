@@ -37,6 +37,19 @@ describe('features', { skip: noHub, timeout: 120000 }, () => {
     assert.ok(guesting.positionAt(t) >= 0);
     const plan = new PartyScheduler(guesting).plan(now());
     assert.ok(plan.startAtLocalMs !== null && plan.offsetMs >= 0);
+    // the party's own verdict on this device: 150 ms ahead is nudged, 2 s ahead is a seek,
+    // another track is a reload
+    const ahead = await guesting.report(guesting.positionAt(now()) + 150);
+    assert.equal(ahead.correction.mode, 'rate');
+    assert.ok(ahead.correction.rate < 1, `rate ${ahead.correction.rate}`);
+    const far = await guesting.report(guesting.positionAt(now()) + 2000);
+    assert.equal(far.correction.mode, 'seek');
+    const wrong = await guesting.report(1000, { track: 'another song' });
+    assert.equal(wrong.drift_ms, null);
+    assert.equal(wrong.correction.mode, 'reload');
+    assert.equal(wrong.correction.state.track, 'song-1');
+    assert.equal((await guesting.quality(10000)).bitrate_kbps, 320);
+    assert.deepEqual(await guesting.quality(100), { bitrate_kbps: 24, changed: true });
     const paused = next(guesting, 'state', (s) => !s.playing);
     await hosting.control('pause');
     const still = (await paused).position_ms;
@@ -98,5 +111,62 @@ describe('features', { skip: noHub, timeout: 120000 }, () => {
     assert.equal(inbox.items[0].state, 'read');
     const again = await new Inbox(hub).load();
     assert.equal(again.unread, 0);
+  });
+
+  test('inbox: pages back with loadMore, and an archived notification leaves both devices\' lists', async () => {
+    const user = unique('ida');
+    const laptop = await connect(user);
+    const phone = await connect(user);
+    const live = new Inbox(phone);
+    await live.load();
+    for (let i = 0; i < 5; i++) {
+      const sent = await fetch(`${env.http}/v1/notifications`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token('svc', { scope: 'notify:send' })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ user_id: user, title: `n${i}`, priority: 1 }),
+      });
+      assert.equal(sent.status, 202, await sent.clone().text());
+    }
+    await until(live, 'change', () => live.items.length === 5);
+    const inbox = new Inbox(laptop);
+    const titles = (items) => items.map((item) => item.title);
+    assert.deepEqual(titles((await inbox.load({ limit: 2 })).items), ['n4', 'n3']);
+    assert.equal(inbox.more, true);
+    assert.equal(inbox.unread, 5);
+    assert.deepEqual(titles(await inbox.loadMore()), ['n2', 'n1']);
+    assert.equal(inbox.more, true);
+    assert.deepEqual(titles(await inbox.loadMore()), ['n0']);
+    assert.equal(inbox.more, false);
+    assert.deepEqual(titles(inbox.items), ['n4', 'n3', 'n2', 'n1', 'n0']);
+    await inbox.ack(inbox.items[2].id, 'archived');
+    assert.deepEqual(titles(inbox.items), ['n4', 'n3', 'n1', 'n0']);
+    await until(live, 'change', () => live.items.length === 4);
+    assert.deepEqual(titles(live.items), ['n4', 'n3', 'n1', 'n0']);
+    assert.deepEqual(titles((await new Inbox(laptop).load({ state: 'archived' })).items), ['n2']);
+  });
+
+  test('unsubscribe: the topic sends nothing more, and its position is forgotten', async () => {
+    const ann = await connect('ann');
+    const ben = await connect('ben');
+    const room = unique('room');
+    const topic = `room:${room}`;
+    await ben.request('room.create', { room_id: room, name: room });
+    await ann.request('room.join', { room });
+    const heard = []; // every chat.message the socket brings, followed or not
+    ann.on('chat.message', (content, frame) => frame.topic === topic && heard.push(content.text));
+    const subscription = await ann.subscribe(topic);
+    const say = (text) => ben.request('chat.send', { room, text, client_msg_id: text });
+    await say('one');
+    await until(ann, 'chat.message', () => heard.includes('one'));
+    await subscription.unsubscribe();
+    assert.equal(ann.position(topic), null);
+    await say('two');
+    await say('three');
+    // one topic's events reach a socket in order: had "two" and "three" still been sent, they
+    // would come before "four"
+    await ann.subscribe(topic);
+    await say('four');
+    await until(ann, 'chat.message', () => heard.includes('four'));
+    assert.deepEqual(heard, ['one', 'four']);
   });
 });

@@ -109,7 +109,7 @@ export interface Requests {
     ack: { item_id?: string; queue_version: number };
   };
   'party.quality': { content: { party: string; bandwidth_kbps: number }; ack: { bitrate_kbps: number; changed: boolean } };
-  'party.report': { content: { party: string; position_ms: number; at_server_ms: number; track?: unknown }; ack: Record<string, unknown> };
+  'party.report': { content: { party: string; position_ms: number; at_server_ms: number; track?: unknown }; ack: PartyReport };
   'party.host': { content: { party: string; user: string }; ack: Record<string, unknown> };
   'party.kick': { content: { party: string; user: string }; ack: Record<string, unknown> };
   'party.end': { content: { party: string }; ack: Record<string, unknown> };
@@ -331,7 +331,17 @@ export class PartyClient extends Emitting<{ state: PartyState; queue: PartyQueue
   leave(): Promise<Record<string, unknown>>;
   control(action: Requests['party.control']['content']['action'], options?: { position_ms?: number; volume?: number }): Promise<Record<string, unknown>>;
   positionAt(localMs?: number): number | null;
+  /** The party's verdict on this device's position: drift and, past its tolerance, a correction. */
+  report(positionMs: number, options?: { atLocalMs?: number; track?: unknown }): Promise<PartyReport>;
+  quality(bandwidthKbps: number): Promise<Requests['party.quality']['ack']>;
 }
+
+export type PartyCorrection =
+  | { mode: 'rate'; rate: number; for_ms: number }
+  | { mode: 'seek'; position_ms: number; at_server_ms: number }
+  | { mode: 'reload'; state: PartyState };
+
+export interface PartyReport { drift_ms: number | null; correction?: PartyCorrection }
 
 export class PartyScheduler {
   constructor(party: PartyClient | { hub: { clock: ClockEstimator }; state: PartyState | null; positionAt(localMs: number): number | null },
@@ -346,6 +356,8 @@ export class Inbox extends Emitting<{ notification: Notification; change: { item
   readonly unread: number;
   readonly more: boolean;
   load(options?: { state?: NotificationState; limit?: number }): Promise<{ items: Notification[]; unread: number }>;
+  /** The next older page after the last item held; resolves with the items added. */
+  loadMore(options?: { limit?: number }): Promise<Notification[]>;
   ack(id: string, state: 'seen' | 'read' | 'archived'): Promise<Requests['notification.ack']['ack']>;
   close(): Promise<void>;
 }
