@@ -29,6 +29,11 @@ Each run starts one Node process per client and scenario, the two clients altern
 order run by run, each server left idle first. Servers are pinned to core 0 (both up side
 by side: an idle one costs the other little) and Node to core 1. Figures are medians of
 --runs runs; results go to stdout and benchmarks/results/sdk_js.md.
+
+    python -m benchmarks.sdk_js --encodings json,msgpack --out benchmarks/results/sdk_js_msgpack.md
+
+adds the SDK speaking msgpack (subprotocol ``rthub.msgpack.v1``) to the same hub: JSON against
+msgpack frames, each against Socket.IO in the same run.
 """
 
 from __future__ import annotations
@@ -91,12 +96,19 @@ NOTE = (
 
 
 class RthubSDK:
-    """``rthub up`` (direct ingress, core 0) and the SDK's script."""
+    """``rthub up`` (direct ingress, core 0) and the SDK's script; ``encoding`` the SDK's
+    (``msgpack``: binary frames), on the hub of ``shared`` when given (one hub, two
+    encodings, side by side)."""
 
-    name = "rthub + @rthub/client"
     script = "sdk_client.mjs"
 
-    def __init__(self) -> None:
+    def __init__(self, encoding: str = "json", shared: RthubSDK | None = None) -> None:
+        self.encoding = encoding
+        self.name = "rthub + @rthub/client" + ("" if encoding == "json" else f" ({encoding})")
+        self.owner = shared is None
+        if shared is not None:
+            self.hub = shared.hub
+            return
         # a 2 s heartbeat: the follower's pong confirms what it read before each cut (a
         # resume replays after the last confirmed position); limits lifted for one sender
         self.hub = HubProcess("sdkjs", {"RTHUB_INGRESS": "direct", **UNBOUNDED,
@@ -107,15 +119,17 @@ class RthubSDK:
         self.data_dir = ""
 
     def start(self) -> None:
-        self.hub.start()
+        if self.owner:
+            self.hub.start()
         self.proc, self.data_dir = self.hub.proc, self.hub.data_dir
 
     def stop(self) -> None:
-        self.hub.stop()
+        if self.owner:
+            self.hub.stop()
 
     def config(self, users: list[str]) -> dict[str, Any]:
         return {"url": f"ws://127.0.0.1:{self.hub.port}/ws", "reconnect": SDK_RECONNECT,
-                "tokens": [self.hub.token(user) for user in users]}
+                "tokens": [self.hub.token(user) for user in users], "encoding": self.encoding}
 
 
 class SocketIOClient(SocketIO):
@@ -175,7 +189,9 @@ def scenario(system: System, name: str, args: argparse.Namespace, run: int) -> d
 def run_all(args: argparse.Namespace) -> Results:
     """Both servers up side by side; per run, each scenario on both, the order alternating
     run by run (load from elsewhere on the machine then hits both alike)."""
-    systems: list[System] = [RthubSDK(), SocketIOClient()]
+    rthub = RthubSDK()
+    systems: list[System] = [rthub, *(RthubSDK(encoding, rthub) for encoding in args.encodings
+                                      if encoding != "json"), SocketIOClient()]
     results: Results = {s.name: {"rate": [], "resume": []} for s in systems}
     npm_install()
     try:
@@ -333,6 +349,9 @@ def main() -> None:
     parser.add_argument("--receivers", type=int, default=2)
     parser.add_argument("--cuts", type=int, help="connection cuts per run (default 20)")
     parser.add_argument("--missed", type=int, default=50, help="messages sent per cut")
+    parser.add_argument("--encodings", default="json", type=lambda text: text.split(","),
+                        help="the SDK's encodings, comma separated (default json; "
+                        "json,msgpack adds the SDK on msgpack frames, on the same hub)")
     parser.add_argument("--out", type=Path, help=f"where the table goes (default "
                         f"{RESULTS.relative_to(SERVERS.parent.parent)}; --quick: stdout only)")
     args = parser.parse_args()

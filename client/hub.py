@@ -14,7 +14,8 @@ followed topic again ``since`` its last position. Repeats are dropped by
 ``seq``; a ``recovered: false`` calls the subscription's ``on_reload``. It answers ``ping``
 with ``pong`` and takes a socket silent for two heartbeats for dead. Requests are pipelined
 up to the welcome's ``max_in_flight``; those made while disconnected wait for the next
-socket within their timeout, those in flight at a drop fail with ``disconnected``.
+socket within their timeout, those in flight at a drop fail with ``disconnected``. Frames are
+JSON, or msgpack with ``encoding="msgpack"`` (``client/codec.py``).
 
     hub = Hub("ws://127.0.0.1:8000/ws", token=provider)
     await hub.connect()
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -36,6 +36,7 @@ import websockets
 
 from client.backoff import backoff_delay
 from client.clock import ClockEstimator, now_ms
+from client.codec import JSON_CODEC, Codec, codec_for
 from client.emitter import Emitter
 from client.messages import check
 from client.requests import HubError, Pending, Slots
@@ -78,8 +79,10 @@ class Hub:
     def __init__(self, url: str, token: str | TokenProvider, *,
                  token_refresh_margin_s: float = 60.0, request_timeout_s: float = 10.0,
                  reconnect: Mapping[str, float] | None = None, open_timeout_s: float = 20.0,
-                 logger: logging.Logger | None = None) -> None:
+                 encoding: str = "json", logger: logging.Logger | None = None) -> None:
         self.url = url
+        self.encoding = encoding
+        self._codec = codec_for(encoding)  # a wrong name or a missing msgpack fails here
         self.token_refresh_margin_s = token_refresh_margin_s
         self.request_timeout_s = request_timeout_s
         self.reconnect = {"initial_s": 0.2, "max_s": 10.0, **(reconnect or {})}
@@ -96,6 +99,7 @@ class Hub:
         self._slots = Slots(64)
         self._ids = itertools.count(1)
         self._ws: Any = None
+        self._wire: Codec = JSON_CODEC  # what the current socket speaks
         self._open = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self._first: asyncio.Future | None = None
@@ -186,14 +190,14 @@ class Hub:
                              on_reply: Callable[[dict[str, Any]], None] | None) -> Any:
         while True:
             await self._open.wait()
-            ws = self._ws
+            ws, wire = self._ws, self._wire
             if self.state == "closed" or ws is None:
                 raise HubError("closed", "the hub is closed")
             frame_id = next(self._ids)
             pending = self._pending[frame_id] = Pending(
                 asyncio.get_running_loop().create_future(), ws, on_reply)
             try:
-                await ws.send(json.dumps({"type": type, "id": frame_id, "content": content}))
+                await ws.send(wire.encode({"type": type, "id": frame_id, "content": content}))
             except websockets.ConnectionClosed:
                 self._pending.pop(frame_id, None)
                 if self._ws is ws:  # dead before the reader saw it: wait for the next one
@@ -247,8 +251,8 @@ class Hub:
         """One connection, served until it ends: ``served`` (it had a session),
         ``afresh`` (its resume was refused), ``failed`` (it did not open), ``stop``."""
         try:
-            ws, welcome = await open_socket(self.url, token, self._resume_token,
-                                            self.open_timeout_s)
+            ws, welcome, wire = await open_socket(self.url, token, self._resume_token,
+                                                  self.open_timeout_s, self._codec)
         except Refused as refused:
             if refused.resume_refused:
                 self.log.info("resume refused (%s): a fresh session", refused.reason)
@@ -263,7 +267,7 @@ class Hub:
                 return "stop"
             self.log.info("reconnect failed (%s)", err)
             return "failed"
-        code, reason = await self._serve(ws, welcome)
+        code, reason = await self._serve(ws, welcome, wire)
         self._events.emit("disconnect", {"code": code, "reason": reason})
         if (code, reason) == TOKEN_EXPIRED and self._tokens.renewable:
             self.log.warning("the socket closed on its expired token: reconnecting with a "
@@ -274,14 +278,15 @@ class Hub:
         self._set_state("reconnecting")
         return "served"
 
-    async def _serve(self, ws: Any, welcome: dict[str, Any]) -> tuple[int | None, str]:
+    async def _serve(self, ws: Any, welcome: dict[str, Any], wire: Codec
+                     ) -> tuple[int | None, str]:
         """Run one socket from its welcome to its end; returns its close (code, reason)."""
         content = welcome["content"]
         had_session = bool(self.session)
         self.session = content
         self._resume_token = content.get("resume_token")
         self._slots.resize(int(content.get("max_in_flight") or 64))
-        self._ws = ws
+        self._ws, self._wire = ws, wire
         self._open.set()
         self._set_state("open")
         resumed = bool(content.get("resumed"))
@@ -291,14 +296,15 @@ class Hub:
         if had_session and not resumed and self.topics.positions:
             self._spawn(self._resubscribe())
         try:
-            return await self._read(ws, float(content.get("heartbeat_s") or 30))
+            return await self._read(ws, wire, float(content.get("heartbeat_s") or 30))
         finally:
             self._open.clear()
             self._ws = None
             for pending in [p for p in self._pending.values() if p.socket is ws]:
                 pending.fail(HubError("disconnected", "the socket dropped before the reply"))
 
-    async def _read(self, ws: Any, heartbeat_s: float) -> tuple[int | None, str]:
+    async def _read(self, ws: Any, wire: Codec, heartbeat_s: float
+                    ) -> tuple[int | None, str]:
         while True:
             try:
                 raw = await asyncio.wait_for(ws.recv(), 2 * heartbeat_s)
@@ -312,15 +318,15 @@ class Hub:
                     return None, "dropped without a close frame"
                 return closed.rcvd.code, closed.rcvd.reason
             try:
-                frame = json.loads(raw)
-            except ValueError:
-                self.log.warning("a frame that is not JSON: %.80r", raw)
+                frame = wire.decode(raw)
+            except (ValueError, TypeError) as err:  # msgpack's errors derive from these
+                self.log.warning("a frame that is not %s (%s): %.80r", wire.name, err, raw)
                 continue
             if isinstance(frame, dict):
-                self.log.debug("frame %.300s", raw)
-                await self._dispatch(ws, frame)
+                self.log.debug("frame %.300r", frame)
+                await self._dispatch(ws, wire, frame)
 
-    async def _dispatch(self, ws: Any, frame: dict[str, Any]) -> None:
+    async def _dispatch(self, ws: Any, wire: Codec, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         content = frame.get("content") or {}
         pending = self._pending.get(frame.get("ref")) if kind in REPLIES else None
@@ -328,7 +334,7 @@ class Hub:
             pending.settle(frame)
         elif kind == "ping":
             with contextlib.suppress(websockets.ConnectionClosed):
-                await ws.send(json.dumps({"type": "pong"}))
+                await ws.send(wire.encode({"type": "pong"}))
         elif kind == "subscribed":
             self._restored(content, frame)
         elif kind == "error":

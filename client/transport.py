@@ -1,14 +1,15 @@
-"""One WebSocket to the hub, opened up to its ``session.welcome`` (JSON frames)."""
+"""One WebSocket to the hub, opened up to its ``session.welcome``, in the encoding asked for."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 import websockets
 from websockets.exceptions import InvalidStatus
+
+from client.codec import JSON_CODEC, Codec, negotiated
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,18 @@ class Refused(Exception):
         self.resume_refused = resume_refused
 
 
-async def open_socket(url: str, token: str, resume: str | None, timeout_s: float
-                      ) -> tuple[Any, dict[str, Any]]:
-    """A socket and its welcome frame; ``resume`` resumes that session. Raises ``Refused``,
-    or the connection's own errors (``OSError``, ``TimeoutError``, websockets') for a
-    retry."""
+async def open_socket(url: str, token: str, resume: str | None, timeout_s: float,
+                      codec: Codec = JSON_CODEC) -> tuple[Any, dict[str, Any], Codec]:
+    """A socket, its welcome frame and the codec it speaks; ``resume`` resumes that session.
+    Raises ``Refused``, or the connection's own errors (``OSError``, ``TimeoutError``,
+    websockets') for a retry."""
     if resume is not None:
         url = f"{url}{'&' if '?' in url else '?'}resume={resume}"
     try:
         ws = await websockets.connect(url, additional_headers={
             "Authorization": f"Bearer {token}"}, open_timeout=timeout_s,
-            ping_interval=None, max_size=2**24)  # liveness is the protocol's heartbeat
+            ping_interval=None, max_size=2**24,  # liveness is the protocol's heartbeat
+            subprotocols=[codec.subprotocol])
     except InvalidStatus as refused:
         status = refused.response.status_code
         if status in FINAL_STATUSES:
@@ -48,7 +50,8 @@ async def open_socket(url: str, token: str, resume: str | None, timeout_s: float
         raise
     try:
         async with asyncio.timeout(timeout_s):
-            frame = json.loads(await ws.recv())
+            wire = negotiated(codec, ws.subprotocol)
+            frame = wire.decode(await ws.recv())
     except websockets.ConnectionClosed as closed:
         code = closed.rcvd.code if closed.rcvd else None
         reason = closed.rcvd.reason if closed.rcvd else ""
@@ -63,4 +66,4 @@ async def open_socket(url: str, token: str, resume: str | None, timeout_s: float
     if not isinstance(frame, dict) or frame.get("type") != "session.welcome":
         ws.transport.abort()
         raise websockets.InvalidHandshake(f"the first frame was not a welcome: {frame!r:.80}")
-    return ws, frame
+    return ws, frame, wire

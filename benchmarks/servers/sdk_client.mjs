@@ -2,7 +2,8 @@
 // package, the scenarios of client_bench.mjs.
 // Usage: node sdk_client.mjs '<config as JSON>'
 // config.url: ws://127.0.0.1:<port>/ws; config.tokens: one JWT per client (sender first);
-// config.reconnect: the SDK's {initialMs, maxMs} (full jitter).
+// config.reconnect: the SDK's {initialMs, maxMs} (full jitter); config.encoding: 'json' or
+// 'msgpack' (binary frames, subprotocol rthub.msgpack.v1).
 import WebSocket from "ws";
 import { Hub } from "../../sdk/js/src/index.js";
 import { main, now } from "./client_bench.mjs";
@@ -134,7 +135,7 @@ const adapter = {
     const watch = { socket: null, frames: 0, lastFrameAt: 0, pongs: new Marks(), opened() {} };
     const hub = new Hub({
       url: config.url, token: config.tokens[index], WebSocket: watchedWebSocket(watch),
-      requestTimeoutMs: 60000, reconnect: config.reconnect,
+      requestTimeoutMs: 60000, reconnect: config.reconnect, encoding: config.encoding ?? 'json',
     });
     await hub.connect();
     return new Client(hub, watch);

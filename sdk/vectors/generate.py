@@ -2,7 +2,8 @@
 implementations (``rthub/playlist_ot.py``, ``client/clock.py``) that the JavaScript port
 (``sdk/js/src/ot.js``, ``sdk/js/src/clock.js``) must answer alike.
 
-``python -m sdk.vectors.generate`` rewrites ``playlist_ot.json`` and ``clock.json`` beside
+``python -m sdk.vectors.generate`` rewrites ``playlist_ot.json``, ``clock.json`` and
+``msgpack.json`` (``msgpack_cases.py``: bytes as the hub's msgpack writes them) beside
 this file; ``--check`` says whether they still equal what the Python code computes now
 (``tests/test_sdk_vectors.py`` runs it, so a change to the rules without regenerating fails).
 Deterministic: a fixed seed, and the hand-written cases name the docstring's rule they cover.
@@ -20,6 +21,7 @@ from typing import Any
 
 from client.clock import ClockEstimator
 from rthub import playlist_ot as ot
+from sdk.vectors.msgpack_cases import msgpack_vectors
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -144,7 +146,8 @@ def render(vectors: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-FILES = {"playlist_ot.json": playlist_vectors, "clock.json": clock_vectors}
+FILES = {"playlist_ot.json": playlist_vectors, "clock.json": clock_vectors,
+         "msgpack.json": msgpack_vectors}
 
 
 def stale() -> list[str]:

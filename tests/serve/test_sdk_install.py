@@ -21,22 +21,29 @@ CHAT = """
 import asyncio, importlib.util, json, sys
 from client import Hub
 
-async def main(url, token):
-    hub = Hub(url, token)
+async def main(url, token, encoding):
+    try:
+        hub = Hub(url, token, encoding=encoding)
+    except ValueError as refused:
+        json.dump({"refused": str(refused)}, sys.stdout)
+        return
     await hub.connect()
     got = asyncio.get_running_loop().create_future()
     hub.on("chat.message", lambda content, frame: got.done() or got.set_result(content["text"]))
-    await hub.request("room.create", {"room_id": "bare", "name": "bare"})
-    await hub.request("chat.send", {"room": "bare", "text": "from a bare venv",
+    room = f"bare-{encoding}"
+    await hub.request("room.create", {"room_id": room, "name": room})
+    await hub.request("chat.send", {"room": room, "text": f"from a bare venv in {encoding}",
                                     "client_msg_id": "1"})
     text = await asyncio.wait_for(got, 30)
+    spoke = hub._wire.name  # the codec of the socket the hub accepted
     await hub.close()
     found = [m for m in ("ray", "asyncpg", "redis", "msgpack", "serve", "actors", "storage")
              if importlib.util.find_spec(m)]
-    json.dump({"text": text, "found": found, "client": sys.modules["client"].__file__},
+    json.dump({"text": text, "found": found, "client": sys.modules["client"].__file__,
+               "spoke": spoke},
               sys.stdout)
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 """
 
 
@@ -89,8 +96,21 @@ async def test_the_sdk_installs_alone_and_talks_to_the_hub(hub, tmp_path):
     await run(sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
               "--no-index", "--find-links", str(wheels), str(ROOT / "sdk/python"),
               cwd=tmp_path)
-    out = await run(str(python), "-I", "-c", CHAT, hub.url, hub.token("solo"), cwd=tmp_path)
-    result = json.loads(out)
-    assert result["text"] == "from a bare venv"
+    chat = ("-I", "-c", CHAT, hub.url, hub.token("solo"))
+    result = json.loads(await run(str(python), *chat, "json", cwd=tmp_path))
+    assert result["text"] == "from a bare venv in json"
     assert result["found"] == []  # no Ray, asyncpg, redis, msgpack nor server package
     assert result["client"].startswith(str(venv))  # the installed SDK, not this checkout
+    assert json.loads(await run(str(python), *chat, "msgpack", cwd=tmp_path)) == {
+        "refused": "encoding='msgpack' needs the msgpack package: "
+                   "pip install 'rthub-client[msgpack]'"}
+
+    # the extra brings msgpack, and the same script speaks it
+    repack("msgpack", wheels)
+    await run(sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+              "--no-index", "--find-links", str(wheels), f"{ROOT / 'sdk/python'}[msgpack]",
+              cwd=tmp_path)
+    result = json.loads(await run(str(python), *chat, "msgpack", cwd=tmp_path))
+    assert result["text"] == "from a bare venv in msgpack"
+    assert result["spoke"] == "msgpack"
+    assert result["found"] == ["msgpack"]

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from client import HubError
+from client import Hub, HubError
 from client.messages import ACKS, parse
 from client.tokens import token_exp
 from fanout.streams import epoch_key, stream_key
@@ -139,6 +139,39 @@ async def test_a_chat_round_trip_arrives_typed_and_once(hub):
         message = parse("chat.message", content)
         assert (message["text"], message["sender"], frame["seq"]) == ("hi", "ana", sent["seq"])
         assert frame["topic"] == "room:r"
+
+
+async def test_msgpack_frames_both_ways_with_a_json_member_and_across_a_resume(hub):
+    async with sdk_hubs(hub) as connect:
+        ana = await connect("ana")  # JSON
+        bo = await connect("bo", encoding="msgpack")
+        assert bo._ws.subprotocol == "rthub.msgpack.v1"
+        await ana.request("room.create", {"room_id": "mp", "name": "mp"})
+        await bo.request("room.join", {"room": "mp"})
+        seen: list[int] = []
+        await bo.subscribe("room:mp", on_event=record(seen))
+        heard = asyncio.create_task(next_event(ana, "chat.message"))
+        sent = await bo.request("chat.send", {"room": "mp", "text": "é🎵 in msgpack",
+                                              "client_msg_id": "m1"})
+        content, _ = await heard  # a msgpack sender heard by a JSON member
+        assert (content["text"], content["message_id"]) == ("é🎵 in msgpack",
+                                                            sent["message_id"])
+        await until(lambda: len(seen) == 1, bo, "chat.message")
+        restored = asyncio.create_task(next_event(bo, "subscribed"))
+        drop(bo)
+        missed = await say(ana, "mp", "x", "y")
+        assert (await restored)[0]["recovered"] is True
+        await until(lambda: len(seen) == 3, bo, "chat.message")
+        assert seen == [sent["seq"], *missed]
+        assert bo._ws.subprotocol == "rthub.msgpack.v1"
+        # every frame went through the msgpack codec, which refuses text frames: the acks and
+        # events above came binary, and so does a 64-bit integer
+        assert (await bo.request("time.ping", {"t0": 2**40}))["t0"] == 2**40
+
+
+def test_an_encoding_the_sdk_does_not_speak_is_refused_at_once():
+    with pytest.raises(ValueError, match="encoding must be 'json' or 'msgpack', not 'cbor'"):
+        Hub("ws://127.0.0.1:1/ws", "token", encoding="cbor")
 
 
 async def test_requests_are_pipelined_up_to_max_in_flight_and_keep_their_order(hub):

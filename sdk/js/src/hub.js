@@ -6,6 +6,7 @@
  * codes, token.js the token's renewal. */
 import { backoffDelay } from './backoff.js';
 import { ClockEstimator, syncClock } from './clock.js';
+import { CODECS, codecFor } from './codec.js';
 import { Emitter } from './emitter.js';
 import { HubError } from './errors.js';
 import { Requests } from './requests.js';
@@ -46,6 +47,7 @@ export class Hub extends Emitter {
     token,
     tokenRefreshMarginS = 60,
     WebSocket = globalThis.WebSocket,
+    encoding = 'json',
     requestTimeoutMs = 10000,
     connectTimeoutMs = 15000,
     reconnect = {},
@@ -59,6 +61,8 @@ export class Hub extends Emitter {
     this.token = token;
     this.tokenRefreshMarginS = tokenRefreshMarginS;
     this.WebSocket = WebSocket;
+    this.encoding = encoding;
+    this.codec = codecFor(encoding);
     this.requestTimeoutMs = requestTimeoutMs;
     this.connectTimeoutMs = connectTimeoutMs;
     this.reconnect = { initialMs: 200, maxMs: 10000, ...reconnect };
@@ -116,7 +120,8 @@ export class Hub extends Emitter {
     this.#resuming = this.#resumeToken !== null;
     let ws;
     try {
-      ws = new this.WebSocket(socketUrl(this.url, token, this.#resumeToken));
+      ws = new this.WebSocket(socketUrl(this.url, token, this.#resumeToken), [this.codec.subprotocol]);
+      ws.binaryType = 'arraybuffer'; // a browser's default is Blob, which cannot be read at once
     } catch (err) {
       return this.#dropped(1006, String(err?.message ?? err));
     }
@@ -191,13 +196,18 @@ export class Hub extends Emitter {
   }
 
   #send(frame) {
-    this.#ws.send(JSON.stringify(frame));
+    this.#ws.send(this.#wire().encode(frame));
+  }
+
+  /** The socket's codec: the one asked for, unless the hub chose none (an older hub: JSON). */
+  #wire() {
+    return this.#ws?.protocol === this.codec.subprotocol ? this.codec : CODECS.json;
   }
 
   #receive(data) {
     let frame;
     try {
-      frame = JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
+      frame = this.#wire().decode(data);
     } catch (err) {
       this.logger.warn('rthub: an unreadable frame', err);
       return;

@@ -8,3 +8,4 @@ export * as ot from './ot.js';
 export { PlaylistDoc, PlaylistEditor } from './playlist.js';
 export { PartyClient, PartyScheduler } from './party.js';
 export { Inbox } from './inbox.js';
+export * as msgpack from './msgpack.js';

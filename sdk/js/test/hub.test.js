@@ -190,6 +190,36 @@ describe('requests', { skip: noHub, timeout: 120000 }, () => {
     assert.equal(again.message_id, ack.message_id);
   });
 
+  test('msgpack: binary frames both ways, a JSON member hears a msgpack sender, and a cut socket resumes', async () => {
+    const alice = await connect('alice'); // JSON
+    const provider = gatedProvider('bob');
+    const bob = await connect('bob', { encoding: 'msgpack', token: provider });
+    assert.equal(bob.socket.protocol, 'rthub.msgpack.v1');
+    const frames = [];
+    const watchFrames = () => bob.socket.addEventListener('message', (event) => frames.push(event.data instanceof ArrayBuffer));
+    watchFrames();
+    const id = await room(alice, bob);
+    const seqs = [];
+    await bob.subscribe(`room:${id}`, { onEvent: (content, frame) => frame.type === 'chat.message' && seqs.push(frame.seq) });
+    const toAlice = next(alice, 'chat.message', (content) => content.room === id);
+    const sent = await bob.request('chat.send', { room: id, text: 'é🎵 from msgpack', client_msg_id: 'mp1' });
+    assert.equal((await toAlice).text, 'é🎵 from msgpack');
+    assert.equal((await toAlice).message_id, sent.message_id);
+    await send(alice, id, 'from json');
+    await until(bob, 'chat.message', () => seqs.length === 2);
+    provider.hold();
+    cut(bob);
+    const missed = [(await send(alice, id, 'x')).seq, (await send(alice, id, 'y')).seq];
+    const resumed = next(bob, 'resumed');
+    provider.release();
+    await resumed;
+    watchFrames();
+    await until(bob, 'chat.message', () => seqs.length === 4);
+    assert.deepEqual(seqs.slice(2), missed);
+    assert.equal(bob.socket.protocol, 'rthub.msgpack.v1');
+    assert.ok(frames.length > 4 && frames.every(Boolean), 'every frame the hub sent was binary');
+  });
+
   test('pipelining: more than max_in_flight at once, replies matched, order kept per room', async () => {
     const alice = await connect('alice');
     const bob = await connect('bob');

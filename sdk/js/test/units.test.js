@@ -1,10 +1,10 @@
 // What needs no hub: backoff, token expiry, PlaylistDoc fed protocol frames, the party
 // scheduler's arithmetic, and the heartbeat watchdog against a local socket server that
-// stops talking.
+// stops talking; msgpack past what the shared vectors hold.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
-import { backoffDelay, Hub, PartyScheduler, PlaylistDoc, ClockEstimator } from '../src/index.js';
+import { backoffDelay, ClockEstimator, Hub, msgpack, PartyScheduler, PlaylistDoc } from '../src/index.js';
 import { refreshDelayMs, retryDelayMs, tokenExp } from '../src/token.js';
 
 test('backoff: full jitter under an exponential ceiling capped at maxMs', () => {
@@ -158,4 +158,35 @@ test('closes that reconnecting cannot help (4401, 4403, 4409, 4410) end the hub;
   assert.match(urls[1], /resume=r1/);
   await assert.rejects(hub.request('ping', {}), { code: 'closed' });
   await new Promise((resolve) => server.close(resolve));
+});
+
+test('msgpack: long strings and arrays, bigints, and what JSON.stringify would drop', () => {
+  const long = 'é'.repeat(40000); // 80,000 bytes: str32
+  const many = Array.from({ length: 70000 }, (_, i) => i % 3); // array32
+  const wide = Object.fromEntries(Array.from({ length: 70000 }, (_, i) => [`k${i}`, i])); // map32
+  for (const value of [long, many, wide]) assert.deepEqual(msgpack.decode(msgpack.encode(value)), value);
+  assert.equal(msgpack.encode(long)[0], 0xdb);
+  assert.equal(msgpack.encode(many)[0], 0xdd);
+  assert.equal(msgpack.encode(wide)[0], 0xdf);
+  assert.equal(msgpack.decode(msgpack.encode(2n ** 64n - 1n)), 2n ** 64n - 1n);
+  assert.equal(msgpack.decode(msgpack.encode(-(2n ** 63n))), -(2n ** 63n));
+  assert.equal(msgpack.decode(msgpack.encode(5n)), 5, 'a small bigint reads back as a number');
+  assert.throws(() => msgpack.encode(2n ** 64n), /does not fit in 64 bits/);
+  // as JSON.stringify: undefined fields left out, undefined in arrays and NaN as nil, toJSON
+  const when = new Date(0);
+  assert.deepEqual(msgpack.decode(msgpack.encode({ a: undefined, b: [undefined, NaN, Infinity], when })),
+    { b: [null, null, null], when: '1970-01-01T00:00:00.000Z' });
+  assert.deepEqual(msgpack.decode(msgpack.encode(Buffer.from([1, 2]))), new Uint8Array([1, 2]));
+  assert.throws(() => msgpack.encode([() => 1]), /cannot encode a function in an array/);
+  assert.throws(() => msgpack.encode(Symbol('s')), /cannot encode a symbol/);
+  const proto = msgpack.decode(msgpack.encode(JSON.parse('{"__proto__": {"polluted": true}}')));
+  assert.equal(Object.getPrototypeOf(proto), Object.prototype, '__proto__ is a field, as in JSON.parse');
+  assert.deepEqual(Object.keys(proto), ['__proto__']);
+  assert.equal({}.polluted, undefined);
+});
+
+test('a Hub refuses an encoding it does not speak', () => {
+  assert.throws(() => new Hub({ url: 'ws://x', token: 't', WebSocket, encoding: 'cbor' }),
+    /encoding must be 'json' or 'msgpack', not "cbor"/);
+  assert.equal(new Hub({ url: 'ws://x', token: 't', WebSocket, encoding: 'msgpack' }).encoding, 'msgpack');
 });

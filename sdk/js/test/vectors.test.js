@@ -1,9 +1,10 @@
 // The JavaScript ports against the vectors the Python code made (sdk/vectors/generate.py):
-// same transform, merge and apply for every case, same clock estimate after every sample.
+// same transform, merge and apply for every case, same clock estimate after every sample, the
+// same msgpack bytes as the hub's codec.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { ClockEstimator, ot } from '../src/index.js';
+import { ClockEstimator, msgpack, ot } from '../src/index.js';
 
 const load = (name) => JSON.parse(readFileSync(new URL(`../../vectors/${name}`, import.meta.url)));
 
@@ -38,5 +39,32 @@ test('clock estimator: the same estimate as client/clock.py after every sample',
       close(clock.toServer(1e6), s.to_server_1e6, 'toServer');
       close(clock.toLocal(1e6), s.to_local_1e6, 'toLocal');
     }
+  }
+});
+
+// {"$bigint": "..."} and {"$bin": "<hex>"} as the values the codec gives
+function revive(value) {
+  if (Array.isArray(value)) return value.map(revive);
+  if (value && typeof value === 'object') {
+    if ('$bigint' in value) return BigInt(value.$bigint);
+    if ('$bin' in value) return new Uint8Array(Buffer.from(value.$bin, 'hex'));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, revive(v)]));
+  }
+  return value;
+}
+
+test('msgpack: reads every case as the hub\'s codec wrote it, and writes the same bytes', () => {
+  const { cases, invalid } = load('msgpack.json');
+  assert.ok(cases.length > 40);
+  for (const c of cases) {
+    const bytes = new Uint8Array(Buffer.from(c.hex, 'hex'));
+    const expected = revive(c.value);
+    assert.deepEqual(msgpack.decode(bytes), expected, `decode ${c.name}`);
+    assert.deepEqual(msgpack.decode(bytes.buffer), expected, `decode ${c.name} from an ArrayBuffer`);
+    if (c.encode) assert.equal(Buffer.from(msgpack.encode(expected)).toString('hex'), c.hex, `encode ${c.name}`);
+  }
+  assert.ok(invalid.length >= 7);
+  for (const c of invalid) {
+    assert.throws(() => msgpack.decode(new Uint8Array(Buffer.from(c.hex, 'hex'))), Error, c.name);
   }
 });

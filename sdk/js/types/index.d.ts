@@ -208,6 +208,9 @@ export interface HubOptions {
   /** Refresh this long before exp (60); a token living under twice this, halfway to exp. */
   tokenRefreshMarginS?: number;
   WebSocket?: new (url: string, protocols?: string | string[]) => unknown;
+  /** 'json' (text frames, the default) or 'msgpack' (binary frames, subprotocol
+   * rthub.msgpack.v1; integers past 2^53 arrive as bigint, `bin` as Uint8Array). */
+  encoding?: 'json' | 'msgpack';
   requestTimeoutMs?: number;
   connectTimeoutMs?: number;
   reconnect?: { initialMs?: number; maxMs?: number };
@@ -228,6 +231,7 @@ export class Hub {
   readonly state: State;
   readonly session: Welcome | null;
   readonly clock: ClockEstimator;
+  readonly encoding: 'json' | 'msgpack';
   readonly socket: unknown;
   connect(): Promise<Welcome>;
   close(): Promise<void>;
@@ -360,4 +364,10 @@ export class Inbox extends Emitting<{ notification: Notification; change: { item
   loadMore(options?: { limit?: number }): Promise<Notification[]>;
   ack(id: string, state: 'seen' | 'read' | 'archived'): Promise<Requests['notification.ack']['ack']>;
   close(): Promise<void>;
+}
+
+/** The msgpack codec of subprotocol rthub.msgpack.v1 (no ext types; string map keys). */
+export declare namespace msgpack {
+  function encode(value: unknown): Uint8Array;
+  function decode(data: Uint8Array | ArrayBuffer): unknown;
 }
