@@ -11,6 +11,13 @@ import { main, now } from "./client_bench.mjs";
 const RESEND = new Set(["disconnected", "timeout", "unavailable"]);  // the outcome unknown or
 // refused before it ran (admission control's retry_after_ms): safe to send again
 
+// what marks a chat.message frame and a pong in each encoding (msgpack: fixstr headers)
+const CHAT_MESSAGE = {
+  json: Buffer.from('"type":"chat.message"'),
+  "rthub.msgpack.v1": Buffer.from([0xa4, ...Buffer.from("type"), 0xac, ...Buffer.from("chat.message")]),
+};
+const PONG = Buffer.from([0x82, 0xa4, ...Buffer.from("type"), 0xa4, ...Buffer.from("pong")]);
+
 /** A `ws` WebSocket class that keeps a hand on each socket it makes (to cut its TCP socket)
  * and counts what passes: the chat frames that arrive (a resume may send some twice; the SDK
  * drops those by seq) and the pongs the SDK answers with. */
@@ -21,7 +28,8 @@ function watchedWebSocket(watch) {
       watch.socket = this;
       watch.opened(now());
       this.on("message", (data) => {
-        if (data.includes('"type":"chat.message"')) {
+        // a Buffer (JSON) or an ArrayBuffer (msgpack: the SDK asks for those): a view, no copy
+        if (Buffer.from(data).includes(CHAT_MESSAGE[this.protocol] ?? CHAT_MESSAGE.json)) {
           watch.frames += 1;
           watch.lastFrameAt = now();
         }
@@ -29,7 +37,9 @@ function watchedWebSocket(watch) {
     }
 
     send(data, ...rest) {
-      if (typeof data === "string" && data.startsWith('{"type":"pong"')) watch.pongs.at(now());
+      const pong = typeof data === "string" ? data.startsWith('{"type":"pong"')
+        : Buffer.from(data.buffer, data.byteOffset, data.byteLength).subarray(0, PONG.length).equals(PONG);
+      if (pong) watch.pongs.at(now());
       return super.send(data, ...rest);
     }
   };
