@@ -1,14 +1,16 @@
 """The web app at /app in a real browser (Debian's chromium through Playwright, which never
 downloads one here), two users in two browser contexts against the real hub: a chat both ways
 with typing and a read receipt, one playlist edited at once by both and converging to the
-server's list, a party both follow at the same position, a notification arriving live.
-Screenshots go to artifacts/screenshots/."""
+server's list, a party both follow at the same position, a notification arriving live, and
+an accessibility audit (axe-core) of every view. Screenshots go to artifacts/screenshots/."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import shutil
+import subprocess
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -354,3 +356,81 @@ async def test_the_login_form_refuses_a_bad_token_and_takes_a_good_one(hub, web)
     await ready(page)
     await expect(page.get_by_test_id("who")).to_have_text(f"Dee (dee) · {hub.tenant}")
     await expect(page.get_by_label("Token")).to_be_hidden()
+
+
+AUDIT = Path(__file__).resolve().parent / "app_audit"
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+def axe_source() -> str:
+    """axe-core's script (installed by npm into tests/serve/app_audit once); skip if npm
+    cannot."""
+    script = AUDIT / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is needed to install axe-core for the accessibility audit")
+        done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"],
+                              cwd=AUDIT, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            pytest.fail(f"npm install failed in {AUDIT}: {done.stderr[-2000:]}")
+    return script.read_text()
+
+
+async def audit(page: Any, source: str) -> list[str]:
+    """axe-core's WCAG 2.2 A/AA violations on the page as it is now, one line per node."""
+    found = await page.evaluate(
+        f"""async () => {{
+            if (!window.axe) {{ {source} }}
+            const result = await axe.run(document, {{ runOnly: {json.dumps(WCAG)} }});
+            return result.violations.flatMap((v) => v.nodes.map(
+                (n) => `${{v.id}} (${{v.impact}}): ${{n.target.join(' ')}}: ${{n.failureSummary}}`));
+        }}""")
+    return found
+
+
+@pytest.mark.browser
+async def test_every_view_passes_an_accessibility_audit(hub, web):
+    """axe-core (WCAG 2.2 A and AA rules) finds nothing on each view in use: a room with
+    messages, a playing party with its queue, a playlist with items, the inbox with a
+    notification, and the login form."""
+    source = await asyncio.to_thread(axe_source)
+    expect = web.expect
+    cy = await Client.connect(hub.url, hub.token("cy"))
+    await cy.ask("room.create", {"room_id": "a11y", "name": "A11y", "visibility": "public"})
+    await cy.ask("chat.send", {"room": "a11y", "text": "welcome", "client_msg_id": "w"})
+    await cy.close()
+    ana = await web.open(hub, "ana")
+    await enter(ana, "Room id", "a11y", "Join")
+    await ana.get_by_label("Message", exact=True).fill("hello")
+    await ana.get_by_role("button", name="Send").click()
+    await expect(ana.get_by_test_id("messages").locator("li")).to_have_count(2)
+    found = {"rooms": await audit(ana, source)}
+
+    await ana.evaluate("() => { location.hash = '#party'; }")
+    await enter(ana, "Party id", "a11y-party", "Create")
+    await enter(ana, "Track to queue", "song-a", "Add to queue")
+    await ana.get_by_role("button", name="Play").click()
+    await expect(ana.get_by_test_id("party-playing")).to_have_text("playing")
+    found["party"] = await audit(ana, source)
+
+    await ana.evaluate("() => { location.hash = '#playlist'; }")
+    await enter(ana, "Playlist id", "a11y-mix", "Create")
+    for track in ("t1", "t2"):
+        await enter(ana, "Track to insert", track, "Insert")
+    await expect(ana.get_by_test_id("playlist-version")).to_have_text("2")
+    found["playlist"] = await audit(ana, source)
+
+    await ana.evaluate("() => { location.hash = '#inbox'; }")
+    body = json.dumps({"user_id": "ana", "title": "A11y", "content": "checked",
+                       "priority": "HIGH", "channels": ["in_app"]}).encode()
+    request = urllib.request.Request(f"{hub.http}/v1/notifications", data=body, headers={
+        "Authorization": f"Bearer {hub.token('jobs', scopes='notify:send')}",
+        "Content-Type": "application/json"})
+    assert (await asyncio.to_thread(urllib.request.urlopen, request, timeout=20)).status == 202
+    await expect(ana.get_by_test_id("notifications").locator("li")).to_have_count(1)
+    found["inbox"] = await audit(ana, source)
+
+    login = await web.page(hub, "nobody")
+    await login.goto(f"{hub.http}/app")
+    found["login"] = await audit(login, source)
+    assert {view: lines for view, lines in found.items() if lines} == {}
