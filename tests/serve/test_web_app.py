@@ -382,8 +382,8 @@ async def audit(page: Any, source: str) -> list[str]:
         f"""async () => {{
             if (!window.axe) {{ {source} }}
             const result = await axe.run(document, {{ runOnly: {json.dumps(WCAG)} }});
-            return result.violations.flatMap((v) => v.nodes.map(
-                (n) => `${{v.id}} (${{v.impact}}): ${{n.target.join(' ')}}: ${{n.failureSummary}}`));
+            return result.violations.flatMap((v) => v.nodes.map((n) =>
+                `${{v.id}} (${{v.impact}}): ${{n.target.join(' ')}}: ${{n.failureSummary}}`));
         }}""")
     return found
 
