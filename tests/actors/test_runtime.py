@@ -111,14 +111,20 @@ async def test_an_idle_entity_is_checkpointed_unloaded_and_restored_intact(make_
         await ref.ask("session.follow", follow(topic))
 
     async def unloaded() -> bool:
-        return (await stats(system, "rthub-host-0"))["passivations"] >= 1
+        # not resident: unloaded after the last follow (a slow gap between two follows may
+        # have unloaded it before too, and the next follow loaded it again)
+        found = await stats(system, "rthub-host-0")
+        return found["residents"] == 0 and found["passivations"] >= 1
 
     await until(unloaded, "the idle entity to be passivated")
+    before = await stats(system, "rthub-host-0")
     checkpoint = await db.fetchrow("SELECT version FROM entity_checkpoints "
                                    "WHERE entity_id = 'idle'")
     assert checkpoint["version"] == 5  # started, connected, three follows
     assert await topics(ref) == ["room:a", "room:b", "party:c"]
-    assert (await stats(system, "rthub-host-0"))["activations"] == 2
+    # the read loaded it again, from that checkpoint (it may be unloaded again by now)
+    activations = (await stats(system, "rthub-host-0"))["activations"]
+    assert activations == before["activations"] + 1 >= 2
 
 
 async def test_state_comes_back_from_checkpoint_plus_log_after_a_host_restart(make_system, db):

@@ -137,9 +137,12 @@ def test_backoff_is_full_jitter_under_a_doubling_cap():
 
 async def test_a_dead_dispatchers_claims_are_taken_over_after_the_lease(pool):
     note, _ = await enqueue(pool, 1, "orphan")
-    (claimed,) = await store.claim(pool, 10, 0.2)  # a dispatcher claims it, then dies
+    (claimed,) = await store.claim(pool, 10, 60)  # a dispatcher claims it, then dies
     assert claimed["id"] == note["id"]
     assert await store.claim(pool, 10, 60) == []  # leased: nobody else takes it yet
+    # the lease runs out (set in SQL: a short real lease could lapse between two queries)
+    await pool.execute("UPDATE notifications SET due_at = now() WHERE tenant = $1 AND id = $2",
+                       claimed["tenant"], claimed["id"])
     channel = Recorder()
     task = await running(Dispatcher(pool, channel, workers=1))
     try:

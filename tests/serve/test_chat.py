@@ -4,6 +4,7 @@ encryption at rest, audit, and a room that outlives its host."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import asyncpg
@@ -164,16 +165,20 @@ async def test_typing_and_read_receipts_reach_the_room(hub):
 
 
 async def test_the_send_rate_limit_names_when_to_retry_and_spares_others(deploy):
-    url, hub = await deploy(RTHUB_CHAT_RATE="1", RTHUB_CHAT_BURST="2")
+    # 0.01/s: no token comes back during the test, however slow each send's round trip is
+    url, hub = await deploy(RTHUB_CHAT_RATE="0.01", RTHUB_CHAT_BURST="2")
     olga = await Client.connect(url, hub.token("olga"))
     bob = await Client.connect(url, hub.token("bob"))
     await olga.ask("room.create", {"room_id": "rl", "name": "r"})
     await bob.ask("room.join", {"room": "rl"})
+    started = time.monotonic()
     for i in range(2):
         await olga.ask("chat.send", {"room": "rl", "text": "x", "client_msg_id": str(i)})
     error = await olga.error_for("chat.send", {"room": "rl", "text": "x", "client_msg_id": "2"})
+    elapsed_ms = (time.monotonic() - started) * 1000
     assert error["code"] == "rate_limited"
-    assert 0 < error["retry_after_ms"] <= 1000
+    # one token at 0.01/s, less what refilled since the first send (+1: whole ms)
+    assert 100_000 - elapsed_ms - 1 <= error["retry_after_ms"] <= 100_000
     assert error["message"].startswith("sending too fast in this room; retry in")
     await bob.ask("chat.send", {"room": "rl", "text": "fine", "client_msg_id": "b"})
     await olga.close()

@@ -28,21 +28,38 @@ def limiter(redis: aioredis.Redis, *rules: tuple[str, str, float, float],
 
 async def test_two_replicas_share_one_bucket_and_are_told_when_to_retry(redis_client):
     redis = redis_client
-    rules = ("user", "chat.send", 2.0, 3.0)
+    # 0.01/s: a token takes 100 s to come back, so however slow the checks are, none refills
+    rules = ("user", "chat.send", 0.01, 3.0)
     one = limiter(redis, rules)
     # another replica, same Redis
     two = RateLimiter(redis, [rules], prefix=one.prefix, check_timeout_s=30.0)
+    started = time.monotonic()
     for replica in (one, two, one):
         await replica.check("chat.send", "t", "olga", "198.51.100.1")
     with pytest.raises(RateLimited) as refused:
         await two.check("chat.send", "t", "olga", "198.51.100.1")
-    assert 0 < refused.value.retry_after_ms <= 500  # one token at 2/s
-    assert "too many this message type for this user (2/s, burst 3)" in refused.value.message
+    elapsed_ms = (time.monotonic() - started) * 1000
+    # one token at 0.01/s, less what refilled since the first check (+2: whole ms)
+    assert 100_000 - elapsed_ms - 2 <= refused.value.retry_after_ms <= 100_000
+    assert "too many this message type for this user (0.01/s, burst 3)" \
+        in refused.value.message
     await one.check("chat.send", "t", "bob", "198.51.100.1")  # bob has his own bucket
     await one.check("room.join", "t", "olga", "198.51.100.1")  # no rule for this type
-    await asyncio.sleep(refused.value.retry_after_ms / 1000 + 0.05)  # the refill under test
-    await one.check("chat.send", "t", "olga", "198.51.100.1")
     assert two.refused == {"user:chat.send": 1}
+
+    # The refill under test, on a bucket quick enough to wait for: after the wait a refusal
+    # names, a token is there (a slow machine only adds tokens).
+    quick = limiter(redis, ("user", "chat.send", 2.0, 1.0))
+    async with asyncio.timeout(30):
+        while True:  # refused once two checks come within the 0.5 s a token takes
+            try:
+                await quick.check("chat.send", "t", "olga", "198.51.100.1")
+            except RateLimited as err:
+                wait_ms = err.retry_after_ms
+                break
+    assert 0 < wait_ms <= 500  # one token at 2/s
+    await asyncio.sleep(wait_ms / 1000 + 0.05)
+    await quick.check("chat.send", "t", "olga", "198.51.100.1")
 
 
 async def test_concurrent_checks_spend_exactly_the_burst(redis_client):
@@ -89,7 +106,8 @@ async def test_a_stalled_redis_lets_requests_through_instead_of_holding_them(tmp
 
 
 # -- through the hub ------------------------------------------------------------------------
-LIMITS = ("user:chat.send=1/3,user:connect=0.05/2,user:http=0.05/2,ip:*=100000/100000,"
+# chat.send at 0.01/s: no token comes back during the test, however slow its round trips
+LIMITS = ("user:chat.send=0.01/3,user:connect=0.05/2,user:http=0.05/2,ip:*=100000/100000,"
           "tenant:*=100000/100000")
 
 
@@ -99,12 +117,15 @@ async def test_a_flood_is_refused_then_closed_4429_and_the_room_carries_on(deplo
     bob = await Client.connect(url, hub.token("bob"))
     await olga.ask("room.create", {"room_id": "fl", "name": "flood"})
     await bob.ask("room.join", {"room": "fl"})
+    started = time.monotonic()
     for i in range(3):
         await olga.ask("chat.send", {"room": "fl", "text": "hi", "client_msg_id": str(i)})
     error = await olga.error_for("chat.send", {"room": "fl", "text": "x", "client_msg_id": "3"})
+    elapsed_ms = (time.monotonic() - started) * 1000
     assert error["code"] == "rate_limited"
-    assert 0 < error["retry_after_ms"] <= 1000
-    assert error["message"].startswith("too many this message type for this user (1/s")
+    # one token at 0.01/s, less what refilled since the first send (+2: whole ms)
+    assert 100_000 - elapsed_ms - 2 <= error["retry_after_ms"] <= 100_000
+    assert error["message"].startswith("too many this message type for this user (0.01/s")
     for i in range(3):  # refusals 2, 3 and 4 within 10 s: a flood
         await olga.send("chat.send", {"room": "fl", "text": "x", "client_msg_id": f"f{i}"})
     assert await olga.closed_with() == 4429

@@ -198,7 +198,8 @@ async def test_past_the_deadline_or_with_no_app_the_answer_is_popularity_marked_
     recs = Recommendations(settings, db)
     started = asyncio.get_running_loop().time()
     late = await recs.ask("pop", "u1", ["x"], ["hit1"], 5)
-    assert asyncio.get_running_loop().time() - started < 5  # the deadline, not the 30 s
+    # the deadline (and a popularity query), not the 30 s stall: loose for a loaded machine
+    assert asyncio.get_running_loop().time() - started < 15
     assert late == {"tracks": [{"track": "hit0", "score": 0.0}, {"track": "hit2", "score": 0.0}],
                     "model": "popularity", "fallback": True, "reason": "deadline"}
     rayserve.delete(name)
@@ -212,8 +213,10 @@ async def test_past_the_deadline_or_with_no_app_the_answer_is_popularity_marked_
 
 async def test_the_hubs_callers_use_the_model_then_fall_back_marked_and_counted(
         deploy, models):
+    # a deadline no loaded machine misses (and under the test's own waits, 15 s for an ack):
+    # this test wants the model's answers (the deadline's fallback has its own test)
     _, hub = await deploy(RTHUB_RECOMMEND_APP=f"rec-{uuid.uuid4().hex[:6]}",
-                          RTHUB_RECOMMEND_DEADLINE_MS="2000")
+                          RTHUB_RECOMMEND_DEADLINE_MS="10000")
     await asyncio.to_thread(run, hub.settings.recommend_app, {"variants": {"a": models["v1"]}})
     ana = await Client.connect(hub.url, hub.token("ana"))
     await ana.ask("playlist.create", {"playlist_id": "mix", "name": "Mix"})
@@ -229,16 +232,17 @@ async def test_the_hubs_callers_use_the_model_then_fall_back_marked_and_counted(
     await ana.ask("party.create", {"party_id": "fri", "name": "Friday"})
     await ana.ask("party.queue", {"party": "fri", "op": "add", "track": "t07"})
     await ana.ask("party.control", {"party": "fri", "action": "play"})  # the queue runs low
-    pushed = (await ana.expect("party.recommendations", topic="party:fri"))["content"]
+    pushed = (await ana.expect("party.recommendations", topic="party:fri",
+                               within=30))["content"]
     assert (pushed["model"], pushed["fallback"], pushed["tracks"][:2]) == ("music:v1", False,
                                                                           ["t00", "t01"])
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:  # longer than the deadline
         asked = await http.post(f"{hub.http}/v1/recommendations", json={"limit": 2},
                                 headers={"authorization": f"Bearer {hub.token('ana')}"})
     assert asked.json()["model"] == "music:v1"  # from ana's own listening (t03, t05, t07)
 
     await asyncio.to_thread(rayserve.delete, hub.settings.recommend_app)  # the model is gone
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:  # a deleted app may cost the deadline
         fallback = await http.post(f"{hub.http}/v1/recommendations",
                                    json={"history": ["t03"], "limit": 5},
                                    headers={"authorization": f"Bearer {hub.token('ana')}"})

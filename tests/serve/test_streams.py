@@ -130,22 +130,26 @@ async def test_subscribe_since_another_epoch_is_not_recovered(hub):
 
 
 async def test_a_pong_confirms_what_was_read_so_a_resume_repeats_nothing(deploy):
-    url, hub = await deploy(WS_HEARTBEAT_INTERVAL="1")
+    # pings every 3 s: a socket silent for 6 s is closed (4408), well past the gaps between
+    # the reader's frames on a loaded machine (at 1 s, 2 s was not)
+    url, hub = await deploy(WS_HEARTBEAT_INTERVAL="3")
     owner = await Client.connect(url, hub.token("owner"))
     reader = await Client.connect(url, hub.token("reader"))
     await owner.ask("room.create", {"room_id": "p", "name": "p"})
     await reader.ask("room.join", {"room": "p"})
     sent = await say(owner, "p", "a", "b")
+    await owner.close()  # it never answers pings: a socket of its own for each turn
     assert await seqs(reader, "p", 2) == sent
     held = [f for f in reader.inbox if f["type"] == "ping"]
     for ping in held:  # pongs answer pings in order: answer those read before seq 2 first
         reader.inbox.remove(ping)
         await reader.send("pong")
-    await reader.expect("ping", within=5)  # read after seq 2, so queued after it
+    await reader.expect("ping", within=15)  # read after seq 2, so queued after it
     await reader.send("pong")  # confirms 1-2
     assert (await reader.ask("ping"))["server_time_ms"]  # the pong has been handled
     token = reader.welcome["content"]["resume_token"]
     await reader.close()
+    owner = await Client.connect(url, hub.token("owner"))
     later = await say(owner, "p", "c")
     back = await Client.connect(url, hub.token("reader"), query=f"?resume={token}")
     assert (await back.expect("subscribed", topic="room:p"))["content"]["recovered"] is True
