@@ -65,16 +65,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if id(item) not in gone]
 
 
+SAID_WHEN_SKIPPED = {"browser": "browser tests", "node": "Node tests"}
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """One line per reason when browser tests were skipped (no chromium, no playwright):
-    ``-q`` alone would only count them."""
-    reasons: dict[str, int] = {}
+    """One line per reason when tests that need a tool of the machine were skipped (no
+    chromium or playwright; no node or npm): ``-q`` alone would only count them."""
+    reasons: dict[tuple[str, str], int] = {}
     for report in terminalreporter.stats.get("skipped", []):
-        if "browser" in report.keywords and isinstance(report.longrepr, tuple):
+        marker = next((m for m in SAID_WHEN_SKIPPED if m in report.keywords), None)
+        if marker is not None and isinstance(report.longrepr, tuple):
             reason = report.longrepr[2].removeprefix("Skipped: ")
-            reasons[reason] = reasons.get(reason, 0) + 1
-    for reason, count in reasons.items():
-        terminalreporter.write_line(f"browser tests skipped ({count}): {reason}", yellow=True)
+            reasons[marker, reason] = reasons.get((marker, reason), 0) + 1
+    for (marker, reason), count in reasons.items():
+        terminalreporter.write_line(f"{SAID_WHEN_SKIPPED[marker]} skipped ({count}): {reason}",
+                                    yellow=True)
 
 
 def with_database(url: str, database: str) -> str:

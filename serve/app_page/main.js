@@ -1,5 +1,6 @@
 // The web app's entry: where the hub's WebSocket is (config.json), logging in with a token
-// (?token= once, taken out of the address bar at once, or the form), and the four views.
+// (?token= once, taken out of the address bar at once, or the form; kept for this tab in
+// sessionStorage until it expires or the user logs out), and the four views.
 // window.rthubApp is what the browser tests read; nothing else is global.
 
 import { Hub } from "./sdk/index.js";
@@ -21,6 +22,38 @@ function tokenFromAddress() {
     history.replaceState(history.state, "", url.pathname + url.search + url.hash);
   }
   return token;
+}
+
+const KEPT = "rthub.token";
+const KEEP_MARGIN_S = 30; // a kept token this close to its exp is not worth a connect
+
+/** The token this tab logged in with, if it is still good for a while (else forgotten). */
+function keptToken() {
+  let token = null;
+  try {
+    token = sessionStorage.getItem(KEPT);
+  } catch {
+    return null; // storage blocked: log in each time
+  }
+  if (token && (claims(token).exp ?? 0) > Date.now() / 1000 + KEEP_MARGIN_S) return token;
+  forget();
+  return null;
+}
+
+function keep(token) {
+  try {
+    sessionStorage.setItem(KEPT, token);
+  } catch {
+    // storage blocked or full: the session still works, a reload asks again
+  }
+}
+
+function forget() {
+  try {
+    sessionStorage.removeItem(KEPT);
+  } catch {
+    // nothing was kept
+  }
 }
 
 function claims(token) {
@@ -50,20 +83,26 @@ async function login(token, wsUrl) {
   try {
     welcome = await hub.connect();
   } catch (err) {
+    forget(); // a kept token that no longer works (revoked, say) is not tried again
     status(`Could not log in: ${err.code ? err.code + ": " : ""}${err.message || err}`, true);
     $("login").hidden = false;
     return;
   }
+  keep(token);
   hub.on("state", (state) => {
     if (state === "reconnecting") status("Connection lost; reconnecting…", true);
     else if (state === "open") status("Connected.");
-    else if (state === "closed") status("Disconnected. Reload the page to log in again.", true);
+    else if (state === "closed") {
+      forget(); // closed for good: the token expired or was revoked
+      status("Disconnected. Reload the page to log in again.", true);
+    }
   });
   const me = welcome.user_id;
   const name = claims(token).name;
   $("who").textContent = `${name && name !== me ? `${name} (${me})` : me} · ${welcome.tenant}`;
   $("login").hidden = true;
   $("nav").hidden = false;
+  $("logout").hidden = false;
   Object.assign(app, { hub, me, welcome });
   // a view that fails to start is reported; the others still work
   const broken = [];
@@ -96,13 +135,18 @@ async function main() {
     status(`The hub's configuration did not load: ${err.message}`, true);
     return;
   }
+  $("logout").addEventListener("click", async () => {
+    forget();
+    await app.hub?.close();
+    location.replace(location.pathname); // a fresh page, at the login form
+  });
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     $("login").hidden = true;
     login($("token").value.trim(), config.ws_url);
     $("token").value = "";
   });
-  const token = tokenFromAddress();
+  const token = tokenFromAddress() ?? keptToken();
   if (token) {
     await login(token, config.ws_url);
   } else {

@@ -28,6 +28,7 @@ from tests.conftest import create_database
 from tests.serve.conftest import SECRET, app_settings, routed, urls
 
 log = logging.getLogger(__name__)
+pytestmark = pytest.mark.node
 SDK = Path(__file__).resolve().parents[2] / "sdk" / "js"
 NODE_TIMEOUT_S = 300  # the hub tests take ~30 s; a busy machine may take several times that
 

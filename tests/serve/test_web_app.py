@@ -343,7 +343,7 @@ async def test_a_notification_sent_over_http_arrives_in_the_inbox_live(hub, web)
 
 
 @pytest.mark.browser
-async def test_the_login_form_refuses_a_bad_token_and_takes_a_good_one(hub, web):
+async def test_the_login_form_refuses_a_bad_token_and_takes_a_good_one_until_log_out(hub, web):
     expect = web.expect
     page = await web.page(hub, "form")
     await page.goto(f"{hub.http}/app")
@@ -356,6 +356,18 @@ async def test_the_login_form_refuses_a_bad_token_and_takes_a_good_one(hub, web)
     await ready(page)
     await expect(page.get_by_test_id("who")).to_have_text(f"Dee (dee) · {hub.tenant}")
     await expect(page.get_by_label("Token")).to_be_hidden()
+    # the tab keeps its token: a reload logs in again without the form
+    await page.reload()
+    await ready(page)
+    await expect(page.get_by_test_id("who")).to_have_text(f"Dee (dee) · {hub.tenant}")
+    await expect(page.get_by_label("Token")).to_be_hidden()
+    # until the user logs out: then the form, and a reload does not log in
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_label("Token")).to_be_visible()
+    await page.reload()
+    await expect(page.get_by_test_id("status")).to_have_text("Log in with a token.")
+    await expect(page.get_by_label("Token")).to_be_visible()
+    assert await page.evaluate("() => sessionStorage.length") == 0
 
 
 AUDIT = Path(__file__).resolve().parent / "app_audit"
