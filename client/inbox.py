@@ -25,7 +25,7 @@ class Inbox:
         self._events = Emitter()
         self._offs: list[Callable[[], None]] = []
         self._reloading: asyncio.Future[Any] | None = None
-        self._arrived: list[dict[str, Any]] = []  # live since the last load began
+        self._arrived: list[dict[str, Any]] | None = None  # live while a load reads the list
 
     def on(self, name: str, fn: Callable[..., Any]) -> Callable[[], None]:
         return self._events.on(name, fn)
@@ -42,10 +42,13 @@ class Inbox:
                           self.hub.on("notification.state", self._state)]
             await self.hub.subscribe(self.topic, on_reload=self._reload)
         self._filter = {"limit": limit, "state": state}
-        self._arrived = []
-        listed = await self._list(limit, state)
+        self._arrived = arrived = []
+        try:
+            listed = await self._list(limit, state)
+        finally:
+            self._arrived = None
         known = {item["id"] for item in listed["items"]}
-        live = [item for item in self._arrived  # came while the list was read
+        live = [item for item in arrived  # came while the list was read
                 if item["id"] not in known and state in (None, item.get("state"))]
         self.items = live + listed["items"]
         self.unread = max(int(listed["unread"]), self.unread if live else 0)
@@ -103,7 +106,8 @@ class Inbox:
                                                    for i in self.items):
             return
         self.items.insert(0, content)
-        self._arrived.append(content)
+        if self._arrived is not None:
+            self._arrived.append(content)
         self.unread = int(content["unread"]) if "unread" in content else self.unread + 1
         self._events.emit("notification", content)
         self._events.emit("change", self.items)
