@@ -28,15 +28,12 @@ from pathlib import Path
 import websockets
 
 from benchmarks.hub import HubProcess
+from benchmarks.parties import pct
 from client import Hub
 
 log = logging.getLogger("benchmarks.sdk_python")
 RESULTS = Path(__file__).parent / "results" / "sdk_python.md"
 
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def sdk_trips(hub: Hub, count: int) -> dict[str, list[float]]:

@@ -5,12 +5,15 @@ keeps."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from client.emitter import Emitter
 from client.hub import Hub
 from client.messages import ACKS, NotificationList, parse
+
+log = logging.getLogger(__name__)
 
 
 class Inbox:
@@ -100,6 +103,7 @@ class Inbox:
         """The hub could not replay what this inbox missed: read the list again."""
         self._reloading = asyncio.ensure_future(self.load(self._filter["limit"],
                                                           self._filter["state"]))
+        self._reloading.add_done_callback(_log_failure)
 
     def _notification(self, content: dict[str, Any], frame: dict[str, Any]) -> None:
         if frame.get("topic") != self.topic or any(i["id"] == content["id"]
@@ -125,3 +129,9 @@ class Inbox:
         if isinstance(unread, int):
             self.unread = unread
         self._events.emit("change", self.items)
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    """A reload that failed is logged (the inbox keeps what it had; the next load retries)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the inbox could not reload: %r", task.exception())

@@ -136,22 +136,20 @@ class Connection:
             self.core.metrics.slow_closed.count += 1
         self.close(4413, "too slow: send buffer full")
 
-    def close(self, code: int, reason: str) -> None:
-        """Close after the frames already sent or queued (idempotent)."""
-        if self._closing is None:
-            self._closing = (code, reason)
-            self.sink.close(code, reason)
+    def close(self, code: int, reason: str) -> bool:
+        """Close after the frames already sent or queued (idempotent); whether this call
+        closed it."""
+        if self._closing is not None:
+            return False
+        self._closing = (code, reason)
+        self.sink.close(code, reason)
+        return True
 
     def peer_closed(self, code: int | None) -> None:
         """The client sent a close frame (with ``code``): what ``system.disconnect`` reports
         unless the hub had closed the socket first."""
         if self._closing is None:
             self._closing = (int(code) if code else 1005, "closed by the client")
-
-    @property
-    def closing(self) -> bool:
-        """The hub or the client has closed it (what is queued may still be going out)."""
-        return self._closing is not None
 
     @property
     def close_code(self) -> int:

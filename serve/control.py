@@ -134,18 +134,22 @@ class Control:
     async def _heartbeats(self) -> None:
         """One timer for every socket of the replica (not a task per socket): each socket is
         pinged every WS_HEARTBEAT_INTERVAL from its connect time, and closed (4408) after
-        two intervals without a word from the client."""
+        two intervals without a word from the client, or (4401) once its token expired."""
         tick = min(1.0, self.settings.ws_heartbeat_interval / 4)
         next_refresh = time.monotonic() + self.settings.ws_heartbeat_interval
         next_flush = time.monotonic() + self.settings.analytics_flush_s
         while True:
             self.spawn(self._alive())
             await asyncio.sleep(tick)
-            now = time.monotonic()
+            now, wall = time.monotonic(), time.time()
             for conn in list(self.connections.values()):
                 if conn.next_beat <= now:
                     conn.beat(now)
-            self.close_expired(time.time())
+                # a token proves who is there only until it expires (with the upgrade's
+                # leeway); a client keeps its socket by sending session.refresh before that
+                if conn.identity.expires_at + LEEWAY_S < wall and conn.close(4401,
+                                                                             "token expired"):
+                    self.metrics.expired_closed.count += 1
             self._security_tick()
             if now >= next_flush and not self._analytics_flushing:
                 next_flush = now + self.settings.analytics_flush_s
@@ -205,18 +209,6 @@ class Control:
                 self.close_revoked()
         finally:
             self._revocation_check_running = False
-
-    def close_expired(self, now: float) -> int:
-        """Close every local socket whose token's ``exp`` has passed (with the leeway the
-        upgrade allows): a token proves who is there only until it expires, and a client
-        keeps its socket by sending ``session.refresh`` with a fresh one before that."""
-        closed = 0
-        for conn in list(self.connections.values()):
-            if conn.identity.expires_at + LEEWAY_S < now and not conn.closing:
-                conn.close(4401, "token expired")
-                closed += 1
-        self.metrics.expired_closed.count += closed
-        return closed
 
     def close_revoked(self) -> int:
         """Close every local socket whose token the revocation list covers."""

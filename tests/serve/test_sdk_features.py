@@ -52,7 +52,6 @@ async def test_a_party_member_plans_its_start_and_corrects_drift_through_the_clo
         seek = scheduler.correct(expected - 900, at)
         assert seek["action"] == "seek"
         assert seek["seek_to_ms"] == pytest.approx(expected)
-        assert party.position_at(now_ms()) >= 0
 
         # the party's own verdict on this device: on time, then 150 ms ahead, then 2 s ahead
         on_time = await party.report(party.position_at(now_ms()))
